@@ -1,0 +1,104 @@
+"""Cost of the density-gap KL against the analytic per-datum KL (Zhang et al. 2022, sec. 3).
+
+For each batch size b, random posteriors q(z|x_i) = N(mu_i, diag sigma_i^2), i = 1..b, in d
+dimensions, one forward + backward pass of
+
+* ``b * density_gap_kl(q, N(0, I), M)``: the DG term, O(b^2 M d) work, and
+* ``sum_i KL(q(z|x_i) || N(0, I)) = sum_i,k (mu_ik^2 + sigma_ik^2 - 1 - 2 log sigma_ik) / 2``:
+  the analytic KL of TraceMeanField_ELBO, O(b d),
+
+timed (median of up to ``--repeats`` runs after one warm-up, within ``--budget`` seconds) and profiled for peak memory: the
+largest total of live bytes allocated during the pass, from the allocation events of
+``torch.profiler.profile(profile_memory=True)``. All ratios come from one run of this script.
+
+Usage: ``python benchmarks/dg_cost.py [--seed 0] [--batch-sizes 32 128 512] [--repeats 5] [--budget 2]``
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import statistics
+import time
+from typing import Callable
+
+import pyro.distributions as dist
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from inference.density_gap import MODES, density_gap_kl
+
+
+def density_gap_step(loc: torch.Tensor, log_scale: torch.Tensor, num_samples: int, mode: str) -> None:
+    """Forward and backward of ``b * KL_DG(q_B || p)``."""
+    prior = dist.Normal(torch.zeros_like(loc[0]), 1.0).to_event(1)
+    posterior = dist.Normal(loc, log_scale.exp()).to_event(1)
+    (loc.shape[0] * density_gap_kl(posterior, prior, num_samples, mode=mode)).backward()
+
+
+def analytic_step(loc: torch.Tensor, log_scale: torch.Tensor) -> None:
+    """Forward and backward of ``sum_i KL(N(mu_i, sigma_i^2) || N(0, I))`` in closed form."""
+    (0.5 * (loc**2 + (2 * log_scale).exp() - 1 - 2 * log_scale)).sum().backward()
+
+
+def median_seconds(step: Callable[[], None], repeats: int, budget_s: float) -> float:
+    """Median time of up to ``repeats`` runs after a warm-up run; stops once ``budget_s`` is
+    spent (a warm-up that alone exceeds it is taken as the one measurement)."""
+    times = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+        if sum(times) > budget_s:
+            break
+    return statistics.median(times[1:] or times)
+
+
+def peak_bytes(step: Callable[[], None]) -> int:
+    """Peak of the running total of CPU allocations and frees recorded while ``step`` runs."""
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    events = sorted(
+        (event for event in prof.profiler.kineto_results.events() if event.name() == "[memory]"),
+        key=lambda event: event.start_ns(),
+    )
+    return max(itertools.accumulate((event.nbytes() for event in events), initial=0))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 128, 512])
+    parser.add_argument("--num-samples", type=int, default=32, help="M, samples per datum")
+    parser.add_argument("--dim", type=int, default=32, help="latent dimension d")
+    parser.add_argument("--mode", choices=MODES, default="marginal")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement, at most")
+    parser.add_argument("--budget", type=float, default=2.0, help="seconds per timing before it stops early")
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
+
+    torch.manual_seed(args.seed)
+    print(f"M = {args.num_samples}, d = {args.dim}, mode = {args.mode}, torch threads = {torch.get_num_threads()}")
+    header = ("b", "DG ms", "KL ms", "time ratio", "DG peak MB", "KL peak MB", "memory ratio")
+    print(" | ".join(f"{title:>12}" for title in header))
+    for batch in args.batch_sizes:
+        loc = torch.randn(batch, args.dim, requires_grad=True)
+        log_scale = (0.5 * torch.randn(batch, args.dim)).requires_grad_()
+        steps = (
+            lambda: density_gap_step(loc, log_scale, args.num_samples, args.mode),
+            lambda: analytic_step(loc, log_scale),
+        )
+        seconds = [median_seconds(step, args.repeats, args.budget) for step in steps]
+        memory = [peak_bytes(step) for step in steps]
+        row = (
+            f"{batch:>12d}",
+            *(f"{1e3 * value:>12.2f}" for value in seconds),
+            f"{seconds[0] / seconds[1]:>12.0f}",
+            *(f"{value / 2**20:>12.3f}" for value in memory),
+            f"{memory[0] / max(memory[1], 1):>12.0f}",
+        )
+        print(" | ".join(row))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,408 @@
+"""The density-gap regulariser of DG-VAE (Zhang et al. 2022, sec. 3; ``dg-vae.md`` sec. 2-3).
+
+DG-VAE keeps the reconstruction term of the ELBO and replaces the per-datum KL terms by the KL
+between the aggregated posterior of the batch and the prior,
+
+    L_DG(B) = sum_{i in B} E_{q(z|x_i)} log p(x_i|z)  -  beta |B| KL(q_B(z) || p(z)),
+    q_B(z)  = (1/|B|) sum_{j in B} q(z|x_j),
+
+(the |B| puts the batch term on the scale of the summed per-datum KLs it replaces). The KL is
+estimated with M reparameterised samples z_{i,m} ~ q(z|x_i) per datum:
+
+    KL(q_B || p) ~= (1/(|B| M)) sum_{i,m} [ log q_B(z_{i,m}) - log p(z_{i,m}) ],
+    log q_B(z)   =  logsumexp_j log q(z|x_j) - log |B|,
+
+where log q_B(z) - log p(z) is the *density gap* at z. The estimator is unbiased, since
+(1/|B|) sum_i E_{q(z|x_i)} f(z) = E_{q_B} f(z). Variants (``dg-vae.md`` sec. 3):
+
+* ``mode="marginal"`` (the paper's Gaussian default): the estimator applied to each coordinate k
+  with the one-dimensional marginals q(z_k|x_j), p(z_k), summed over k. For a product prior this
+  estimates KL(q_B || p) - TC(q_B), TC the total correlation of q_B.
+* ``mode="joint"``: full d-dimensional log densities (the paper's choice for vMF posteriors).
+* ``agg_size=b``: the batch is cut into consecutive chunks of b; q_B is the chunk's aggregate
+  for the samples of that chunk. b = 1 gives back the usual single-posterior Monte-Carlo KL.
+"""
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Callable, Sequence
+
+import torch
+from pyro.distributions.util import is_identically_zero
+from pyro.infer import Trace_ELBO
+from pyro.infer.util import MultiFrameTensor, get_plate_stacks, torch_item
+from pyro.util import warn_if_nan
+from torch.distributions import Distribution, Independent
+from torch.utils.checkpoint import checkpoint
+
+MODES = ("marginal", "joint")
+PARTICLE_PLATE = "num_particles_vectorized"
+_CHUNK_ELEMENTS = 2**18
+_RECOMPUTE_ELEMENTS = 2**24
+
+
+def _check_estimator_options(
+    num_samples: int, agg_size: int | None, mode: str, chunk_size: int | None
+) -> None:
+    if not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
+    if agg_size is not None and (not isinstance(agg_size, int) or agg_size < 1):
+        raise ValueError(f"agg_size must be None or a positive integer, got {agg_size!r}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+        raise ValueError(f"chunk_size must be None or a positive integer, got {chunk_size!r}")
+
+
+def _check_shapes(posterior: Distribution, prior: Distribution) -> None:
+    if len(posterior.event_shape) != 1 or len(posterior.batch_shape) < 1:
+        raise ValueError(
+            "density_gap_kl needs a posterior with batch shape (..., B) and event shape (d,), got "
+            f"batch {tuple(posterior.batch_shape)}, event {tuple(posterior.event_shape)}"
+        )
+    if prior.event_shape not in (torch.Size(), posterior.event_shape):
+        raise ValueError(
+            f"prior event shape {tuple(prior.event_shape)} must be () or the posterior's "
+            f"{tuple(posterior.event_shape)}"
+        )
+    full_shape = posterior.batch_shape + posterior.event_shape
+    prior_shape = prior.batch_shape + prior.event_shape
+    try:
+        fits = torch.broadcast_shapes(prior_shape, full_shape) == full_shape
+    except RuntimeError:
+        fits = False
+    if not fits:
+        raise ValueError(
+            f"prior of shape {tuple(prior_shape)} does not broadcast to the posterior's {tuple(full_shape)}"
+        )
+    if not posterior.has_rsample:
+        raise ValueError(
+            f"density_gap_kl needs a reparameterised posterior (has_rsample); {type(posterior).__name__} has none"
+        )
+
+
+def _per_dimension_log_prob(distribution: Distribution, role: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``z (..., d) -> (..., d)``: the log densities of the one-dimensional marginals."""
+    if distribution.event_shape == torch.Size():
+        return distribution.log_prob
+    if (
+        isinstance(distribution, Independent)
+        and distribution.reinterpreted_batch_ndims == 1
+        and distribution.base_dist.event_shape == torch.Size()
+    ):
+        return distribution.base_dist.log_prob
+    raise ValueError(
+        f'mode="marginal" needs per-dimension densities, but the {role} is a '
+        f"{type(distribution).__name__}, which cannot be split into one-dimensional marginals; "
+        'use mode="joint"'
+    )
+
+
+def _joint_log_prob(distribution: Distribution) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``z (..., d) -> (...)``: the d-dimensional log density (a univariate one summed over k)."""
+    if distribution.event_shape == torch.Size():
+        return lambda value: distribution.log_prob(value).sum(-1)
+    return distribution.log_prob
+
+
+def _chunk_log_aggregate(
+    log_q: Callable[[torch.Tensor], torch.Tensor],
+    group: torch.Tensor | None,
+    log_group_size: torch.Tensor,
+    num_lead: int,
+    per_dimension: bool,
+    rows: torch.Tensor,
+    row_group: torch.Tensor,
+) -> torch.Tensor:
+    """``logsumexp_j log q(z_r|x_j) - log |chunk(r)|`` over the j in row r's aggregation chunk.
+
+    ``rows`` is ``(k, *lead, 1, d)``; ``log_q(rows)`` is ``(k, *lead, B)``, or ``(k, *lead, B, d)``
+    per dimension; the result drops the B dim.
+    """
+    log_density = log_q(rows)
+    dimension = (1,) if per_dimension else ()
+    if group is not None:
+        same_chunk = (row_group.unsqueeze(-1) == group).view(rows.shape[0], *(1,) * num_lead, -1, *dimension)
+        log_density = log_density.masked_fill(~same_chunk, -math.inf)
+    log_size = log_group_size[row_group].view(-1, *(1,) * num_lead, *dimension)
+    return torch.logsumexp(log_density, dim=-2 if per_dimension else -1) - log_size
+
+
+def density_gap_kl(
+    posterior: Distribution,
+    prior: Distribution,
+    num_samples: int = 32,
+    agg_size: int | None = None,
+    mode: str = "marginal",
+    chunk_size: int | None = None,
+) -> torch.Tensor:
+    """Density-gap estimate of KL(q_B || p), q_B = (1/|B|) sum_j q(z|x_j) (Zhang et al. 2022, sec. 3).
+
+        KL(q_B || p) ~= (1/(|B| M)) sum_{i,m} [log q_B(z_{i,m}) - log p(z_{i,m})],  z_{i,m} ~ q(z|x_i),
+        log q_B(z) = logsumexp_j log q(z|x_j) - log |B|        (``dg-vae.md`` sec. 3)
+
+    :param posterior: q(z|x_j), batch shape ``(..., B)`` (the last batch dim is the data batch;
+        leading dims, e.g. vectorised particles, are kept), event shape ``(d,)``, with ``rsample``.
+    :param prior: p(z), event shape ``(d,)`` or ``()`` (a univariate density applied per coordinate),
+        broadcastable to the posterior's shape.
+    :param num_samples: M, samples per datum.
+    :param agg_size: b: estimate within consecutive chunks of b data (the last may be smaller) and
+        average over data, i.e. weight each chunk by its size; ``None`` (one chunk) = the batch.
+    :param mode: ``"marginal"``: per-coordinate one-dimensional estimates summed over k (needs an
+        ``Independent`` univariate posterior); ``"joint"``: d-dimensional ``log_prob``.
+    :param chunk_size: how many (i, m) samples are scored against all B posteriors at a time
+        (default: chunks of about 2^18 numbers, which keeps them in cache). When the whole
+        B x M x B x d array exceeds 2^24 numbers and gradients are on, each chunk is recomputed
+        in the backward pass (checkpointing), so memory stays bounded by the chunk. Cost
+        O(B^2 M d) for any ``agg_size`` (out-of-chunk pairs are masked).
+    :returns: the estimate, shape ``batch_shape[:-1]``, differentiable w.r.t. the posterior's
+        parameters (through ``rsample`` and through log q).
+    """
+    _check_estimator_options(num_samples, agg_size, mode, chunk_size)
+    _check_shapes(posterior, prior)
+    if mode == "marginal":
+        log_q, log_p = _per_dimension_log_prob(posterior, "posterior"), _per_dimension_log_prob(prior, "prior")
+    else:
+        log_q, log_p = posterior.log_prob, _joint_log_prob(prior)
+    lead, batch = posterior.batch_shape[:-1], posterior.batch_shape[-1]
+    dim = posterior.event_shape[0]
+
+    samples = posterior.rsample((num_samples,))
+    log_prior = log_p(samples).movedim(len(lead) + 1, 1)
+    rows = samples.movedim(-2, 1).flatten(0, 1).unsqueeze(-2)
+
+    size = batch if agg_size is None else min(agg_size, batch)
+    group = torch.arange(batch, device=samples.device) // size
+    log_group_size = torch.bincount(group).to(samples.dtype).log()
+    row_group = group.repeat(num_samples)
+    score = partial(
+        _chunk_log_aggregate,
+        log_q,
+        None if size == batch else group,
+        log_group_size,
+        len(lead),
+        mode == "marginal",
+    )
+    row_elements = max(1, lead.numel()) * batch * dim
+    if chunk_size is None:
+        chunk_size = max(1, _CHUNK_ELEMENTS // row_elements)
+    starts = range(0, rows.shape[0], chunk_size)
+    recompute = torch.is_grad_enabled() and len(starts) > 1 and rows.shape[0] * row_elements > _RECOMPUTE_ELEMENTS
+    pieces = []
+    for start in starts:
+        chunk = (rows[start : start + chunk_size], row_group[start : start + chunk_size])
+        if recompute:
+            pieces.append(checkpoint(score, *chunk, use_reentrant=False, preserve_rng_state=False))
+        else:
+            pieces.append(score(*chunk))
+    log_aggregate = torch.cat(pieces).unflatten(0, (num_samples, batch))
+
+    gap = log_aggregate - log_prior
+    if mode == "marginal":
+        gap = gap.sum(-1)
+    return gap.mean((0, 1))
+
+
+def _batch_frames(site: dict) -> list:
+    return [frame for frame in site["cond_indep_stack"] if frame.name != PARTICLE_PLATE]
+
+
+def _site_is_active(name: str, site: dict) -> bool:
+    """False where ``poutine.mask`` drops the site's terms; a partial mask has no batch-level meaning."""
+    mask = site["mask"]
+    if mask is None or mask is True:
+        return True
+    if mask is False:
+        return False
+    if bool(mask.all()):
+        return True
+    if not bool(mask.any()):
+        return False
+    raise ValueError(f"site {name!r}: the density gap is a batch term and cannot take a partial mask")
+
+
+def _site_scale(name: str, site: dict) -> float | torch.Tensor:
+    scale = site["scale"]
+    if torch.is_tensor(scale):
+        if scale.numel() != 1:
+            raise ValueError(f"site {name!r}: the density gap needs one scale for the batch, got shape {tuple(scale.shape)}")
+        return scale.reshape(())
+    return scale
+
+
+def _score_function_reward(model_trace, guide_trace, skipped: Sequence[str]) -> MultiFrameTensor:
+    """Per-plate ``log p - log q`` of the sites kept in the loss (the reward of non-reparameterised sites)."""
+    reward = MultiFrameTensor()
+    stacks = get_plate_stacks(model_trace)
+    for name, site in model_trace.nodes.items():
+        if site["type"] == "sample" and name not in skipped:
+            term = site["log_prob"]
+            if not site["is_observed"]:
+                term = term - guide_trace.nodes[name]["log_prob"]
+            reward.add((stacks[name], term.detach()))
+    return reward
+
+
+class DensityGapELBO(Trace_ELBO):
+    """Trace_ELBO with the per-datum KL of chosen latent sites replaced by the density gap (DG-VAE).
+
+        loss = - sum_{observed} log p(x|z) - sum_{other latents} [log p(z) - log q(z)]
+               + beta * sum_{DG sites} scale * |B| * KL(q_B || p)
+
+    with KL(q_B || p) from :func:`density_gap_kl` (Zhang et al. 2022, sec. 3; ``dg-vae.md`` sec. 2-3).
+    ``scale`` is the guide site's scale (the plate's subsample factor N/|B| times any
+    ``poutine.scale``, e.g. a KL warm-up weight), so a subsampled plate of N data gives
+    N KL(q_B || p), the scale of Trace_ELBO's summed KL. A site masked out by ``poutine.mask``
+    contributes nothing. Prior and posterior come from the traces (``site["fn"]``), so any
+    model/guide pair with a batch plate and reparameterised latent sites works.
+
+    :param num_samples: M, samples per datum for the estimate.
+    :param agg_size: aggregation size b (``None``: the whole batch).
+    :param mode: ``"marginal"`` or ``"joint"`` (see :func:`density_gap_kl`).
+    :param beta: weight of the density-gap term.
+    :param sites: latent site names to regularise; ``None``: every latent guide site inside a
+        batch plate (the vectorised-particles plate does not count).
+    :param chunk_size: passed to :func:`density_gap_kl`.
+
+    After each evaluation ``last_terms`` holds ``reconstruction`` (the NLL of the observed sites,
+    scaled as in the loss), ``density_gap`` (the term as it entered the loss) and ``kl_estimate``
+    (the unscaled KL(q_B || p), averaged over sites and particles; NaN when every site is masked),
+    each averaged over particles.
+    """
+
+    def __init__(
+        self,
+        num_samples: int = 32,
+        agg_size: int | None = None,
+        mode: str = "marginal",
+        beta: float = 1.0,
+        sites: Sequence[str] | None = None,
+        num_particles: int = 1,
+        vectorize_particles: bool = False,
+        max_plate_nesting: float = float("inf"),
+        chunk_size: int | None = None,
+        **kwargs,
+    ) -> None:
+        _check_estimator_options(num_samples, agg_size, mode, chunk_size)
+        if beta < 0:
+            raise ValueError(f"beta must be >= 0, got {beta}")
+        if isinstance(sites, str):
+            raise TypeError(f"sites must be a sequence of site names, got the string {sites!r}")
+        super().__init__(
+            num_particles=num_particles,
+            vectorize_particles=vectorize_particles,
+            max_plate_nesting=max_plate_nesting,
+            **kwargs,
+        )
+        self.num_samples = num_samples
+        self.agg_size = agg_size
+        self.mode = mode
+        self.beta = beta
+        self.sites = None if sites is None else tuple(sites)
+        self.chunk_size = chunk_size
+        self.last_terms: dict[str, float] = {}
+        self._records: list[tuple[float, float, list[float]]] = []
+
+    def _density_gap_sites(self, model_trace, guide_trace) -> tuple[str, ...]:
+        latent = [
+            name
+            for name, site in guide_trace.nodes.items()
+            if site["type"] == "sample" and not site["is_observed"]
+        ]
+        if self.sites is None:
+            names = tuple(name for name in latent if _batch_frames(guide_trace.nodes[name]))
+        else:
+            names = self.sites
+        for name in names:
+            if name not in latent:
+                raise ValueError(f"sites: {name!r} is not a latent sample site of the guide (latent sites: {latent})")
+            model_site = model_trace.nodes.get(name)
+            if model_site is None or model_site["type"] != "sample" or model_site["is_observed"]:
+                raise ValueError(f"site {name!r} is not a latent sample site of the model")
+            guide_site = guide_trace.nodes[name]
+            if not guide_site["fn"].has_rsample:
+                raise ValueError(
+                    f"site {name!r}: the density gap needs a reparameterised guide distribution, but "
+                    f"{type(guide_site['fn']).__name__} has no rsample; choose other sites with sites=[...]"
+                )
+            if not any(frame.vectorized and frame.dim == -1 for frame in _batch_frames(guide_site)):
+                raise ValueError(
+                    f"site {name!r} needs a vectorised batch plate as its rightmost batch dim (dim=-1)"
+                )
+        return names
+
+    def _density_gap_term(self, model_trace, guide_trace, names: Sequence[str]):
+        """``beta * sum_sites scale * |B| * sum_particles KL(q_B || p)`` and the unscaled estimates."""
+        total, estimates = 0.0, []
+        for name in names:
+            guide_site = guide_trace.nodes[name]
+            if not _site_is_active(name, guide_site):
+                continue
+            posterior = guide_site["fn"]
+            kl = density_gap_kl(
+                posterior, model_trace.nodes[name]["fn"], self.num_samples, self.agg_size, self.mode, self.chunk_size
+            )
+            total = total + self.beta * _site_scale(name, guide_site) * posterior.batch_shape[-1] * kl.sum()
+            estimates.extend(kl.detach().flatten().tolist())
+        return total, estimates
+
+    def _differentiable_loss_particle(self, model_trace, guide_trace):
+        names = self._density_gap_sites(model_trace, guide_trace)
+        elbo, surrogate, reconstruction = 0.0, 0.0, 0.0
+        for name, site in model_trace.nodes.items():
+            if site["type"] == "sample" and name not in names:
+                elbo += torch_item(site["log_prob_sum"])
+                surrogate = surrogate + site["log_prob_sum"]
+                if site["is_observed"]:
+                    reconstruction -= torch_item(site["log_prob_sum"])
+        reward = None
+        for name, site in guide_trace.nodes.items():
+            if site["type"] == "sample" and name not in names:
+                _, score_function_term, entropy_term = site["score_parts"]
+                elbo -= torch_item(site["log_prob_sum"])
+                if not is_identically_zero(entropy_term):
+                    surrogate = surrogate - entropy_term.sum()
+                if not is_identically_zero(score_function_term):
+                    if reward is None:
+                        reward = _score_function_reward(model_trace, guide_trace, names)
+                    surrogate = surrogate + (reward.sum_to(site["cond_indep_stack"]) * score_function_term).sum()
+        density_gap, estimates = self._density_gap_term(model_trace, guide_trace, names)
+        elbo -= torch_item(density_gap)
+        surrogate = surrogate - density_gap
+        self._records.append((reconstruction, torch_item(density_gap), estimates))
+        return -elbo, -surrogate
+
+    def _publish_terms(self) -> None:
+        estimates = [value for _, _, values in self._records for value in values]
+        self.last_terms = {
+            "reconstruction": sum(record[0] for record in self._records) / self.num_particles,
+            "density_gap": sum(record[1] for record in self._records) / self.num_particles,
+            "kl_estimate": sum(estimates) / len(estimates) if estimates else math.nan,
+        }
+        self._records = []
+
+    def loss(self, model, guide, *args, **kwargs) -> float:
+        """The negative DG objective, averaged over particles (``Trace_ELBO.loss`` bypasses the hook)."""
+        self._records = []
+        loss = 0.0
+        with torch.no_grad():
+            for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
+                loss += self._differentiable_loss_particle(model_trace, guide_trace)[0] / self.num_particles
+        warn_if_nan(loss, "loss")
+        self._publish_terms()
+        return loss
+
+    def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
+        """The negative DG objective as a differentiable surrogate (see :class:`Trace_ELBO`)."""
+        self._records = []
+        loss = super().differentiable_loss(model, guide, *args, **kwargs)
+        self._publish_terms()
+        return loss
+
+    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
+        """The negative DG objective; runs backward on its surrogate (see :class:`Trace_ELBO`)."""
+        self._records = []
+        loss = super().loss_and_grads(model, guide, *args, **kwargs)
+        self._publish_terms()
+        return loss

@@ -1,0 +1,141 @@
+"""The registry of training objectives: one name, one loss, one weight schedule, model options.
+
+An :class:`Objective` is the Pyro-native form of a method of ``dg-vae.md`` sec. 4: a loss term is
+an ELBO subclass, the weight of the latent term a schedule applied by
+:func:`inference.handlers.scale_latent`, a different posterior family or decoder a model option.
+A comparison is one loop over :data:`OBJECTIVES`.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyro.infer import ELBO, Trace_ELBO
+
+from .density_gap import DensityGapELBO
+from .elbo import TermsMixin
+from .schedules import ConstantSchedule, CyclicalSchedule, LinearWarmup
+
+Schedule = Callable[[int], float]
+
+
+class LoggedTrace_ELBO(TermsMixin, Trace_ELBO):
+    """``Trace_ELBO`` keeping the last reconstruction and KL terms for the progress bar."""
+
+
+class LoggedDensityGapELBO(TermsMixin, DensityGapELBO):
+    """:class:`DensityGapELBO` keeping the last reconstruction and latent terms for the progress bar."""
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A named method: ``make_loss(params)``, ``make_schedule(params, steps_per_epoch)``, model options."""
+
+    name: str
+    description: str
+    defaults: dict[str, Any]
+    make_loss: Callable[[dict], ELBO]
+    make_schedule: Callable[[dict, int], Schedule]
+    model_options: Callable[[dict], dict] = field(default=lambda params: {})
+
+    def resolve(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Defaults updated by ``overrides`` (strings are cast to the default's type)."""
+        params = dict(self.defaults)
+        for key, value in (overrides or {}).items():
+            if key not in self.defaults:
+                valid = ", ".join(sorted(self.defaults)) or "none"
+                raise ValueError(f"objective {self.name!r} has no parameter {key!r}; valid: {valid}")
+            params[key] = _cast(self.name, key, value, self.defaults[key])
+        return params
+
+
+def _cast(objective: str, key: str, value: Any, default: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        if isinstance(default, bool):
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(value)
+            return value.lower() in ("true", "1")
+        return type(default)(value)
+    except ValueError:
+        raise ValueError(
+            f"objective {objective!r}: parameter {key}={value!r} is not a {type(default).__name__}"
+        ) from None
+
+
+def _warmup(params: dict, steps_per_epoch: int) -> Schedule:
+    return LinearWarmup(round(params["warmup_epochs"] * steps_per_epoch))
+
+
+def _dg_loss(params: dict) -> ELBO:
+    agg = params["agg_size"] or None
+    return LoggedDensityGapELBO(num_samples=params["num_samples"], agg_size=agg, mode=params["mode"])
+
+
+_DG_DEFAULTS = {"warmup_epochs": 10.0, "num_samples": 32, "agg_size": 0, "mode": "marginal"}
+
+OBJECTIVES: dict[str, Objective] = {
+    o.name: o
+    for o in [
+        Objective(
+            "elbo",
+            "VAE: ELBO with the KL weight warmed up linearly from 0 to 1",
+            {"warmup_epochs": 10.0},
+            lambda p: LoggedTrace_ELBO(),
+            _warmup,
+        ),
+        Objective(
+            "beta",
+            "beta-VAE: KL weight fixed at beta",
+            {"beta": 0.4},
+            lambda p: LoggedTrace_ELBO(),
+            lambda p, n: ConstantSchedule(p["beta"]),
+        ),
+        Objective(
+            "cyclical",
+            "cyclical annealing: the warm-up restarts every cycle",
+            {"cycle_epochs": 20.0, "warmup_epochs": 10.0},
+            lambda p: LoggedTrace_ELBO(),
+            lambda p, n: CyclicalSchedule(round(p["cycle_epochs"] * n), max(1, round(p["warmup_epochs"] * n))),
+        ),
+        Objective(
+            "ae",
+            "autoencoder: no KL term at all (collapse-free, hole-full)",
+            {},
+            lambda p: LoggedTrace_ELBO(),
+            lambda p, n: ConstantSchedule(0.0),
+        ),
+        Objective(
+            "vmf",
+            "vMF-VAE: von Mises-Fisher posterior with fixed kappa, uniform prior on the sphere",
+            {"kappa": 13.0, "warmup_epochs": 10.0},
+            lambda p: LoggedTrace_ELBO(),
+            _warmup,
+            lambda p: {"latent": "vmf", "kappa": p["kappa"]},
+        ),
+        Objective(
+            "dg",
+            "DG-VAE: density-gap estimate of KL(q_B(z) || p(z)) in place of the per-sentence KL",
+            _DG_DEFAULTS,
+            _dg_loss,
+            _warmup,
+        ),
+        Objective(
+            "dg-vmf",
+            "DG-vMF-VAE: density gap with joint log densities, vMF posterior, uniform prior",
+            {**_DG_DEFAULTS, "mode": "joint", "kappa": 13.0},
+            _dg_loss,
+            _warmup,
+            lambda p: {"latent": "vmf", "kappa": p["kappa"]},
+        ),
+    ]
+}
+
+
+def get_objective(name: str) -> Objective:
+    """The registered objective ``name``; an unknown name lists the valid ones."""
+    if name not in OBJECTIVES:
+        raise ValueError(f"unknown objective {name!r}; valid: {', '.join(OBJECTIVES)}")
+    return OBJECTIVES[name]

@@ -1,0 +1,248 @@
+"""Training a :class:`~pyro_textvae.model.TextVAE` by Pyro's SVI, with the paper's schedule.
+
+Each step is ``SVI.step`` on a mini-batch B of a training set of N sentences, with model and guide
+wrapped in ``poutine.scale(1 / N)`` so the loss is the per-sentence estimate
+``(1/|B|) sum_{i in B} [-log p(x_i|z_i)] + w_t * (latent term)`` of the objective, and the latent
+term weighted by the schedule ``w_t`` through :func:`inference.handlers.scale_latent` (KL warm-up,
+``dg-vae.md`` sec. 1). Gradients are clipped to a global norm; the learning rate is halved after
+``decay_patience`` epochs without a better validation -ELBO, at most ``max_decays`` times, then
+training stops (He et al. 2019, the schedule used by Zhang et al. 2022).
+
+A run folder holds ``metrics.jsonl`` (one line an epoch), ``last.pt`` (everything needed to
+resume: parameters, optimiser state, counters, RNG state, the position inside the epoch) and
+``best.pt`` (parameters at the best validation -ELBO).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pyro
+import torch
+from pyro import poutine
+from pyro.infer import SVI
+from tqdm.auto import tqdm
+
+from pyro_textvae.data import Corpus, EncodedSplit, iterate_batches, num_batches
+from pyro_textvae.io import append_jsonl, load_checkpoint, read_jsonl, save_checkpoint, truncate_jsonl
+from pyro_textvae.model import TextVAE
+
+from .elbo import elbo_terms
+from .handlers import scale_latent
+from .objectives import Objective
+from .optim import ClippedOptim, NonFiniteError
+
+
+@dataclass
+class TrainConfig:
+    """Options of :class:`Trainer`; defaults are the paper's (``dg-vae.md`` sec. 1)."""
+
+    epochs: int = 100
+    batch_size: int = 32
+    optimizer: str = "sgd"
+    lr: float | None = None
+    clip_norm: float = 5.0
+    decay_patience: int = 5
+    lr_decay: float = 0.5
+    max_decays: int = 5
+    seed: int = 0
+    checkpoint_every: int = 0
+    skip_nonfinite: int = 0
+    validate_args: bool = True
+    device: str = "cpu"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.lr is None:
+            self.lr = 0.5 if self.optimizer == "sgd" else 1e-3
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        for name in ("decay_patience", "max_decays", "checkpoint_every", "skip_nonfinite"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if not 0 < self.lr_decay < 1:
+            raise ValueError(f"--lr-decay must be in (0, 1), got {self.lr_decay}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Trainer:
+    """Fits ``vae`` on ``corpus`` with an :class:`~inference.objectives.Objective` into ``run_dir``."""
+
+    def __init__(
+        self,
+        vae: TextVAE,
+        corpus: Corpus,
+        objective: Objective,
+        params: dict,
+        config: TrainConfig,
+        run_dir: str | Path,
+    ) -> None:
+        self.vae = vae.to(config.device)
+        self.corpus = corpus
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.train_split: EncodedSplit = corpus.splits["train"]
+        self.num_data = len(self.train_split.ids)
+        self.steps_per_epoch = num_batches(self.train_split, config.batch_size)
+        self.loss = objective.make_loss(params)
+        self.schedule = objective.make_schedule(params, self.steps_per_epoch)
+        self.optim = ClippedOptim(config.optimizer, config.lr, config.clip_norm)
+        self.svi = SVI(self._model, self._guide, self.optim, loss=self.loss)
+        self.weight = 1.0
+        self.state = {"epoch": 0, "batch": 0, "step": 0, "best": math.inf, "bad_epochs": 0, "decays": 0,
+                      "skipped": 0, "sums": {}}
+
+    def _model(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        with scale_latent(scale=self.weight), poutine.scale(scale=1.0 / self.num_data):
+            return self.vae.model(tokens, mask, num_data=self.num_data)
+
+    def _guide(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        with scale_latent(scale=self.weight), poutine.scale(scale=1.0 / self.num_data):
+            return self.vae.guide(tokens, mask, num_data=self.num_data)
+
+    def _epoch_seed(self, epoch: int) -> int:
+        return self.config.seed * 1_000_003 + epoch
+
+    def step(self, tokens: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+        """One ``SVI.step`` at the current schedule weight. A non-finite gradient raises
+        :class:`NonFiniteError` before any parameter moves; a non-finite loss raises it too."""
+        self.weight = self.schedule(self.state["step"])
+        try:
+            loss = self.svi.step(tokens, mask)
+        except NonFiniteError as error:
+            pyro.infer.util.zero_grads(pyro.get_param_store().values())
+            raise NonFiniteError(f"{error} at step {self.state['step']} ({self._bad_terms()})") from None
+        if not math.isfinite(loss):
+            raise NonFiniteError(f"non-finite loss {loss} at step {self.state['step']} ({self._bad_terms()})")
+        return {"loss": loss, **getattr(self.loss, "last_terms", {})}
+
+    def _bad_terms(self) -> str:
+        terms = getattr(self.loss, "last_terms", {})
+        bad = [key for key, value in terms.items() if not math.isfinite(value)]
+        return "non-finite term: " + ", ".join(bad) if bad else f"terms {terms}"
+
+    @torch.no_grad()
+    def evaluate_split(self, split: EncodedSplit) -> dict[str, float]:
+        """Per-sentence reconstruction, KL and -ELBO (KL weight 1, dropout off) and active units."""
+        was_training = self.vae.training
+        self.vae.eval()
+        totals = {"reconstruction": 0.0, "kl": 0.0}
+        means = []
+        for batch in iterate_batches(split, 256, shuffle=False):
+            batch = batch.to(self.config.device)
+            terms = elbo_terms(self.vae.model, self.vae.guide, batch.tokens, batch.mask)
+            for key in totals:
+                totals[key] += float(terms[key].sum())
+            means.append(self.vae.posterior_distribution(batch.tokens, batch.mask).mean)
+        self.vae.train(was_training)
+        n = len(split.ids)
+        variances = torch.cat(means).var(0)
+        result = {key: value / n for key, value in totals.items()}
+        result["elbo_loss"] = result["reconstruction"] + result["kl"]
+        result["active_units"] = int((variances >= 0.01).sum())
+        return result
+
+    def checkpoint_state(self) -> dict:
+        """Everything :meth:`load_state` needs to continue exactly where training stands."""
+        return {
+            "model": self.vae.state_dict(),
+            "optim": self.optim.get_state(),
+            "lr": self.optim.lr,
+            "trainer": {k: v for k, v in self.state.items()},
+            "rng": torch.get_rng_state(),
+            "loss_state": self.loss.state_dict() if hasattr(self.loss, "state_dict") else {},
+        }
+
+    def load_state(self, state: dict) -> None:
+        """Restore a :meth:`checkpoint_state` (parameters, optimiser, counters, RNG)."""
+        pyro.clear_param_store()
+        self.vae.load_state_dict(state["model"])
+        self.optim.set_state(state["optim"])
+        self.optim.set_lr(float(state["lr"]))
+        self.state = dict(state["trainer"])
+        torch.set_rng_state(state["rng"])
+        if hasattr(self.loss, "load_state_dict"):
+            self.loss.load_state_dict(state["loss_state"])
+
+    def _save_last(self) -> None:
+        save_checkpoint(self.run_dir / "last.pt", self.checkpoint_state())
+
+    def fit(self, resume: bool = False) -> dict:
+        """Train until ``epochs`` or early stop; return the last epoch's metrics."""
+        cfg = self.config
+        pyro.enable_validation(cfg.validate_args)
+        metrics_path = self.run_dir / "metrics.jsonl"
+        if resume:
+            self.load_state(load_checkpoint(self.run_dir / "last.pt", cfg.device))
+            truncate_jsonl(metrics_path, self.state["epoch"])
+        else:
+            pyro.clear_param_store()
+            pyro.set_rng_seed(cfg.seed)
+        history = read_jsonl(metrics_path)
+        while self.state["epoch"] < cfg.epochs and self.state["decays"] <= cfg.max_decays:
+            record = self._run_epoch()
+            history.append(record)
+            append_jsonl(metrics_path, record)
+            if record["stop"]:
+                break
+        return history[-1] if history else {}
+
+    def _run_epoch(self) -> dict:
+        cfg, st = self.config, self.state
+        epoch, start = st["epoch"], time.perf_counter()
+        batches = iterate_batches(self.train_split, cfg.batch_size, shuffle=True, seed=self._epoch_seed(epoch))
+        bar = tqdm(total=self.steps_per_epoch, initial=st["batch"], desc=f"epoch {epoch + 1}",
+                   disable=not cfg.progress, leave=False)
+        self.vae.train()
+        for index, batch in enumerate(batches):
+            if index < st["batch"]:
+                continue
+            batch = batch.to(cfg.device)
+            try:
+                values = self.step(batch.tokens, batch.mask)
+            except NonFiniteError:
+                st["skipped"] += 1
+                if st["skipped"] > cfg.skip_nonfinite:
+                    raise
+                values = None
+            if values is not None:
+                sums = st["sums"]
+                for key, value in values.items():
+                    sums[key] = sums.get(key, 0.0) + value * len(batch)
+                sums["sentences"] = sums.get("sentences", 0) + len(batch)
+                bar.set_postfix({k: f"{v:.2f}" for k, v in values.items()}, refresh=False)
+            st["step"] += 1
+            st["batch"] = index + 1
+            bar.update()
+            if cfg.checkpoint_every and st["step"] % cfg.checkpoint_every == 0:
+                self._save_last()
+        bar.close()
+        return self._end_epoch(epoch, time.perf_counter() - start)
+
+    def _end_epoch(self, epoch: int, seconds: float) -> dict:
+        cfg, st = self.config, self.state
+        sums = st["sums"]
+        n = max(sums.pop("sentences", 0), 1)
+        record = {"epoch": epoch + 1, "step": st["step"], "lr": self.optim.lr, "kl_weight": self.weight,
+                  "seconds": seconds, "skipped_batches": st["skipped"]}
+        record.update({f"train_{k}": v / n for k, v in sums.items()})
+        record.update({f"valid_{k}": v for k, v in self.evaluate_split(self.corpus.splits["valid"]).items()})
+        improved = record["valid_elbo_loss"] < st["best"]
+        if improved:
+            st["best"], st["bad_epochs"] = record["valid_elbo_loss"], 0
+            save_checkpoint(self.run_dir / "best.pt", {"model": self.vae.state_dict(), "epoch": epoch + 1})
+        else:
+            st["bad_epochs"] += 1
+            if st["bad_epochs"] >= cfg.decay_patience > 0:
+                st["decays"] += 1
+                st["bad_epochs"] = 0
+                self.optim.scale_lr(cfg.lr_decay)
+        record["stop"] = st["decays"] > cfg.max_decays
+        st.update(epoch=epoch + 1, batch=0, sums={})
+        self._save_last()
+        return record

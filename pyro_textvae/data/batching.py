@@ -1,0 +1,153 @@
+"""Padded mini-batches of sentences, with length bucketing.
+
+Each row of a batch is ``<s> w_1 ... w_n </s>`` followed by ``<pad>`` up to the longest row, the
+layout the LSTM encoder and decoder of docs/dg-vae.md sec. 1 read: the decoder predicts
+``tokens[:, 1:]`` (the words and ``</s>``) where ``mask[:, 1:]`` is True.
+
+Bucketing: an epoch shuffles the sentence order with a seeded ``torch.Generator``, cuts it into
+pools of ``POOL_BATCHES`` batches, sorts each pool by length, cuts the pools into batches and
+shuffles the order of the batches. Rows of a batch then have nearly equal lengths, so little
+padding is computed, while the batches stay random; the same seed gives the same batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from .corpus import EncodedSplit
+from .vocab import BOS_ID, EOS_ID, PAD_ID, _check_count
+
+POOL_BATCHES = 50
+
+
+@dataclass
+class Batch:
+    """``tokens`` (B, L) long, ``mask`` (B, L) bool (True on ``<s>``, words and ``</s>``),
+    ``index`` (B,) long (positions of the rows in their split) and their ``labels`` (or None)."""
+
+    tokens: torch.Tensor
+    mask: torch.Tensor
+    index: torch.Tensor
+    labels: list[str] | None = None
+
+    def __len__(self) -> int:
+        return self.tokens.shape[0]
+
+    @property
+    def num_tokens(self) -> int:
+        """Number of predicted tokens, words plus one ``</s>`` per row: ``mask.sum() - B``."""
+        return int(self.mask.sum()) - len(self)
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        """(B,) long: tokens per row including ``<s>`` and ``</s>`` (``mask.sum(-1)``)."""
+        return self.mask.sum(-1)
+
+    def to(self, device: torch.device | str) -> Batch:
+        """The same batch with its tensors on ``device``."""
+        return Batch(self.tokens.to(device), self.mask.to(device), self.index.to(device), self.labels)
+
+
+def make_batch(
+    ids: Sequence[Sequence[int]],
+    index: Sequence[int] | torch.Tensor | None = None,
+    labels: Sequence[str] | None = None,
+) -> Batch:
+    """Pad ``ids`` (word ids, no ``<s>``/``</s>``) into a :class:`Batch`; ``index`` defaults to 0..B-1."""
+    if len(ids) == 0:
+        raise ValueError("make_batch needs at least one sentence")
+    rows = len(ids)
+    width = max(len(row) for row in ids) + 2
+    tokens = torch.full((rows, width), PAD_ID, dtype=torch.long)
+    mask = torch.zeros((rows, width), dtype=torch.bool)
+    for r, row in enumerate(ids):
+        n = len(row)
+        tokens[r, 0] = BOS_ID
+        if n:
+            tokens[r, 1 : n + 1] = torch.as_tensor(row, dtype=torch.long)
+        tokens[r, n + 1] = EOS_ID
+        mask[r, : n + 2] = True
+    positions = torch.arange(rows) if index is None else torch.as_tensor(index, dtype=torch.long).reshape(-1)
+    if positions.shape[0] != rows:
+        raise ValueError(f"index has {positions.shape[0]} entries for {rows} sentences")
+    if labels is not None and len(labels) != rows:
+        raise ValueError(f"labels has {len(labels)} entries for {rows} sentences")
+    return Batch(tokens, mask, positions, None if labels is None else list(labels))
+
+
+def num_batches(split: EncodedSplit, batch_size: int, drop_last: bool = False) -> int:
+    """Batches per epoch of :func:`iterate_batches`: ``floor(N / b)`` with ``drop_last``, else ``ceil(N / b)``."""
+    _check_count(batch_size, "batch_size", 1)
+    n = len(split)
+    return n // batch_size if drop_last else -(-n // batch_size)
+
+
+def _batch_order(
+    lengths: list[int], batch_size: int, shuffle: bool, seed: int | None, bucket: bool, drop_last: bool
+) -> list[list[int]]:
+    """The positions of every batch of one epoch, in the order they are served."""
+    n = len(lengths)
+    if not shuffle:
+        order = sorted(range(n), key=lengths.__getitem__) if bucket else list(range(n))
+        batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
+        return [b for b in batches if len(b) == batch_size] if drop_last else batches
+    if seed is None:
+        seed = int(torch.randint(2**62, ()))
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(n, generator=generator).tolist()
+    pool = POOL_BATCHES * batch_size if bucket else n
+    batches = []
+    for start in range(0, n, max(pool, 1)):
+        chunk = order[start : start + pool]
+        if bucket:
+            chunk.sort(key=lengths.__getitem__)
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    if drop_last:
+        batches = [b for b in batches if len(b) == batch_size]
+    if bucket:
+        batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+    return batches
+
+
+def iterate_batches(
+    split: EncodedSplit,
+    batch_size: int,
+    shuffle: bool,
+    seed: int | None = None,
+    bucket: bool = True,
+    drop_last: bool = False,
+) -> Iterator[Batch]:
+    """One epoch of batches over ``split``; every sentence appears exactly once (unless dropped
+    with ``drop_last``, which drops the one short batch).
+
+    ``shuffle=False``: sorted by length when ``bucket`` (stable, ties in split order), else in
+    split order -- deterministic. ``shuffle=True``: random order from ``torch.Generator`` seeded by
+    ``seed`` (None: a seed drawn from torch's global generator, so ``torch.manual_seed`` fixes it),
+    bucketed by length in pools of ``POOL_BATCHES`` batches when ``bucket``. The same arguments
+    give the same sequence of batches, so an interrupted epoch can be resumed by skipping batches.
+    """
+    _check_count(batch_size, "batch_size", 1)
+    _check_count(seed, "seed", 0, allow_none=True)
+    lengths = [len(ids) for ids in split.ids]
+    return _serve(split, _batch_order(lengths, batch_size, shuffle, seed, bucket, drop_last))
+
+
+def _serve(split: EncodedSplit, order: list[list[int]]) -> Iterator[Batch]:
+    """Build the batches of ``order`` lazily, one at a time."""
+    for positions in order:
+        labels = None if split.labels is None else [split.labels[i] for i in positions]
+        yield make_batch([split.ids[i] for i in positions], index=positions, labels=labels)
+
+
+def padding_fraction(batches: Iterable[Batch]) -> float:
+    """Padding positions over all positions of ``batches``: ``sum(~mask) / sum(B * L)``."""
+    padding, total = 0, 0
+    for batch in batches:
+        padding += int((~batch.mask).sum())
+        total += batch.mask.numel()
+    if total == 0:
+        raise ValueError("padding_fraction needs at least one batch")
+    return padding / total

@@ -1,0 +1,115 @@
+"""Crash-safe files of a run folder: atomic writes, JSON lines, checkpoints loaded without pickle.
+
+Every file is written to a temporary file in the same folder, flushed, ``fsync``-ed and renamed
+over the target (``os.replace`` is atomic on POSIX), so a crash leaves either the old or the new
+file, never a torn one. ``metrics.jsonl`` lines are appended in one ``write`` of a complete line
+followed by ``fsync``; a reader drops a final line without its newline.
+Checkpoints load with ``torch.load(weights_only=True)``: tensors, numbers, strings, lists, tuples
+and dicts only, so a file carrying a pickled object is refused instead of run.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint or run file that is missing, unreadable, unsafe or does not fit the model."""
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file, fsync and rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def save_json(path: str | Path, value: Any) -> None:
+    """Atomically write ``value`` as indented JSON."""
+    atomic_write_bytes(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
+
+
+def load_json(path: str | Path) -> Any:
+    """Read a JSON file, naming the file (and the position) in any error."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: file not found") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{path}: not valid JSON ({error})") from None
+
+
+def append_jsonl(path: str | Path, record: dict) -> None:
+    """Append one JSON line in a single write and fsync it."""
+    line = (json.dumps(record, sort_keys=True) + "\n").encode()
+    with open(path, "ab") as handle:
+        handle.write(line)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """Read the complete lines of a JSON-lines file (a torn last line, without newline, is dropped)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    text = path.read_text(encoding="utf-8")
+    lines = text.split("\n")[:-1]
+    records = []
+    for number, line in enumerate(lines, 1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            raise CheckpointError(f"{path}:{number}: not a JSON line ({error})") from None
+    return records
+
+
+def truncate_jsonl(path: str | Path, keep: int) -> None:
+    """Keep the first ``keep`` complete lines (used when resuming from an earlier checkpoint)."""
+    records = read_jsonl(path)[:keep]
+    atomic_write_bytes(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records).encode())
+
+
+def save_checkpoint(path: str | Path, state: dict) -> None:
+    """Atomically ``torch.save`` a dict of tensors, numbers, strings, lists and dicts."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint with ``weights_only=True``; refuse pickled objects with a clear error."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:
+        raise CheckpointError(
+            f"{path}: refused to load: not a plain checkpoint of tensors and numbers "
+            f"(loaded with weights_only=True; it may carry pickled code or be corrupt): {error}"
+        ) from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: a checkpoint must hold a dict, found {type(state).__name__}")
+    return state

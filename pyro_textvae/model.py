@@ -1,0 +1,163 @@
+"""The sentence VAE as a Pyro model and guide.
+
+Generative story (Bowman et al. 2016; Zhang et al. 2022, sec. 5), for each sentence x in a batch::
+
+    z ~ p(z)                          N(0, I_d), or uniform on the sphere S^{d-1} for latent="vmf"
+    w_t ~ Cat(softmax(f(w_<t, z)))    t = 1..T, the last target being </s>
+
+so ``log p(x|z) = sum_t m_t log Cat(w_t | w_<t, z)`` with ``m`` the mask of real tokens. The guide is
+``q(z|x)`` from an LSTM encoder and a posterior head (:mod:`pyro_textvae.posteriors`). Both put the
+latent site ``"z"`` inside ``pyro.plate("data", num_data, subsample=...)``, so every Pyro ELBO trains
+them and scales a mini-batch to the whole corpus; objectives change nothing here.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import pyro
+import pyro.distributions as dist
+import torch
+from torch import nn
+
+from .distributions import HypersphericalUniform
+from .networks import BagOfWords, LSTMDecoder, LSTMEncoder
+from .posteriors import BatchNormGaussianHead, DeltaGaussianHead, GaussianHead, VonMisesFisherHead
+
+LATENTS = ("normal", "vmf")
+POSTERIORS = ("gaussian", "bn", "delta")
+
+
+@dataclass(frozen=True)
+class TextVAEConfig:
+    """Sizes and options of a :class:`TextVAE`; defaults are the paper's (``dg-vae.md`` sec. 1)."""
+
+    vocab_size: int
+    embed_dim: int = 128
+    hidden_dim: int = 512
+    latent_dim: int = 32
+    dropout_in: float = 0.5
+    dropout_out: float = 0.5
+    latent: str = "normal"
+    kappa: float = 13.0
+    posterior: str = "gaussian"
+    bn_gamma: float = 0.7
+    delta: float = 0.15
+    skip: bool = False
+    bow: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "embed_dim", "hidden_dim", "latent_dim"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"model option {name} must be a positive integer, got {value!r}")
+        if self.vocab_size < 5:
+            raise ValueError(f"model option vocab_size must be at least 5 (4 specials + 1 word), got {self.vocab_size}")
+        for name in ("dropout_in", "dropout_out"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"model option {name} must be in [0, 1), got {getattr(self, name)!r}")
+        if self.latent not in LATENTS:
+            raise ValueError(f"model option latent must be one of {LATENTS}, got {self.latent!r}")
+        if self.posterior not in POSTERIORS:
+            raise ValueError(f"model option posterior must be one of {POSTERIORS}, got {self.posterior!r}")
+        if self.latent == "vmf" and self.posterior != "gaussian":
+            raise ValueError("model option posterior must be 'gaussian' (the default) with latent='vmf'")
+        if self.latent == "vmf" and self.latent_dim < 2:
+            raise ValueError("model option latent_dim must be >= 2 for latent='vmf'")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TextVAEConfig":
+        """Build from a JSON dict, refusing unknown keys and wrong types with the option's name."""
+        if not isinstance(values, dict):
+            raise ValueError(f"model config must be a JSON object, got {type(values).__name__}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(fields))
+        if unknown:
+            raise ValueError(f"unknown model option(s) {unknown}; valid: {sorted(fields)}")
+        for name, value in values.items():
+            expected = type(getattr(cls, name, None)) if name != "vocab_size" else int
+            if expected is float and isinstance(value, int) and not isinstance(value, bool):
+                continue
+            if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+                raise ValueError(f"model option {name} must be {expected.__name__}, got {value!r}")
+        return cls(**values)
+
+
+class TextVAE(nn.Module):
+    """LSTM sentence VAE with a Pyro ``model`` and ``guide`` sharing the latent site ``"z"``.
+
+    ``model(tokens, mask, num_data=None)`` and ``guide(tokens, mask, num_data=None)`` take a padded
+    batch (``tokens[:, 0]`` is ``<s>``, ``mask`` marks real tokens, :class:`pyro_textvae.data.Batch`)
+    and the corpus size ``num_data`` used to scale a mini-batch (default: the batch size).
+    """
+
+    def __init__(self, config: TextVAEConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.encoder = LSTMEncoder(c.vocab_size, c.embed_dim, c.hidden_dim)
+        if c.latent == "vmf":
+            self.posterior = VonMisesFisherHead(c.hidden_dim, c.latent_dim, c.kappa)
+        elif c.posterior == "bn":
+            self.posterior = BatchNormGaussianHead(c.hidden_dim, c.latent_dim, c.bn_gamma)
+        elif c.posterior == "delta":
+            self.posterior = DeltaGaussianHead(c.hidden_dim, c.latent_dim, c.delta)
+        else:
+            self.posterior = GaussianHead(c.hidden_dim, c.latent_dim)
+        self.decoder = LSTMDecoder(
+            c.vocab_size, c.latent_dim, c.embed_dim, c.hidden_dim, c.dropout_in, c.dropout_out, c.skip
+        )
+        self.bag_of_words = BagOfWords(c.latent_dim, c.vocab_size) if c.bow else None
+
+    def prior(self, batch_size: int, device: torch.device | str = "cpu") -> dist.Distribution:
+        """p(z) for a batch: ``N(0, I_d)`` or uniform on ``S^{d-1}``, batch shape ``(batch_size,)``."""
+        d = self.config.latent_dim
+        if self.config.latent == "vmf":
+            return HypersphericalUniform(d, device=device).expand([batch_size])
+        zeros = torch.zeros(batch_size, d, device=device)
+        return dist.Normal(zeros, torch.ones_like(zeros)).to_event(1)
+
+    def posterior_distribution(self, tokens: torch.Tensor, mask: torch.Tensor) -> dist.Distribution:
+        """q(z|x) for a batch, outside any Pyro context (batch shape ``(B,)``)."""
+        return self.posterior(self.encoder(tokens, mask))
+
+    @staticmethod
+    def _plate(tokens: torch.Tensor, num_data: int | None) -> pyro.plate:
+        batch = tokens.shape[0]
+        size = batch if num_data is None else num_data
+        if size < batch:
+            raise ValueError(f"num_data ({size}) is smaller than the batch ({batch})")
+        return pyro.plate("data", size, subsample=torch.arange(batch, device=tokens.device))
+
+    def model(self, tokens: torch.Tensor, mask: torch.Tensor, num_data: int | None = None) -> torch.Tensor:
+        """p(z) p(x|z): sample ``"z"`` and observe the target tokens ``tokens[:, 1:]`` at site ``"x"``."""
+        pyro.module("decoder", self.decoder)
+        if self.bag_of_words is not None:
+            pyro.module("bag_of_words", self.bag_of_words)
+        targets, target_mask = tokens[:, 1:], mask[:, 1:]
+        with self._plate(tokens, num_data):
+            z = pyro.sample("z", self.prior(tokens.shape[0], tokens.device))
+            logits = self.decoder(tokens, z)
+            pyro.sample("x", dist.Categorical(logits=logits).mask(target_mask).to_event(1), obs=targets)
+            if self.bag_of_words is not None and self.training:
+                pyro.factor("bow", self.bag_of_words_log_likelihood(z, targets, target_mask))
+        return z
+
+    def guide(self, tokens: torch.Tensor, mask: torch.Tensor, num_data: int | None = None) -> torch.Tensor:
+        """q(z|x) at site ``"z"``."""
+        pyro.module("encoder", self.encoder)
+        pyro.module("posterior", self.posterior)
+        with self._plate(tokens, num_data):
+            return pyro.sample("z", self.posterior_distribution(tokens, mask))
+
+    def bag_of_words_log_likelihood(
+        self, z: torch.Tensor, targets: torch.Tensor, target_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Zhao et al. 2017's auxiliary term ``sum_t m_t log softmax(W z)[w_t]``, shape ``z.shape[:-1]``."""
+        log_probs = torch.log_softmax(self.bag_of_words(z), -1)
+        index = targets.expand(*z.shape[:-2], *targets.shape)
+        picked = log_probs.gather(-1, index)
+        return (picked * target_mask).sum(-1)
