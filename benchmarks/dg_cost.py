@@ -7,11 +7,12 @@ dimensions, one forward + backward pass of
 * ``sum_i KL(q(z|x_i) || N(0, I)) = sum_i,k (mu_ik^2 + sigma_ik^2 - 1 - 2 log sigma_ik) / 2``:
   the analytic KL of TraceMeanField_ELBO, O(b d),
 
-timed (median of up to ``--repeats`` runs after one warm-up, within ``--budget`` seconds) and profiled for peak memory: the
-largest total of live bytes allocated during the pass, from the allocation events of
-``torch.profiler.profile(profile_memory=True)``. All ratios come from one run of this script.
+timed (median of up to ``--repeats`` runs after one warm-up, within ``--budget`` seconds) and
+profiled for peak memory: the largest total of live bytes allocated during the pass, from the
+allocation events of ``torch.profiler.profile(profile_memory=True)`` (its raw Kineto results).
+All ratios come from one run of this script; CPU timings on a shared machine are noisy.
 
-Usage: ``python benchmarks/dg_cost.py [--seed 0] [--batch-sizes 32 128 512] [--repeats 5] [--budget 2]``
+Usage: ``python benchmarks/dg_cost.py [--seed 0] [--batch-sizes 32 128 512] [--mode marginal]``
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import argparse
 import itertools
 import statistics
 import time
+from functools import partial
 from typing import Callable
 
 import pyro.distributions as dist
@@ -42,7 +44,8 @@ def analytic_step(loc: torch.Tensor, log_scale: torch.Tensor) -> None:
 
 def median_seconds(step: Callable[[], None], repeats: int, budget_s: float) -> float:
     """Median time of up to ``repeats`` runs after a warm-up run; stops once ``budget_s`` is
-    spent (a warm-up that alone exceeds it is taken as the one measurement)."""
+    spent (a warm-up that alone exceeds it is taken as the one measurement; the first-call
+    costs of PyTorch are paid by a tiny run in :func:`main` beforehand)."""
     times = []
     for _ in range(repeats + 1):
         start = time.perf_counter()
@@ -74,19 +77,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement, at most")
     parser.add_argument("--budget", type=float, default=2.0, help="seconds per timing before it stops early")
     args = parser.parse_args(argv)
-    if args.repeats < 1:
-        parser.error("--repeats must be >= 1")
+    if args.repeats < 1 or args.budget <= 0:
+        parser.error("--repeats must be >= 1 and --budget > 0")
 
     torch.manual_seed(args.seed)
-    print(f"M = {args.num_samples}, d = {args.dim}, mode = {args.mode}, torch threads = {torch.get_num_threads()}")
+    tiny = (torch.zeros(4, args.dim, requires_grad=True), torch.zeros(4, args.dim, requires_grad=True))
+    density_gap_step(*tiny, args.num_samples, args.mode)
+    threads = torch.get_num_threads()
+    print(f"M = {args.num_samples}, d = {args.dim}, mode = {args.mode}, torch threads = {threads}")
     header = ("b", "DG ms", "KL ms", "time ratio", "DG peak MB", "KL peak MB", "memory ratio")
     print(" | ".join(f"{title:>12}" for title in header))
     for batch in args.batch_sizes:
         loc = torch.randn(batch, args.dim, requires_grad=True)
         log_scale = (0.5 * torch.randn(batch, args.dim)).requires_grad_()
         steps = (
-            lambda: density_gap_step(loc, log_scale, args.num_samples, args.mode),
-            lambda: analytic_step(loc, log_scale),
+            partial(density_gap_step, loc, log_scale, args.num_samples, args.mode),
+            partial(analytic_step, loc, log_scale),
         )
         seconds = [median_seconds(step, args.repeats, args.budget) for step in steps]
         memory = [peak_bytes(step) for step in steps]

@@ -3,7 +3,7 @@
 Text is generated autoregressively from the decoder's ``p(w_t | w_<t, z)`` (``Predictive`` cannot
 do this: a teacher-forced decoder conditions on the observed prefix, see ``pyro-notes.md``):
 
-* greedy: ``w_t = argmax_w p(w | w_<t, z)``;
+* greedy: ``w_t = argmax_w p(w | w_<t, z)`` over every word but ``<pad>`` and ``<s>``;
 * sampled: ``w_t ~ p(w | w_<t, z)^(1/T)`` renormalised (temperature ``T``);
 * beam: the ``W`` prefixes of highest ``sum_t log p(w_t | w_<t, z)``; a finished hypothesis keeps
   its score; the best finished (or, failing that, best unfinished) one is returned.
@@ -23,6 +23,11 @@ def posterior_center(posterior: Distribution) -> torch.Tensor:
     """The location parameter of q(z|x): ``mu`` of a Gaussian, the mean direction of a vMF."""
     base = posterior.base_dist if isinstance(posterior, Independent) else posterior
     return base.loc
+
+
+def _forbid_specials(logits: torch.Tensor) -> torch.Tensor:
+    """``<pad>`` and ``<s>`` are never targets, so they are never generated."""
+    return logits.index_fill(-1, torch.tensor([PAD_ID, BOS_ID], device=logits.device), float("-inf"))
 
 
 def _trim(rows: list[list[int]]) -> list[list[int]]:
@@ -48,7 +53,7 @@ def decode(
     temperature: float = 1.0,
     generator: torch.Generator | None = None,
 ) -> list[list[int]]:
-    """Decode each row of ``z`` ``(n, d)`` into word ids (without ``<s>``/``</s>``), dropout off."""
+    """Decode each row of ``z`` ``(n, d)`` into at most ``max_length`` word ids (no ``<s>``/``</s>``), dropout off."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown decoding strategy {strategy!r}; valid: {', '.join(STRATEGIES)}")
     if max_length < 1 or beam_width < 1 or temperature <= 0:
@@ -69,9 +74,9 @@ def _left_to_right(vae, z, max_length, sample, temperature, generator) -> list[l
     inputs = torch.full((z.shape[0], 1), BOS_ID, dtype=torch.long, device=z.device)
     finished = torch.zeros(z.shape[0], dtype=torch.bool, device=z.device)
     steps = []
-    for _ in range(max_length + 1):
+    for _ in range(max_length):
         logits, state = decoder.step(inputs, z, state)
-        logits = logits[:, -1]
+        logits = _forbid_specials(logits[:, -1])
         if sample:
             probs = torch.softmax(logits / temperature, -1)
             token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
@@ -95,9 +100,9 @@ def _beam(vae, z, max_length, width) -> list[list[int]]:
     scores[:, 0] = 0.0
     tokens = torch.full((n, width, 1), BOS_ID, dtype=torch.long, device=z.device)
     finished = torch.zeros(n, width, dtype=torch.bool, device=z.device)
-    for _ in range(max_length + 1):
+    for _ in range(max_length):
         logits, (h, c) = decoder.step(tokens[:, :, -1].reshape(-1, 1), zw, (h, c))
-        logp = torch.log_softmax(logits[:, -1], -1).view(n, width, vocab)
+        logp = torch.log_softmax(_forbid_specials(logits[:, -1]), -1).view(n, width, vocab)
         keep = torch.full_like(logp, float("-inf"))
         keep[..., PAD_ID] = 0.0
         logp = torch.where(finished.unsqueeze(-1), keep, logp)

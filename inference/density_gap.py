@@ -39,7 +39,7 @@ from torch.utils.checkpoint import checkpoint
 MODES = ("marginal", "joint")
 PARTICLE_PLATE = "num_particles_vectorized"
 _CHUNK_ELEMENTS = 2**18
-_RECOMPUTE_ELEMENTS = 2**24
+_RECOMPUTE_ELEMENTS = 2**22
 
 
 def _check_estimator_options(
@@ -74,15 +74,20 @@ def _check_shapes(posterior: Distribution, prior: Distribution) -> None:
         fits = False
     if not fits:
         raise ValueError(
-            f"prior of shape {tuple(prior_shape)} does not broadcast to the posterior's {tuple(full_shape)}"
+            f"prior of shape {tuple(prior_shape)} does not broadcast to the posterior's "
+            f"{tuple(full_shape)}"
         )
     if not posterior.has_rsample:
         raise ValueError(
-            f"density_gap_kl needs a reparameterised posterior (has_rsample); {type(posterior).__name__} has none"
+            "density_gap_kl needs a reparameterised posterior (has_rsample); "
+            f"{type(posterior).__name__} has none"
         )
 
 
-def _per_dimension_log_prob(distribution: Distribution, role: str) -> Callable[[torch.Tensor], torch.Tensor]:
+LogDensity = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _per_dimension_log_prob(distribution: Distribution, role: str) -> LogDensity:
     """``z (..., d) -> (..., d)``: the log densities of the one-dimensional marginals."""
     if distribution.event_shape == torch.Size():
         return distribution.log_prob
@@ -99,7 +104,7 @@ def _per_dimension_log_prob(distribution: Distribution, role: str) -> Callable[[
     )
 
 
-def _joint_log_prob(distribution: Distribution) -> Callable[[torch.Tensor], torch.Tensor]:
+def _joint_log_prob(distribution: Distribution) -> LogDensity:
     """``z (..., d) -> (...)``: the d-dimensional log density (a univariate one summed over k)."""
     if distribution.event_shape == torch.Size():
         return lambda value: distribution.log_prob(value).sum(-1)
@@ -107,7 +112,7 @@ def _joint_log_prob(distribution: Distribution) -> Callable[[torch.Tensor], torc
 
 
 def _chunk_log_aggregate(
-    log_q: Callable[[torch.Tensor], torch.Tensor],
+    log_q: LogDensity,
     group: torch.Tensor | None,
     log_group_size: torch.Tensor,
     num_lead: int,
@@ -123,7 +128,8 @@ def _chunk_log_aggregate(
     log_density = log_q(rows)
     dimension = (1,) if per_dimension else ()
     if group is not None:
-        same_chunk = (row_group.unsqueeze(-1) == group).view(rows.shape[0], *(1,) * num_lead, -1, *dimension)
+        same_chunk = row_group.unsqueeze(-1) == group
+        same_chunk = same_chunk.view(rows.shape[0], *(1,) * num_lead, -1, *dimension)
         log_density = log_density.masked_fill(~same_chunk, -math.inf)
     log_size = log_group_size[row_group].view(-1, *(1,) * num_lead, *dimension)
     return torch.logsumexp(log_density, dim=-2 if per_dimension else -1) - log_size
@@ -139,8 +145,8 @@ def density_gap_kl(
 ) -> torch.Tensor:
     """Density-gap estimate of KL(q_B || p), q_B = (1/|B|) sum_j q(z|x_j) (Zhang et al. 2022, sec. 3).
 
-        KL(q_B || p) ~= (1/(|B| M)) sum_{i,m} [log q_B(z_{i,m}) - log p(z_{i,m})],  z_{i,m} ~ q(z|x_i),
-        log q_B(z) = logsumexp_j log q(z|x_j) - log |B|        (``dg-vae.md`` sec. 3)
+        KL(q_B || p) ~= (1/(|B| M)) sum_{i,m} [log q_B(z_{i,m}) - log p(z_{i,m})],  z_{i,m} ~ q(z|x_i)
+        log q_B(z) = logsumexp_j log q(z|x_j) - log |B|              (``dg-vae.md`` sec. 3)
 
     :param posterior: q(z|x_j), batch shape ``(..., B)`` (the last batch dim is the data batch;
         leading dims, e.g. vectorised particles, are kept), event shape ``(d,)``, with ``rsample``.
@@ -153,7 +159,7 @@ def density_gap_kl(
         ``Independent`` univariate posterior); ``"joint"``: d-dimensional ``log_prob``.
     :param chunk_size: how many (i, m) samples are scored against all B posteriors at a time
         (default: chunks of about 2^18 numbers, which keeps them in cache). When the whole
-        B x M x B x d array exceeds 2^24 numbers and gradients are on, each chunk is recomputed
+        B x M x B x d array exceeds 2^22 numbers and gradients are on, each chunk is recomputed
         in the backward pass (checkpointing), so memory stays bounded by the chunk. Cost
         O(B^2 M d) for any ``agg_size`` (out-of-chunk pairs are masked).
     :returns: the estimate, shape ``batch_shape[:-1]``, differentiable w.r.t. the posterior's
@@ -162,7 +168,8 @@ def density_gap_kl(
     _check_estimator_options(num_samples, agg_size, mode, chunk_size)
     _check_shapes(posterior, prior)
     if mode == "marginal":
-        log_q, log_p = _per_dimension_log_prob(posterior, "posterior"), _per_dimension_log_prob(prior, "prior")
+        log_q = _per_dimension_log_prob(posterior, "posterior")
+        log_p = _per_dimension_log_prob(prior, "prior")
     else:
         log_q, log_p = posterior.log_prob, _joint_log_prob(prior)
     lead, batch = posterior.batch_shape[:-1], posterior.batch_shape[-1]
@@ -188,7 +195,8 @@ def density_gap_kl(
     if chunk_size is None:
         chunk_size = max(1, _CHUNK_ELEMENTS // row_elements)
     starts = range(0, rows.shape[0], chunk_size)
-    recompute = torch.is_grad_enabled() and len(starts) > 1 and rows.shape[0] * row_elements > _RECOMPUTE_ELEMENTS
+    large = rows.shape[0] * row_elements > _RECOMPUTE_ELEMENTS
+    recompute = torch.is_grad_enabled() and len(starts) > 1 and large
     pieces = []
     for start in starts:
         chunk = (rows[start : start + chunk_size], row_group[start : start + chunk_size])
@@ -226,13 +234,17 @@ def _site_scale(name: str, site: dict) -> float | torch.Tensor:
     scale = site["scale"]
     if torch.is_tensor(scale):
         if scale.numel() != 1:
-            raise ValueError(f"site {name!r}: the density gap needs one scale for the batch, got shape {tuple(scale.shape)}")
+            raise ValueError(
+                f"site {name!r}: the density gap needs one scale for the batch, "
+                f"got shape {tuple(scale.shape)}"
+            )
         return scale.reshape(())
     return scale
 
 
 def _score_function_reward(model_trace, guide_trace, skipped: Sequence[str]) -> MultiFrameTensor:
-    """Per-plate ``log p - log q`` of the sites kept in the loss (the reward of non-reparameterised sites)."""
+    """Per-plate ``log p - log q`` of the sites kept in the loss: the score-function reward of
+    non-reparameterised sites (the density-gap term, a batch term, is left out of it)."""
     reward = MultiFrameTensor()
     stacks = get_plate_stacks(model_trace)
     for name, site in model_trace.nodes.items():
@@ -250,7 +262,7 @@ class DensityGapELBO(Trace_ELBO):
         loss = - sum_{observed} log p(x|z) - sum_{other latents} [log p(z) - log q(z)]
                + beta * sum_{DG sites} scale * |B| * KL(q_B || p)
 
-    with KL(q_B || p) from :func:`density_gap_kl` (Zhang et al. 2022, sec. 3; ``dg-vae.md`` sec. 2-3).
+    with KL(q_B || p) from :func:`density_gap_kl` (Zhang et al. 2022, sec. 3; ``dg-vae.md`` sec. 3).
     ``scale`` is the guide site's scale (the plate's subsample factor N/|B| times any
     ``poutine.scale``, e.g. a KL warm-up weight), so a subsampled plate of N data gives
     N KL(q_B || p), the scale of Trace_ELBO's summed KL. A site masked out by ``poutine.mask``
@@ -316,7 +328,9 @@ class DensityGapELBO(Trace_ELBO):
             names = self.sites
         for name in names:
             if name not in latent:
-                raise ValueError(f"sites: {name!r} is not a latent sample site of the guide (latent sites: {latent})")
+                raise ValueError(
+                    f"sites: {name!r} is not a latent sample site of the guide (latent sites: {latent})"
+                )
             model_site = model_trace.nodes.get(name)
             if model_site is None or model_site["type"] != "sample" or model_site["is_observed"]:
                 raise ValueError(f"site {name!r} is not a latent sample site of the model")
@@ -340,9 +354,8 @@ class DensityGapELBO(Trace_ELBO):
             if not _site_is_active(name, guide_site):
                 continue
             posterior = guide_site["fn"]
-            kl = density_gap_kl(
-                posterior, model_trace.nodes[name]["fn"], self.num_samples, self.agg_size, self.mode, self.chunk_size
-            )
+            prior = model_trace.nodes[name]["fn"]
+            kl = density_gap_kl(posterior, prior, self.num_samples, self.agg_size, self.mode, self.chunk_size)
             total = total + self.beta * _site_scale(name, guide_site) * posterior.batch_shape[-1] * kl.sum()
             estimates.extend(kl.detach().flatten().tolist())
         return total, estimates
@@ -366,7 +379,8 @@ class DensityGapELBO(Trace_ELBO):
                 if not is_identically_zero(score_function_term):
                     if reward is None:
                         reward = _score_function_reward(model_trace, guide_trace, names)
-                    surrogate = surrogate + (reward.sum_to(site["cond_indep_stack"]) * score_function_term).sum()
+                    site_reward = reward.sum_to(site["cond_indep_stack"])
+                    surrogate = surrogate + (site_reward * score_function_term).sum()
         density_gap, estimates = self._density_gap_term(model_trace, guide_trace, names)
         elbo -= torch_item(density_gap)
         surrogate = surrogate - density_gap

@@ -62,7 +62,7 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     objective.add_argument("--dg-mode", choices=["marginal", "joint"], help="DG: estimator")
     objective.add_argument("--warmup-epochs", type=float, help="KL warm-up length in epochs")
     train = p.add_argument_group("training")
-    train.add_argument("--epochs", type=int, default=100)
+    train.add_argument("--epochs", type=int, help="default 100 with --data, 20 on the synthetic corpus")
     train.add_argument("--batch-size", type=int, default=32)
     train.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
     train.add_argument("--lr", type=float, help="default 0.5 (sgd) or 1e-3 (adam)")
@@ -85,7 +85,7 @@ def _train(args: argparse.Namespace) -> None:
     from inference.trainer import TrainConfig
 
     if args.resume:
-        trainer = resume_trainer(args.resume, epochs=args.epochs if "--epochs" in sys.argv else None)
+        trainer = resume_trainer(args.resume, epochs=args.epochs)
         trainer.config.progress = not args.no_progress
         _report(trainer.fit(resume=True), trainer.run_dir)
         return
@@ -105,7 +105,7 @@ def _train(args: argparse.Namespace) -> None:
     if args.latent == "vmf" and args.objective == "dg" and "mode" not in params:
         params["mode"] = ["joint"]
     train = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+        epochs=args.epochs or (100 if args.data else 20), batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
         clip_norm=args.clip_norm, decay_patience=args.decay_patience, max_decays=args.max_decays,
         seed=args.seed, checkpoint_every=args.checkpoint_every, skip_nonfinite=args.skip_nonfinite,
         validate_args=not args.no_validate_args, device=args.device, progress=not args.no_progress,

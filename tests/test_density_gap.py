@@ -55,7 +55,7 @@ def mixture_kl_quad(means, sds) -> float:
 
 def replicated_estimates(loc, scale, replicates: int, **options) -> torch.Tensor:
     """``replicates`` independent estimates, through the estimator's leading batch dims."""
-    posterior = normal_posterior(loc.expand(replicates, *loc.shape), scale.expand(replicates, *scale.shape))
+    posterior = normal_posterior(loc.expand(replicates, -1, -1), scale.expand(replicates, -1, -1))
     return density_gap_kl(posterior, standard_prior(loc.shape[-1]), **options)
 
 
@@ -222,7 +222,9 @@ def test_chunked_computation_equals_unchunked(mode, agg_size, recompute):
         assert torch.allclose(chunked, whole, rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.parametrize(("mode", "agg_size", "chunk_size"), [("marginal", None, 2), ("joint", 2, 4), ("marginal", 2, None)])
+@pytest.mark.parametrize(
+    ("mode", "agg_size", "chunk_size"), [("marginal", None, 2), ("joint", 2, 4), ("marginal", 2, None)]
+)
 def test_gradient_matches_finite_differences(mode, agg_size, chunk_size, recompute):
     torch.manual_seed(11)
     loc = torch.randn(3, 2, dtype=DOUBLE, requires_grad=True)
@@ -368,8 +370,9 @@ def test_global_latent_keeps_its_ordinary_elbo_terms():
         g = torch.distributions.Normal(global_loc, 1.0).rsample()
         normal_posterior(loc, scale).rsample()
         estimate = density_gap_kl(normal_posterior(loc, scale), standard_prior(2), 8).item()
-        log_ratio = torch.distributions.Normal(0.0, 1.0).log_prob(g) - torch.distributions.Normal(global_loc, 1.0).log_prob(g)
-        assert loss == pytest.approx(-log_ratio.item() + 4 * estimate, rel=1e-12)
+        log_prior = torch.distributions.Normal(0.0, 1.0).log_prob(g)
+        log_guide = torch.distributions.Normal(global_loc, 1.0).log_prob(g)
+        assert loss == pytest.approx((log_guide - log_prior).item() + 4 * estimate, rel=1e-12)
 
 
 def test_loss_and_loss_and_grads_agree():
@@ -421,6 +424,38 @@ def test_particle_average_has_the_right_expectation(vectorize, agg_size):
     loss = elbo.loss(model, guide)
     assert abs(loss - expected) < 4 * 3 * spread / math.sqrt(100)
     assert elbo.last_terms["kl_estimate"] == pytest.approx(loss / 3, rel=1e-9)
+
+
+def test_discrete_site_reward_leaves_out_the_density_gap():
+    loc, scale = example_posterior()
+    data = torch.randn(4, 2, dtype=DOUBLE)
+    half = torch.tensor(0.5, dtype=DOUBLE)
+
+    def model():
+        c = pyro.sample("c", dist.Bernoulli(half))
+        with pyro.plate("data", 4):
+            z = pyro.sample("z", dist.Normal(torch.zeros(2, dtype=DOUBLE), 1.0).to_event(1))
+            pyro.sample("x", dist.Normal(z + c, 1.0).to_event(1), obs=data)
+
+    def guide():
+        initial = torch.tensor(0.3, dtype=DOUBLE)
+        probs = pyro.param("probs", initial, constraint=dist.constraints.unit_interval)
+        pyro.sample("c", dist.Bernoulli(probs))
+        with pyro.plate("data", 4):
+            pyro.sample("z", normal_posterior(pyro.param("loc", loc), pyro.param("scale", scale)))
+
+    torch.manual_seed(28)
+    DensityGapELBO(num_samples=8, sites=["z"]).loss_and_grads(model, guide)
+    unconstrained = pyro.param("probs").unconstrained()
+    probs = pyro.param("probs")
+    torch.manual_seed(28)
+    c = dist.Bernoulli(probs).sample()
+    z = normal_posterior(loc, scale).rsample()
+    log_likelihood = torch.distributions.Normal(z + c, 1.0).log_prob(data).sum()
+    reward = dist.Bernoulli(half).log_prob(c) - dist.Bernoulli(probs).log_prob(c) + log_likelihood
+    expected = torch.autograd.grad(-reward.detach() * dist.Bernoulli(probs).log_prob(c), unconstrained)[0]
+    assert torch.allclose(unconstrained.grad, expected, rtol=1e-10, atol=0)
+    assert expected.abs().item() > 0
 
 
 def test_non_reparameterised_site_is_rejected():

@@ -1,0 +1,434 @@
+"""Run-level evaluation: every metric of docs/dg-vae.md sec. 5 for a trained run, in one call.
+
+:func:`evaluate_run` scores one split of a run folder (the test split by default) and writes
+``eval.json`` and ``eval.md`` into the folder (``eval-<split>.json`` / ``.md`` for another split):
+
+* Rec, KL, -ELBO per sentence (one guide sample, :func:`inference.elbo.elbo_terms`);
+* NLL per sentence and PPL per token by importance sampling with K samples (``</s>`` counted),
+  on the whole split or on a seeded subset of it, and the -ELBO of that same subset;
+* MI and AU (with the per-dimension variances) over the whole split;
+* the hole metrics joint-KL, marginal-KL and CU(tau) against ``prior_samples`` prior draws, and
+  the density-gap estimate of KL(q_D || p) (dimension-wise for Gaussian latents, the paper's
+  default, and joint; joint only for vMF), with q_D the aggregated posterior of the N sentences;
+* BLEU-1..4 precision / recall / F of greedy decodings of z ~ p(z) against the split;
+* interpolation between seeded pairs of sentences at t = 0, 0.1, ..., 1 on the posterior centers.
+
+:func:`compare_runs` gathers the ``eval.json`` of several runs into one table (Markdown and CSV).
+Every stage reseeds torch's global RNG from ``seed`` (plus the stage number), so a stage's numbers
+do not depend on which other stages ran before it.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import pyro.distributions as dist
+import torch
+from torch.distributions import Distribution, Independent, Normal
+from tqdm.auto import tqdm
+
+from inference.density_gap import density_gap_kl
+from inference.elbo import elbo_terms
+from inference.run import Run
+from pyro_textvae.data import EncodedSplit, iterate_batches, num_batches
+from pyro_textvae.distributions import HypersphericalUniform, VonMisesFisher
+from pyro_textvae.io import CheckpointError, atomic_write_bytes, load_json, save_json
+from pyro_textvae.model import TextVAE
+
+from .generation import decode, posterior_center
+from .latent_metrics import active_units, hole_metrics, mutual_information
+from .likelihood import importance_log_likelihood, negative_log_likelihood_summary
+from .text_metrics import bleu_precision_recall, interpolation_scores
+
+INTERPOLATION_STEPS = 11
+AU_THRESHOLD = 0.01
+CU_TAUS = (0.01, 0.03, 0.05, 0.1)
+COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("N", ("num_sentences",)),
+    ("NLL", ("likelihood", "nll")),
+    ("PPL", ("likelihood", "ppl")),
+    ("-ELBO", ("elbo", "neg_elbo")),
+    ("Rec", ("elbo", "reconstruction")),
+    ("KL", ("elbo", "kl")),
+    ("MI", ("mi",)),
+    ("AU", ("active_units", "au")),
+    ("joint-KL", ("holes", "joint_kl")),
+    ("CU(0.03)", ("holes", "cu", "0.03")),
+    ("DG-KL", ("density_gap", "kl")),
+    ("DG-KL joint", ("density_gap", "joint_kl")),
+    *((f"prior BLEU-{n} F", ("prior_sampling", "bleu", "f", str(n))) for n in range(1, 5)),
+    ("interp self-BLEU-4", ("interpolation", "self_bleu", "4")),
+    ("interp distinct-1", ("interpolation", "distinct", "1")),
+    ("interp distinct-2", ("interpolation", "distinct", "2")),
+)
+
+
+def eval_filename(split: str, suffix: str = "json") -> str:
+    """``eval.<suffix>`` for the test split, ``eval-<split>.<suffix>`` for any other."""
+    return f"eval.{suffix}" if split == "test" else f"eval-{split}.{suffix}"
+
+
+def latent_prior(vae: TextVAE, device: torch.device | str = "cpu") -> Distribution:
+    """p(z) of ``vae`` with batch shape ``()``: N(0, I_d) or uniform on S^{d-1} (docs/dg-vae.md, sec. 1, 3)."""
+    d = vae.config.latent_dim
+    if vae.config.latent == "vmf":
+        return HypersphericalUniform(d, device=device)
+    return dist.Normal(torch.zeros(d, device=device), 1.0).to_event(1)
+
+
+@torch.no_grad()
+def collect_posteriors(
+    vae: TextVAE, split: EncodedSplit, batch_size: int = 256, device: torch.device | str = "cpu"
+) -> Distribution:
+    """The posteriors q(z|x_1), ..., q(z|x_N) of a whole split as one distribution with batch shape
+    ``(N,)`` in the split's order: ``Normal(loc, scale).to_event(1)`` or ``VonMisesFisher(loc, kappa)``.
+
+    Batches are bucketed by length (less padding) and put back in order through ``Batch.index``;
+    the encoder runs in eval mode (no dropout, batch-norm running statistics), without gradients.
+    """
+    if len(split) == 0:
+        raise ValueError("collect_posteriors: the split is empty")
+    was_training = vae.training
+    vae.eval()
+    params: list[torch.Tensor] = []
+    try:
+        for batch in iterate_batches(split, batch_size, shuffle=False):
+            batch = batch.to(device)
+            posterior = vae.posterior_distribution(batch.tokens, batch.mask)
+            if isinstance(posterior, VonMisesFisher):
+                values = (posterior.loc, posterior.concentration)
+            elif isinstance(posterior, Independent) and isinstance(posterior.base_dist, Normal):
+                values = (posterior.base_dist.loc, posterior.base_dist.scale)
+            else:
+                raise TypeError(f"collect_posteriors: unsupported posterior family {type(posterior).__name__}")
+            if not params:
+                params = [value.new_empty((len(split), *value.shape[1:])) for value in values]
+            for stored, value in zip(params, values):
+                stored[batch.index.to(stored.device)] = value
+    finally:
+        vae.train(was_training)
+    if vae.config.latent == "vmf":
+        return VonMisesFisher(*params)
+    return Normal(*params).to_event(1)
+
+
+def _check_options(**options: Any) -> None:
+    for name, value in options.items():
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ValueError(f"evaluate_run: {name} must be a positive int, got {value!r}")
+
+
+def _stage_seed(seed: int, stage: int) -> None:
+    torch.manual_seed(seed + stage)
+
+
+def _subset(split: EncodedSplit, positions: list[int]) -> EncodedSplit:
+    labels = None if split.labels is None else [split.labels[i] for i in positions]
+    return EncodedSplit([split.sentences[i] for i in positions], [split.ids[i] for i in positions], labels)
+
+
+@torch.no_grad()
+def _elbo_per_sentence(vae: TextVAE, split: EncodedSplit, batch_size: int, device, bar) -> torch.Tensor:
+    """(N, 2): reconstruction and KL of every sentence, in the split's order."""
+    terms = torch.empty(len(split), 2, dtype=torch.float64)
+    for batch in iterate_batches(split, batch_size, shuffle=False):
+        batch = batch.to(device)
+        values = elbo_terms(vae.model, vae.guide, batch.tokens, batch.mask)
+        terms[batch.index.cpu()] = torch.stack([values["reconstruction"], values["kl"]], -1).double().cpu()
+        bar.update()
+    return terms
+
+
+def _importance_sampling(vae, split, positions, samples, batch_size, chunk, device, bar) -> dict:
+    """NLL / PPL of the sentences at ``positions`` by importance sampling with ``samples`` particles."""
+    scored = _subset(split, positions)
+    log_px = torch.empty(len(scored), dtype=torch.float64)
+    tokens = 0
+    for batch in iterate_batches(scored, batch_size, shuffle=False):
+        batch = batch.to(device)
+        log_px[batch.index.cpu()] = importance_log_likelihood(
+            vae.model, vae.guide, batch.tokens, batch.mask, num_samples=samples, chunk_size=chunk
+        ).double().cpu()
+        tokens += batch.num_tokens
+        bar.update()
+    return negative_log_likelihood_summary(log_px, tokens)
+
+
+def _greedy_ids(vae: TextVAE, z: torch.Tensor, max_length: int, batch_size: int) -> list[list[int]]:
+    """Greedy decodings of the rows of ``z``, ``batch_size`` rows at a time."""
+    return [row for start in range(0, z.shape[0], batch_size)
+            for row in decode(vae, z[start : start + batch_size], "greedy", max_length)]
+
+
+def _prior_sampling(run: Run, references: list[list[str]], num_generate: int, max_length: int,
+                    batch_size: int, device) -> dict:
+    """Greedy decodings of z ~ p(z) scored by BLEU-1..4 precision / recall / F against ``references``.
+
+    An empty decoding has BLEU 0 (it is left out of the BLEU calls, which need tokens, and counted
+    as 0 in the precision average); F is recomputed from the adjusted precision."""
+    vocab = run.corpus.vocab
+    z = latent_prior(run.vae, device).sample((num_generate,))
+    sentences = [vocab.decode(ids) for ids in _greedy_ids(run.vae, z, max_length, batch_size)]
+    kept = [sentence for sentence in sentences if sentence]
+    zeros = {str(n): 0.0 for n in range(1, 5)}
+    bleu = {"precision": dict(zeros), "recall": dict(zeros), "f": dict(zeros)}
+    if kept:
+        scores = bleu_precision_recall(kept, references)
+        for n in range(1, 5):
+            precision = scores["precision"][n] * len(kept) / len(sentences)
+            recall = scores["recall"][n]
+            bleu["precision"][str(n)], bleu["recall"][str(n)] = precision, recall
+            bleu["f"][str(n)] = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+    return {
+        "num_samples": num_generate,
+        "num_empty": len(sentences) - len(kept),
+        "max_length": max_length,
+        "bleu": bleu,
+        "examples": [" ".join(sentence) for sentence in sentences[:10]],
+    }
+
+
+def _interpolation(run: Run, centers: torch.Tensor, references: list[list[str]], num_pairs: int,
+                   seed: int, max_length: int, batch_size: int) -> dict:
+    """Greedy decodings at mu = (1 - t) mu_a + t mu_b, t = 0, 0.1, ..., 1, for seeded pairs (a, b),
+    scored by :func:`text_metrics.interpolation_scores` and averaged over pairs (docs/dg-vae.md,
+    sec. 5). A pair whose path holds an empty decoding is skipped (BLEU needs tokens) and counted."""
+    generator = torch.Generator().manual_seed(seed)
+    pairs = torch.randperm(centers.shape[0], generator=generator)[: 2 * num_pairs].view(num_pairs, 2)
+    t = torch.linspace(0.0, 1.0, INTERPOLATION_STEPS, device=centers.device).view(1, -1, 1)
+    start, end = centers[pairs[:, 0].to(centers.device)], centers[pairs[:, 1].to(centers.device)]
+    z = ((1 - t) * start.unsqueeze(1) + t * end.unsqueeze(1)).reshape(-1, centers.shape[-1])
+    words = [run.corpus.vocab.decode(ids) for ids in _greedy_ids(run.vae, z, max_length, batch_size)]
+    paths = [words[i : i + INTERPOLATION_STEPS] for i in range(0, len(words), INTERPOLATION_STEPS)]
+    scored, example = [], None
+    for (a, b), path in zip(pairs.tolist(), paths):
+        if all(path):
+            scored.append(interpolation_scores(path, references[a], references[b]))
+            example = example or {"start": " ".join(references[a]), "end": " ".join(references[b]),
+                                  "path": [" ".join(step) for step in path]}
+    result: dict[str, Any] = {"num_pairs": num_pairs, "num_skipped": num_pairs - len(scored),
+                              "t": t.flatten().tolist(), "example": example}
+    for key in ("bleu_to_start", "bleu_to_end", "rougeL_to_start", "rougeL_to_end"):
+        result[key] = [sum(values) / len(scored) for values in zip(*(s[key] for s in scored))] if scored else None
+    for key in ("self_bleu", "distinct"):
+        result[key] = {str(n): sum(s[key][n] for s in scored) / len(scored) for n in range(1, 5)} if scored else None
+    return result
+
+
+def evaluate_run(
+    run: Run,
+    split: str = "test",
+    iw_samples: int = 500,
+    iw_subset: int | None = None,
+    prior_samples: int = 1000 * 128,
+    num_generate: int = 1000,
+    num_interpolations: int = 100,
+    seed: int = 0,
+    progress: bool = True,
+    batch_size: int = 256,
+    iw_batch_size: int = 32,
+    iw_chunk: int = 50,
+    dg_samples: int = 1,
+    max_length: int | None = None,
+    checkpoint: str | None = None,
+    device: torch.device | str = "cpu",
+) -> dict:
+    """Every metric of docs/dg-vae.md sec. 5 on ``split`` of ``run``; writes ``eval.json`` / ``eval.md``.
+
+    -ELBO = Rec + KL, Rec = -log p(x|z), KL = KL(q(z|x) || p) per sentence (one z ~ q(z|x));
+    log p(x) ~= logmeanexp_k [log p(x, z_k) - log q(z_k|x)], K = ``iw_samples`` (on ``iw_subset``
+    sentences drawn without replacement by a generator seeded with ``seed``, or all when None or
+    >= N), PPL = exp(sum NLL / sum tokens) counting ``</s>``; MI, AU (threshold 0.01 on the
+    variances of E_q[z|x]), joint-KL / marginal-KL / CU(tau) from ``prior_samples`` draws of p
+    against q_D, the density-gap KL(q_D || p) with ``dg_samples`` draws per posterior; BLEU of
+    ``num_generate`` greedy prior decodings against the split; ``num_interpolations`` seeded
+    pairs (at most N // 2). ``max_length`` caps decodings (default: the split's longest sentence).
+    ``checkpoint`` (which file ``run`` was loaded from) is only recorded. Returns the dict written
+    to ``eval.json`` (keys as strings, as JSON reads them back).
+    """
+    _check_options(iw_samples=iw_samples, iw_subset=iw_subset, prior_samples=prior_samples,
+                   num_generate=num_generate, num_interpolations=num_interpolations, batch_size=batch_size,
+                   iw_batch_size=iw_batch_size, iw_chunk=iw_chunk, dg_samples=dg_samples, max_length=max_length)
+    if split not in run.corpus.splits:
+        raise ValueError(f"evaluate_run: split {split!r} not in the corpus (has {sorted(run.corpus.splits)})")
+    data = run.corpus.splits[split]
+    n = len(data)
+    if n < 2:
+        raise ValueError(f"evaluate_run: split {split!r} has {n} sentence(s); at least 2 are needed")
+    vae = run.vae.to(device).eval()
+    vocab = run.corpus.vocab
+    references = [vocab.decode(ids) for ids in data.ids]
+    max_length = max_length or max(len(ids) for ids in data.ids)
+    positions = list(range(n))
+    if iw_subset is not None and iw_subset < n:
+        generator = torch.Generator().manual_seed(seed)
+        positions = sorted(torch.randperm(n, generator=generator)[:iw_subset].tolist())
+    batches = num_batches(data, batch_size)
+    total = 2 * batches + -(-len(positions) // iw_batch_size) + 5
+    bar = tqdm(total=total, desc="evaluate", disable=not progress)
+    try:
+        bar.set_description("posteriors")
+        posteriors = collect_posteriors(vae, data, batch_size, device)
+        centers = posterior_center(posteriors)
+        bar.update(batches)
+        bar.set_description("ELBO")
+        _stage_seed(seed, 1)
+        terms = _elbo_per_sentence(vae, data, batch_size, device, bar)
+        bar.set_description("importance sampling")
+        _stage_seed(seed, 2)
+        likelihood = _importance_sampling(vae, data, positions, iw_samples, iw_batch_size, iw_chunk, device, bar)
+        subset_terms = terms[positions]
+        likelihood.update(iw_samples=iw_samples, iw_subset=iw_subset if len(positions) < n else None,
+                          subset_seed=seed, neg_elbo=float(subset_terms.sum(-1).mean()))
+        bar.set_description("MI")
+        _stage_seed(seed, 3)
+        mi = mutual_information(posteriors)
+        au, variances = active_units(posteriors.mean, AU_THRESHOLD)
+        bar.update()
+        bar.set_description("holes")
+        _stage_seed(seed, 4)
+        prior = latent_prior(vae, device)
+        holes = hole_metrics(posteriors, prior, prior_samples, CU_TAUS)
+        if holes["cu"] is not None:
+            holes["cu"] = {f"{tau:g}": count for tau, count in holes["cu"].items()}
+        bar.update()
+        bar.set_description("density gap")
+        _stage_seed(seed, 5)
+        is_vmf = vae.config.latent == "vmf"
+        with torch.no_grad():
+            joint_kl = float(density_gap_kl(posteriors, prior, dg_samples, mode="joint"))
+            marginal_kl = None if is_vmf else float(density_gap_kl(posteriors, prior, dg_samples, mode="marginal"))
+        density_gap = {"kl": joint_kl if is_vmf else marginal_kl, "mode": "joint" if is_vmf else "marginal",
+                       "joint_kl": joint_kl, "num_samples": dg_samples, "num_posteriors": n}
+        bar.update()
+        bar.set_description("prior sampling")
+        _stage_seed(seed, 6)
+        sampling = _prior_sampling(run, references, num_generate, max_length, batch_size, device)
+        bar.update()
+        bar.set_description("interpolation")
+        interpolation = _interpolation(run, centers, references, min(num_interpolations, n // 2), seed,
+                                       max_length, batch_size)
+        bar.update()
+    finally:
+        bar.close()
+    rec, kl = (float(value) for value in terms.mean(0))
+    result = {
+        "run": str(run.path),
+        "split": split,
+        "checkpoint": checkpoint,
+        "objective": run.config["objective"]["name"],
+        "objective_params": run.config["objective"]["params"],
+        "seed": run.config["train"].get("seed"),
+        "eval_seed": seed,
+        "num_sentences": n,
+        "num_tokens": sum(len(ids) + 1 for ids in data.ids),
+        "elbo": {"reconstruction": rec, "kl": kl, "neg_elbo": rec + kl},
+        "likelihood": likelihood,
+        "mi": mi,
+        "active_units": {"au": au, "threshold": AU_THRESHOLD, "variances": variances.tolist()},
+        "holes": holes,
+        "density_gap": density_gap,
+        "prior_sampling": sampling,
+        "interpolation": interpolation,
+    }
+    save_json(run.path / eval_filename(split), result)
+    atomic_write_bytes(run.path / eval_filename(split, "md"), evaluation_markdown(result).encode())
+    return result
+
+
+def metric_value(result: dict, keys: Sequence[str]) -> Any:
+    """The value at ``keys`` in an ``eval.json`` dict, or None where any key is missing."""
+    value: Any = result
+    for key in keys:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return value
+
+
+def _markdown_cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_markdown_cell(value) for value in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def evaluation_markdown(result: dict) -> str:
+    """``eval.md``: the settings, a metric | value table (:data:`COLUMNS`) and BLEU per n."""
+    likelihood, holes = result["likelihood"], result["holes"]
+    subset = likelihood["iw_subset"]
+    lines = [
+        f"# Evaluation of {result['run']}",
+        "",
+        f"Split {result['split']} (N = {result['num_sentences']} sentences), checkpoint "
+        f"{result['checkpoint'] or '-'}, objective {result['objective']}, evaluation seed {result['eval_seed']}. "
+        f"NLL/PPL by importance sampling with K = {likelihood['iw_samples']} on "
+        f"{'all' if subset is None else f'a seeded subset of {subset}'} sentences "
+        f"(-ELBO on them: {likelihood['neg_elbo']:.4g}); hole metrics from {holes['num_prior_samples']} prior "
+        f"samples against N = {holes['num_posteriors']} posteriors.",
+        "",
+        _markdown_table(["metric", "value"], [[name, metric_value(result, keys)] for name, keys in COLUMNS]),
+    ]
+    bleu = result["prior_sampling"]["bleu"]
+    lines.append("Prior sampling (greedy), BLEU against the split:\n")
+    lines.append(_markdown_table(["n", "precision", "recall", "F"],
+                                 [[n, bleu["precision"][n], bleu["recall"][n], bleu["f"][n]] for n in sorted(bleu["f"])]))
+    example = result["interpolation"]["example"]
+    if example is not None:
+        lines.append("Interpolation example (t = 0, 0.1, ..., 1):\n")
+        lines += [f"{i}. {sentence}" for i, sentence in enumerate(example["path"], 1)]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class ComparisonTable:
+    """One row per run (run, objective, seed) and one column per metric of :data:`COLUMNS`."""
+
+    columns: list[str]
+    rows: list[list[Any]]
+
+    def markdown(self) -> str:
+        """A Markdown table, floats to 4 significant digits, missing values as ``-``."""
+        return _markdown_table(self.columns, self.rows)
+
+    def csv(self) -> str:
+        """CSV by the ``csv`` module, floats at full precision, missing values empty."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(self.columns)
+        writer.writerows([["" if value is None else value for value in row] for row in self.rows])
+        return buffer.getvalue()
+
+
+def compare_runs(run_dirs: Sequence[str | Path], out_prefix: str | Path | None = None,
+                 split: str = "test") -> ComparisonTable:
+    """Read each run's ``eval.json`` (``eval-<split>.json``) into a :class:`ComparisonTable`; with
+    ``out_prefix`` write ``<prefix>.md`` and ``<prefix>.csv``. A missing run folder or evaluation
+    file raises :class:`CheckpointError` naming it."""
+    if not run_dirs:
+        raise ValueError("compare_runs: no run folders given")
+    rows = []
+    for run_dir in map(Path, run_dirs):
+        if not run_dir.is_dir():
+            raise CheckpointError(f"run folder {str(run_dir)!r} does not exist")
+        path = run_dir / eval_filename(split)
+        if not path.is_file():
+            raise CheckpointError(f"{path}: not found; run `textvae evaluate {run_dir} --split {split}` first")
+        result = load_json(path)
+        rows.append([run_dir.name, result.get("objective"), result.get("seed")]
+                    + [metric_value(result, keys) for _, keys in COLUMNS])
+    table = ComparisonTable(["run", "objective", "seed"] + [name for name, _ in COLUMNS], rows)
+    if out_prefix is not None:
+        atomic_write_bytes(f"{out_prefix}.md", table.markdown().encode())
+        atomic_write_bytes(f"{out_prefix}.csv", table.csv().encode())
+    return table

@@ -1,0 +1,104 @@
+"""The ``textvae`` command line: a tiny end-to-end run and every bad-input message."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pyro_textvae.cli import main
+from pyro_textvae.data import write_synthetic
+
+TINY = ["--synthetic-train", "64", "--embed-dim", "8", "--hidden-dim", "16", "--latent-dim", "3",
+        "--batch-size", "16", "--optimizer", "adam", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["train", "--epochs", "1", "--out", str(out), "--seed", "3", *TINY]) == 0
+    return out
+
+
+def test_train_writes_a_complete_run_folder(tiny_run):
+    names = {p.name for p in tiny_run.iterdir()}
+    assert {"config.json", "vocab.json", "metrics.jsonl", "best.pt", "last.pt"} <= names
+    config = json.loads((tiny_run / "config.json").read_text())
+    assert config["train"]["seed"] == 3 and config["model"]["hidden_dim"] == 16
+    assert config["data"]["synthetic"]["num_train"] == 64
+
+
+def test_resume_adds_the_missing_epochs(tiny_run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_run, copy)
+    assert main(["train", "--resume", str(copy), "--epochs", "2", "--no-progress"]) == 0
+    lines = (copy / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+
+
+def test_sample_and_reconstruct_print_sentences_from_the_vocabulary(tiny_run, capsys):
+    vocab = set(json.loads((tiny_run / "vocab.json").read_text()))
+    assert main(["sample", str(tiny_run), "-n", "3", "--max-length", "5"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and all(len(line.split()) <= 5 and set(line.split()) <= vocab for line in lines)
+    assert main(["reconstruct", str(tiny_run), "the food is good", "--strategy", "beam", "--max-length", "6"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 1 and set(out[0].split()) <= vocab
+
+
+def test_objectives_lists_every_registered_name(capsys):
+    from inference.objectives import OBJECTIVES
+
+    assert main(["objectives"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in OBJECTIVES)
+
+
+def test_sweep_trains_one_sibling_run_per_value(tmp_path):
+    out = tmp_path / "sweep"
+    args = ["train", "--epochs", "1", "--out", str(out), "--objective", "beta", "--param", "beta=0.1,0.4", *TINY]
+    assert main(args) == 0
+    for value in ("0.1", "0.4"):
+        config = json.loads((tmp_path / f"sweep-beta={value}" / "config.json").read_text())
+        assert config["objective"]["params"]["beta"] == float(value)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--objective", "nope"], "unknown objective 'nope'; valid: elbo"),
+        (["--param", "gamma=2"], "has no parameter 'gamma'; valid: warmup_epochs"),
+        (["--param", "warmup_epochs=soon"], "warmup_epochs='soon' is not a float"),
+        (["--param", "novalue"], "NAME=VALUE"),
+        (["--data", "/nonexistent/corpus"], "/nonexistent/corpus"),
+        (["--batch-size", "0"], "--batch-size must be >= 1"),
+    ],
+)
+def test_bad_options_end_with_one_clear_message(tmp_path, capsys, extra, message):
+    assert main(["train", "--epochs", "1", "--out", str(tmp_path / "r"), *TINY, *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_corpus_errors_name_the_file_and_line(tmp_path, capsys):
+    corpus = write_synthetic(tmp_path / "corpus", num_train=20, num_valid=5, num_test=5)
+    (corpus / "valid.txt").write_bytes(b"1\tgood food\n0\tbad \xff food\n")
+    assert main(["train", "--data", str(corpus), "--out", str(tmp_path / "r"), *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "valid.txt" in err and "line 2" in err
+    (corpus / "test.txt").unlink()
+    assert main(["train", "--data", str(corpus), "--out", str(tmp_path / "r"), *TINY]) == 2
+    assert "test" in capsys.readouterr().err
+
+
+def test_existing_run_is_kept_without_overwrite(tiny_run, capsys):
+    before = (tiny_run / "last.pt").read_bytes()
+    assert main(["train", "--epochs", "1", "--out", str(tiny_run), *TINY]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (tiny_run / "last.pt").read_bytes() == before
+
+
+def test_missing_run_folder_is_named(tmp_path, capsys):
+    assert main(["sample", str(tmp_path / "absent")]) == 2
+    assert "absent" in capsys.readouterr().err
