@@ -112,13 +112,23 @@ def collect_posteriors(
         vae.train(was_training)
     if vae.config.latent == "vmf":
         return VonMisesFisher(*params)
-    return Normal(*params).to_event(1)
+    return dist.Normal(*params).to_event(1)
 
 
 def _check_options(**options: Any) -> None:
     for name, value in options.items():
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
             raise ValueError(f"evaluate_run: {name} must be a positive int, got {value!r}")
+
+
+def iw_subset_positions(num_sentences: int, iw_subset: int | None, seed: int) -> list[int]:
+    """The sorted positions of the sentences scored by importance sampling: ``iw_subset`` of
+    ``range(num_sentences)`` drawn without replacement by a ``torch.Generator`` seeded with ``seed``,
+    or all of them when ``iw_subset`` is None or >= ``num_sentences``."""
+    if iw_subset is None or iw_subset >= num_sentences:
+        return list(range(num_sentences))
+    generator = torch.Generator().manual_seed(seed)
+    return sorted(torch.randperm(num_sentences, generator=generator)[:iw_subset].tolist())
 
 
 def _stage_seed(seed: int, stage: int) -> None:
@@ -198,7 +208,8 @@ def _interpolation(run: Run, centers: torch.Tensor, references: list[list[str]],
     sec. 5). A pair whose path holds an empty decoding is skipped (BLEU needs tokens) and counted."""
     generator = torch.Generator().manual_seed(seed)
     pairs = torch.randperm(centers.shape[0], generator=generator)[: 2 * num_pairs].view(num_pairs, 2)
-    t = torch.linspace(0.0, 1.0, INTERPOLATION_STEPS, device=centers.device).view(1, -1, 1)
+    steps = [k / (INTERPOLATION_STEPS - 1) for k in range(INTERPOLATION_STEPS)]
+    t = torch.tensor(steps, dtype=centers.dtype, device=centers.device).view(1, -1, 1)
     start, end = centers[pairs[:, 0].to(centers.device)], centers[pairs[:, 1].to(centers.device)]
     z = ((1 - t) * start.unsqueeze(1) + t * end.unsqueeze(1)).reshape(-1, centers.shape[-1])
     words = [run.corpus.vocab.decode(ids) for ids in _greedy_ids(run.vae, z, max_length, batch_size)]
@@ -210,7 +221,7 @@ def _interpolation(run: Run, centers: torch.Tensor, references: list[list[str]],
             example = example or {"start": " ".join(references[a]), "end": " ".join(references[b]),
                                   "path": [" ".join(step) for step in path]}
     result: dict[str, Any] = {"num_pairs": num_pairs, "num_skipped": num_pairs - len(scored),
-                              "t": t.flatten().tolist(), "example": example}
+                              "t": steps, "example": example}
     for key in ("bleu_to_start", "bleu_to_end", "rougeL_to_start", "rougeL_to_end"):
         result[key] = [sum(values) / len(scored) for values in zip(*(s[key] for s in scored))] if scored else None
     for key in ("self_bleu", "distinct"):
@@ -252,6 +263,8 @@ def evaluate_run(
     _check_options(iw_samples=iw_samples, iw_subset=iw_subset, prior_samples=prior_samples,
                    num_generate=num_generate, num_interpolations=num_interpolations, batch_size=batch_size,
                    iw_batch_size=iw_batch_size, iw_chunk=iw_chunk, dg_samples=dg_samples, max_length=max_length)
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"evaluate_run: seed must be an int >= 0, got {seed!r}")
     if split not in run.corpus.splits:
         raise ValueError(f"evaluate_run: split {split!r} not in the corpus (has {sorted(run.corpus.splits)})")
     data = run.corpus.splits[split]
@@ -262,10 +275,7 @@ def evaluate_run(
     vocab = run.corpus.vocab
     references = [vocab.decode(ids) for ids in data.ids]
     max_length = max_length or max(len(ids) for ids in data.ids)
-    positions = list(range(n))
-    if iw_subset is not None and iw_subset < n:
-        generator = torch.Generator().manual_seed(seed)
-        positions = sorted(torch.randperm(n, generator=generator)[:iw_subset].tolist())
+    positions = iw_subset_positions(n, iw_subset, seed)
     batches = num_batches(data, batch_size)
     total = 2 * batches + -(-len(positions) // iw_batch_size) + 5
     bar = tqdm(total=total, desc="evaluate", disable=not progress)
@@ -386,7 +396,7 @@ def evaluation_markdown(result: dict) -> str:
     example = result["interpolation"]["example"]
     if example is not None:
         lines.append("Interpolation example (t = 0, 0.1, ..., 1):\n")
-        lines += [f"{i}. {sentence}" for i, sentence in enumerate(example["path"], 1)]
+        lines += [f"{i}. `{sentence}`" for i, sentence in enumerate(example["path"], 1)]
     return "\n".join(lines) + "\n"
 
 

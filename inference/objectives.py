@@ -3,7 +3,16 @@
 An :class:`Objective` is the Pyro-native form of a method of ``dg-vae.md`` sec. 4: a loss term is
 an ELBO subclass, the weight of the latent term a schedule applied by
 :func:`inference.handlers.scale_latent`, a different posterior family or decoder a model option.
-A comparison is one loop over :data:`OBJECTIVES`.
+A comparison is one loop over :data:`OBJECTIVES`:
+
+* ELBO with a schedule: ``elbo`` (linear warm-up), ``beta``, ``cyclical``, ``ae`` (weight 0);
+* ELBO with a model option: ``bn`` (BN-VAE posterior), ``delta`` (delta-VAE posterior),
+  ``vmf`` (vMF posterior, uniform prior), ``skip`` (skip decoder), ``bow`` (bag-of-words loss);
+* the latent term replaced (:mod:`inference.latent_penalty`): ``free-bits``,
+  ``free-bits-sentence`` (:mod:`inference.free_bits`), ``aae`` (:mod:`inference.adversarial`),
+  ``wae-mmd`` (:mod:`inference.mmd`), ``dg``, ``dg-vmf`` (:mod:`inference.density_gap`).
+
+Every latent term, replaced or not, is weighted by the schedule through the site's scale.
 """
 from __future__ import annotations
 
@@ -13,8 +22,11 @@ from typing import Any
 
 from pyro.infer import ELBO, Trace_ELBO
 
+from .adversarial import AdversarialELBO
 from .density_gap import DensityGapELBO
 from .elbo import TermsMixin
+from .free_bits import FreeBitsELBO, SentenceFreeBitsELBO
+from .mmd import WassersteinMMDELBO
 from .schedules import ConstantSchedule, CyclicalSchedule, LinearWarmup
 
 Schedule = Callable[[int], float]
@@ -74,6 +86,11 @@ def _dg_loss(params: dict) -> ELBO:
     return LoggedDensityGapELBO(num_samples=params["num_samples"], agg_size=agg, mode=params["mode"])
 
 
+def _model_option(**options: Any) -> Callable[[dict], dict]:
+    """Model options that do not depend on the parameters (e.g. ``skip=True``)."""
+    return lambda params: dict(options)
+
+
 _DG_DEFAULTS = {"warmup_epochs": 10.0, "num_samples": 32, "agg_size": 0, "mode": "marginal"}
 
 OBJECTIVES: dict[str, Objective] = {
@@ -101,11 +118,34 @@ OBJECTIVES: dict[str, Objective] = {
             lambda p, n: CyclicalSchedule(round(p["cycle_epochs"] * n), max(1, round(p["warmup_epochs"] * n))),
         ),
         Objective(
-            "ae",
-            "autoencoder: no KL term at all (collapse-free, hole-full)",
-            {},
+            "free-bits",
+            "free bits, fine: per-dimension batch-mean KL counted only above target_kl / d",
+            {"target_kl": 4.0, "warmup_epochs": 10.0},
+            lambda p: FreeBitsELBO(p["target_kl"]),
+            _warmup,
+        ),
+        Objective(
+            "free-bits-sentence",
+            "free bits, coarse: per-sentence KL counted only above target_kl",
+            {"target_kl": 4.0, "warmup_epochs": 10.0},
+            lambda p: SentenceFreeBitsELBO(p["target_kl"]),
+            _warmup,
+        ),
+        Objective(
+            "bn",
+            "BN-VAE: batch-normalised posterior mean with fixed scale gamma (E[KL] >= d gamma^2 / 2)",
+            {"gamma": 0.7, "warmup_epochs": 10.0},
             lambda p: LoggedTrace_ELBO(),
-            lambda p, n: ConstantSchedule(0.0),
+            _warmup,
+            lambda p: {"posterior": "bn", "bn_gamma": p["gamma"]},
+        ),
+        Objective(
+            "delta",
+            "delta-VAE: posterior squeezed so every dimension's KL is at least delta",
+            {"delta": 0.15, "warmup_epochs": 10.0},
+            lambda p: LoggedTrace_ELBO(),
+            _warmup,
+            lambda p: {"posterior": "delta", "delta": p["delta"]},
         ),
         Objective(
             "vmf",
@@ -114,6 +154,43 @@ OBJECTIVES: dict[str, Objective] = {
             lambda p: LoggedTrace_ELBO(),
             _warmup,
             lambda p: {"latent": "vmf", "kappa": p["kappa"]},
+        ),
+        Objective(
+            "aae",
+            "AAE: a discriminator matches q(z) to p(z); the encoder is trained to fool it",
+            {"weight": 1.0, "disc_hidden": 64, "disc_lr": 1e-3, "warmup_epochs": 0.0},
+            lambda p: AdversarialELBO(p["weight"], p["disc_hidden"], p["disc_lr"]),
+            _warmup,
+        ),
+        Objective(
+            "wae-mmd",
+            "WAE-MMD: lambda x MMD^2 of posterior vs prior samples, inverse multiquadratic kernel C = 2d",
+            {"lambda": 10.0, "warmup_epochs": 0.0},
+            lambda p: WassersteinMMDELBO(p["lambda"]),
+            _warmup,
+        ),
+        Objective(
+            "skip",
+            "skip-VAE: z also feeds every decoder output",
+            {"warmup_epochs": 10.0},
+            lambda p: LoggedTrace_ELBO(),
+            _warmup,
+            _model_option(skip=True),
+        ),
+        Objective(
+            "bow",
+            "bow-VAE: auxiliary bag-of-words log-likelihood of the sentence predicted from z",
+            {"warmup_epochs": 10.0},
+            lambda p: LoggedTrace_ELBO(),
+            _warmup,
+            _model_option(bow=True),
+        ),
+        Objective(
+            "ae",
+            "autoencoder: no KL term at all (collapse-free, hole-full)",
+            {},
+            lambda p: LoggedTrace_ELBO(),
+            lambda p, n: ConstantSchedule(0.0),
         ),
         Objective(
             "dg",
