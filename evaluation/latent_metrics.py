@@ -142,29 +142,6 @@ def mutual_information(
     return float(neg_entropy - log_aggregate.double().mean())
 
 
-@torch.no_grad()
-def aggregate_posterior_kl(
-    posterior: Distribution,
-    prior: Distribution,
-    num_samples: int = 1,
-    chunk_size: int = 1024,
-    posterior_chunk_size: int = 4096,
-) -> float:
-    """Density-gap estimate of KL(q_D || p) = E_{z~q_D}[log q_D(z) - log p(z)] over the whole set,
-    ``num_samples`` draws per posterior (docs/dg-vae.md, sec. 3 and 5; Zhang et al. 2022, sec. 3)."""
-    _, dim = _check_posterior(posterior, "aggregate_posterior_kl")
-    _check_prior(prior, dim, "aggregate_posterior_kl")
-    _check_positive_ints(
-        "aggregate_posterior_kl",
-        num_samples=num_samples,
-        chunk_size=chunk_size,
-        posterior_chunk_size=posterior_chunk_size,
-    )
-    z = posterior.sample((num_samples,)).reshape(-1, dim)
-    log_aggregate = _aggregate_log_density(z, posterior, chunk_size, posterior_chunk_size)
-    return float((log_aggregate.double() - prior.log_prob(z).double()).mean())
-
-
 def active_units(loc: torch.Tensor, threshold: float = 0.01) -> tuple[int, torch.Tensor]:
     """AU = #{k : Var_x(E_q[z_k | x]) >= threshold} (Burda et al. 2016, sec. 5.2; docs/dg-vae.md,
     sec. 5), with the unbiased sample variance over the N data (divisor N - 1), as in the classic

@@ -96,7 +96,9 @@ class AdversarialELBO(LatentPenaltyELBO):
         if self.discriminator is None:
             self._build(latent_dim, device)
         elif self.discriminator.latent_dim != latent_dim:
-            raise ValueError(f"the discriminator takes d = {self.discriminator.latent_dim}, the site has d = {latent_dim}")
+            raise ValueError(
+                f"the discriminator takes d = {self.discriminator.latent_dim}, the site has d = {latent_dim}"
+            )
         return self.discriminator
 
     def _discriminator_step(self, prior_samples: torch.Tensor, posterior_samples: torch.Tensor) -> None:
@@ -105,7 +107,7 @@ class AdversarialELBO(LatentPenaltyELBO):
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-        self._discriminator_losses.append(float(loss))
+        self._discriminator_losses.append(float(loss.detach()))
 
     def penalty(self, posterior: Distribution, prior: Distribution, value: torch.Tensor) -> torch.Tensor:
         discriminator = self._discriminator_for(value.shape[-1], value.device)

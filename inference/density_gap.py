@@ -21,6 +21,9 @@ where log q_B(z) - log p(z) is the *density gap* at z. The estimator is unbiased
 * ``mode="joint"``: full d-dimensional log densities (the paper's choice for vMF posteriors).
 * ``agg_size=b``: the batch is cut into consecutive chunks of b; q_B is the chunk's aggregate
   for the samples of that chunk. b = 1 gives back the usual single-posterior Monte-Carlo KL.
+* ``agg="global"`` (data-parallel training, :mod:`inference.distributed`): q_B aggregates the
+  posteriors of every rank's batch (gathered with a differentiable all-gather), each rank scores
+  its own samples, and the ranks' terms average to the estimate of one process on the global batch.
 """
 from __future__ import annotations
 
@@ -36,7 +39,10 @@ from pyro.util import warn_if_nan
 from torch.distributions import Distribution, Independent
 from torch.utils.checkpoint import checkpoint
 
+from .distributed import gather_distribution
+
 MODES = ("marginal", "joint")
+AGGREGATIONS = ("local", "global")
 PARTICLE_PLATE = "num_particles_vectorized"
 _CHUNK_ELEMENTS = 2**18
 _RECOMPUTE_ELEMENTS = 2**22
@@ -53,6 +59,20 @@ def _check_estimator_options(
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
         raise ValueError(f"chunk_size must be None or a positive integer, got {chunk_size!r}")
+
+
+def _check_aggregate(posterior: Distribution, aggregate: Distribution, offset: int) -> None:
+    lead, batch = posterior.batch_shape[:-1], posterior.batch_shape[-1]
+    if aggregate.batch_shape[:-1] != lead or aggregate.event_shape != posterior.event_shape:
+        raise ValueError(
+            f"aggregate of batch shape {tuple(aggregate.batch_shape)}, event {tuple(aggregate.event_shape)} does "
+            f"not fit the posterior's {tuple(posterior.batch_shape)}, {tuple(posterior.event_shape)}"
+        )
+    if not isinstance(offset, int) or offset < 0 or offset + batch > aggregate.batch_shape[-1]:
+        raise ValueError(
+            f"offset must place the posterior's {batch} data inside the aggregate's "
+            f"{aggregate.batch_shape[-1]}, got {offset!r}"
+        )
 
 
 def _check_shapes(posterior: Distribution, prior: Distribution) -> None:
@@ -142,6 +162,8 @@ def density_gap_kl(
     agg_size: int | None = None,
     mode: str = "marginal",
     chunk_size: int | None = None,
+    aggregate: Distribution | None = None,
+    offset: int = 0,
 ) -> torch.Tensor:
     """Density-gap estimate of KL(q_B || p), q_B = (1/|B|) sum_j q(z|x_j) (Zhang et al. 2022, sec. 3).
 
@@ -162,36 +184,43 @@ def density_gap_kl(
         B x M x B x d array exceeds 2^22 numbers and gradients are on, each chunk is recomputed
         in the backward pass (checkpointing), so memory stays bounded by the chunk. Cost
         O(B^2 M d) for any ``agg_size`` (out-of-chunk pairs are masked).
+    :param aggregate: the components q(z|x_j) of q_B when they are more than the sampled
+        posterior's (default: the posterior itself): batch shape ``(..., G)``; the samples of the
+        posterior's data are scored against all G, and ``agg_size`` chunks the G.
+    :param offset: the position of the posterior's first datum among the aggregate's G.
     :returns: the estimate, shape ``batch_shape[:-1]``, differentiable w.r.t. the posterior's
         parameters (through ``rsample`` and through log q).
     """
     _check_estimator_options(num_samples, agg_size, mode, chunk_size)
     _check_shapes(posterior, prior)
+    aggregate = posterior if aggregate is None else aggregate
+    _check_aggregate(posterior, aggregate, offset)
     if mode == "marginal":
-        log_q = _per_dimension_log_prob(posterior, "posterior")
+        log_q = _per_dimension_log_prob(aggregate, "posterior")
         log_p = _per_dimension_log_prob(prior, "prior")
     else:
-        log_q, log_p = posterior.log_prob, _joint_log_prob(prior)
+        log_q, log_p = aggregate.log_prob, _joint_log_prob(prior)
     lead, batch = posterior.batch_shape[:-1], posterior.batch_shape[-1]
+    components = aggregate.batch_shape[-1]
     dim = posterior.event_shape[0]
 
     samples = posterior.rsample((num_samples,))
     log_prior = log_p(samples).movedim(len(lead) + 1, 1)
     rows = samples.movedim(-2, 1).flatten(0, 1).unsqueeze(-2)
 
-    size = batch if agg_size is None else min(agg_size, batch)
-    group = torch.arange(batch, device=samples.device) // size
+    size = components if agg_size is None else min(agg_size, components)
+    group = torch.arange(components, device=samples.device) // size
     log_group_size = torch.bincount(group).to(samples.dtype).log()
-    row_group = group.repeat(num_samples)
+    row_group = group[offset : offset + batch].repeat(num_samples)
     score = partial(
         _chunk_log_aggregate,
         log_q,
-        None if size == batch else group,
+        None if size == components else group,
         log_group_size,
         len(lead),
         mode == "marginal",
     )
-    row_elements = max(1, lead.numel()) * batch * dim
+    row_elements = max(1, lead.numel()) * components * dim
     if chunk_size is None:
         chunk_size = max(1, _CHUNK_ELEMENTS // row_elements)
     starts = range(0, rows.shape[0], chunk_size)
@@ -276,6 +305,13 @@ class DensityGapELBO(Trace_ELBO):
     :param sites: latent site names to regularise; ``None``: every latent guide site inside a
         batch plate (the vectorised-particles plate does not count).
     :param chunk_size: passed to :func:`density_gap_kl`.
+    :param agg: ``"local"``: q_B aggregates this process's batch. ``"global"``: under
+        ``torch.distributed``, q_B aggregates every rank's batch (parameters gathered by
+        :func:`inference.distributed.gather_distribution`, differentiable) and this rank's term is
+        the mean density gap of its own samples, so with N ranks of equal batches B the average of
+        the ranks' terms, and of their gradients, is the single-process KL(q_{NB} || p) estimate on
+        the global batch (Zhang et al. 2022, sec. 3 with B -> NB). Without a process group both
+        are the same.
 
     After each evaluation ``last_terms`` holds ``reconstruction`` (the NLL of the observed sites,
     scaled as in the loss), ``density_gap`` (the term as it entered the loss) and ``kl_estimate``
@@ -294,9 +330,12 @@ class DensityGapELBO(Trace_ELBO):
         vectorize_particles: bool = False,
         max_plate_nesting: float = float("inf"),
         chunk_size: int | None = None,
+        agg: str = "local",
         **kwargs,
     ) -> None:
         _check_estimator_options(num_samples, agg_size, mode, chunk_size)
+        if agg not in AGGREGATIONS:
+            raise ValueError(f"agg must be one of {AGGREGATIONS}, got {agg!r}")
         if beta < 0:
             raise ValueError(f"beta must be >= 0, got {beta}")
         if isinstance(sites, str):
@@ -313,6 +352,7 @@ class DensityGapELBO(Trace_ELBO):
         self.beta = beta
         self.sites = None if sites is None else tuple(sites)
         self.chunk_size = chunk_size
+        self.agg = agg
         self.last_terms: dict[str, float] = {}
         self._records: list[tuple[float, float, list[float]]] = []
 
@@ -355,7 +395,10 @@ class DensityGapELBO(Trace_ELBO):
                 continue
             posterior = guide_site["fn"]
             prior = model_trace.nodes[name]["fn"]
-            kl = density_gap_kl(posterior, prior, self.num_samples, self.agg_size, self.mode, self.chunk_size)
+            aggregate, offset = gather_distribution(posterior) if self.agg == "global" else (posterior, 0)
+            kl = density_gap_kl(
+                posterior, prior, self.num_samples, self.agg_size, self.mode, self.chunk_size, aggregate, offset
+            )
             total = total + self.beta * _site_scale(name, guide_site) * posterior.batch_shape[-1] * kl.sum()
             estimates.extend(kl.detach().flatten().tolist())
         return total, estimates

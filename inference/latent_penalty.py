@@ -40,7 +40,9 @@ def _site_weight(name: str, site: dict) -> float | torch.Tensor | None:
     scale = site["scale"]
     if torch.is_tensor(scale):
         if scale.numel() != 1:
-            raise ValueError(f"site {name!r}: the latent penalty needs one scale for the batch, got {tuple(scale.shape)}")
+            raise ValueError(
+                f"site {name!r}: the latent penalty needs one scale for the batch, got {tuple(scale.shape)}"
+            )
         return scale.reshape(())
     return scale
 
@@ -88,7 +90,9 @@ class LatentPenaltyELBO(Trace_ELBO):
                 raise ValueError(f"site {name!r}: the latent penalty needs a reparameterised guide distribution, "
                                  f"but {type(posterior).__name__} has no rsample")
             if len(posterior.event_shape) != 1:
-                raise ValueError(f"site {name!r}: the latent penalty needs event shape (d,), got {tuple(posterior.event_shape)}")
+                raise ValueError(
+                    f"site {name!r}: the latent penalty needs event shape (d,), got {tuple(posterior.event_shape)}"
+                )
             frames = [f for f in guide_site["cond_indep_stack"] if f.name != PARTICLE_PLATE]
             if not any(frame.vectorized and frame.dim == -1 for frame in frames):
                 raise ValueError(f"site {name!r} needs a vectorised batch plate as its rightmost batch dim (dim=-1)")

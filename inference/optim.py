@@ -5,11 +5,14 @@ on its own. The paper clips the norm of *all* gradients together (``||g||_2 <= 5
 2022, sec. 5): ``g <- g * min(1, c / ||g||_2)``. :class:`ClippedOptim` does that before the
 per-parameter steps (in the order of the parameters' names: SVI hands over a ``set``, whose
 order changes from run to run, and a sum of squares in another order differs in the last bit),
-and :meth:`scale_lr` implements the lr decay on a validation plateau.
+and :meth:`scale_lr` implements the lr decay on a validation plateau. A ``grad_hook`` runs on the
+sorted parameters before clipping: data-parallel training averages the gradients over ranks
+there (:func:`inference.distributed.average_gradients`), so every rank clips and steps alike.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 
 import pyro
 import torch
@@ -25,7 +28,13 @@ OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
 class ClippedOptim(PyroOptim):
     """``PyroOptim`` over ``torch.optim.SGD`` or ``Adam`` clipping the global gradient norm."""
 
-    def __init__(self, name: str, lr: float, clip_norm: float | None = 5.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        lr: float,
+        clip_norm: float | None = 5.0,
+        grad_hook: Callable[[Sequence[torch.Tensor]], None] | None = None,
+    ) -> None:
         if name not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {name!r}; valid: {sorted(OPTIMIZERS)}")
         if lr <= 0:
@@ -33,6 +42,7 @@ class ClippedOptim(PyroOptim):
         if clip_norm is not None and clip_norm <= 0:
             raise ValueError(f"clip_norm must be > 0 or None, got {clip_norm}")
         self.clip_norm = clip_norm
+        self.grad_hook = grad_hook
         self.last_grad_norm = float("nan")
         super().__init__(OPTIMIZERS[name], {"lr": lr})
 
@@ -54,6 +64,8 @@ class ClippedOptim(PyroOptim):
     def __call__(self, params, *args, **kwargs) -> None:
         store = pyro.get_param_store()
         params = sorted(params, key=store.param_name)
+        if self.grad_hook is not None:
+            self.grad_hook(params)
         grads = [p for p in params if p.grad is not None]
         if self.clip_norm is not None:
             self.last_grad_norm = float(torch.nn.utils.clip_grad_norm_(grads, self.clip_norm))

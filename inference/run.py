@@ -4,6 +4,10 @@
 the synthetic generator's arguments), the model options, the objective and its parameters, and the
 training options (seed included). ``vocab.json`` is the training vocabulary, so a run folder alone
 reconstructs the model, resumes training (``--resume``) and is evaluated.
+
+Under ``torchrun`` (``TrainConfig.distributed``) rank 0 alone creates the folder, reads and writes
+its files and hands the vocabulary, config and errors to the other ranks, so the run folder only
+has to exist on rank 0's machine (the corpus must be readable by every rank).
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from pyro_textvae.data import Corpus, Vocab, synthetic_splits
 from pyro_textvae.io import CheckpointError, load_checkpoint, load_json, save_json
 from pyro_textvae.model import TextVAE, TextVAEConfig
 
+from .distributed import broadcast_from_rank_zero, init_process_group, launched_by_torchrun
 from .objectives import get_objective
 from .trainer import TrainConfig, Trainer
 
@@ -65,27 +70,38 @@ def new_trainer(
     train: TrainConfig,
     overwrite: bool = False,
 ) -> Trainer:
-    """Build corpus, model and trainer for a new run and write ``config.json`` and ``vocab.json``."""
+    """Build corpus, model and trainer for a new run and write ``config.json`` and ``vocab.json``
+    (rank 0 only when ``train.distributed``; the other ranks get its vocabulary)."""
     chosen = get_objective(objective)
     resolved = chosen.resolve(params)
-    corpus = load_corpus(data)
-    model_config = TextVAEConfig.from_dict(
-        {**model_options, **chosen.model_options(resolved), "vocab_size": len(corpus.vocab)}
-    )
+    if train.distributed:
+        init_process_group()
+    made: dict[str, Corpus] = {}
+
+    def write_run() -> list[str]:
+        corpus = made["corpus"] = load_corpus(data)
+        folder = prepare_run_dir(run_dir, overwrite)
+        config = {
+            "version": CONFIG_VERSION,
+            "data": data,
+            "model": _model_config(chosen, resolved, model_options, corpus).to_dict(),
+            "objective": {"name": objective, "params": resolved},
+            "train": train.to_dict(),
+            "corpus": corpus.summary(),
+        }
+        save_json(folder / "config.json", config)
+        corpus.vocab.to_json(folder / "vocab.json")
+        return corpus.vocab.itos
+
+    itos = broadcast_from_rank_zero(write_run) if train.distributed else write_run()
+    corpus = made["corpus"] if "corpus" in made else load_corpus(data, vocab=Vocab(itos))
     torch.manual_seed(train.seed)
-    vae = TextVAE(model_config)
-    run_dir = prepare_run_dir(run_dir, overwrite)
-    config = {
-        "version": CONFIG_VERSION,
-        "data": data,
-        "model": model_config.to_dict(),
-        "objective": {"name": objective, "params": resolved},
-        "train": train.to_dict(),
-        "corpus": corpus.summary(),
-    }
-    save_json(run_dir / "config.json", config)
-    corpus.vocab.to_json(run_dir / "vocab.json")
-    return Trainer(vae, corpus, chosen, resolved, train, run_dir)
+    vae = TextVAE(_model_config(chosen, resolved, model_options, corpus))
+    return Trainer(vae, corpus, chosen, resolved, train, Path(run_dir))
+
+
+def _model_config(chosen, resolved: dict, model_options: dict, corpus: Corpus) -> TextVAEConfig:
+    return TextVAEConfig.from_dict({**model_options, **chosen.model_options(resolved), "vocab_size": len(corpus.vocab)})
 
 
 def _read_config(run_dir: Path) -> dict:
@@ -100,15 +116,28 @@ def _read_config(run_dir: Path) -> dict:
     return config
 
 
-def resume_trainer(run_dir: str | Path, epochs: int | None = None) -> Trainer:
-    """A trainer for an existing run folder, ready for ``fit(resume=True)`` (optionally more epochs)."""
+def resume_trainer(run_dir: str | Path, epochs: int | None = None, distributed: bool | None = None) -> Trainer:
+    """A trainer for an existing run folder, ready for ``fit(resume=True)`` (optionally more epochs).
+
+    ``distributed``: resume under torchrun (``None``: when launched by torchrun with more than one
+    process); rank 0 reads ``config.json`` and ``vocab.json`` and hands them to the other ranks.
+    """
     run_dir = Path(run_dir)
-    config = _read_config(run_dir)
-    train_options = dict(config["train"])
+    distributed = launched_by_torchrun() if distributed is None else distributed
+
+    def read_run() -> tuple[dict, list[str]]:
+        return _read_config(run_dir), Vocab.from_json(run_dir / "vocab.json").itos
+
+    if distributed:
+        init_process_group()
+        config, itos = broadcast_from_rank_zero(read_run)
+    else:
+        config, itos = read_run()
+    train_options = {**config["train"], "distributed": distributed}
     if epochs is not None:
         train_options["epochs"] = epochs
     train = TrainConfig(**train_options)
-    corpus = load_corpus(config["data"], vocab=Vocab.from_json(run_dir / "vocab.json"))
+    corpus = load_corpus(config["data"], vocab=Vocab(itos))
     vae = TextVAE(TextVAEConfig.from_dict(config["model"]))
     objective = get_objective(config["objective"]["name"])
     return Trainer(vae, corpus, objective, objective.resolve(config["objective"]["params"]), train, run_dir)

@@ -11,6 +11,11 @@ training stops (He et al. 2019, the schedule used by Zhang et al. 2022).
 A run folder holds ``metrics.jsonl`` (one line an epoch), ``last.pt`` (everything needed to
 resume: parameters, optimiser state, counters, RNG state, the position inside the epoch) and
 ``best.pt`` (parameters at the best validation -ELBO).
+
+With ``distributed`` (a ``torchrun`` launch, :mod:`inference.distributed`) each of N ranks trains
+on its B rows of every global batch of N B sentences, gradients are averaged over ranks before
+clipping, validation is split over ranks and summed, and rank 0 alone writes the run folder;
+``last.pt`` then also holds every rank's RNG state, so a resume needs the same N.
 """
 from __future__ import annotations
 
@@ -25,19 +30,48 @@ from pyro import poutine
 from pyro.infer import SVI
 from tqdm.auto import tqdm
 
-from pyro_textvae.data import Corpus, EncodedSplit, iterate_batches, num_batches
-from pyro_textvae.io import append_jsonl, load_checkpoint, read_jsonl, save_checkpoint, truncate_jsonl
+from pyro_textvae.data import Batch, Corpus, EncodedSplit, iterate_batches
+from pyro_textvae.io import (
+    CheckpointError,
+    append_jsonl,
+    load_checkpoint,
+    read_jsonl,
+    save_checkpoint,
+    truncate_jsonl,
+)
 from pyro_textvae.model import TextVAE
 
+from .distributed import (
+    DistributedContext,
+    all_reduce_sum,
+    any_rank,
+    average_buffers,
+    average_gradients,
+    broadcast_from_rank_zero,
+    broadcast_module,
+    gather_objects,
+    init_distributed,
+    launched_by_torchrun,
+    shard_batch,
+    sum_over_ranks,
+)
 from .elbo import elbo_terms
 from .handlers import scale_latent
 from .objectives import Objective
 from .optim import ClippedOptim, NonFiniteError
 
 
+EVAL_BATCH = 256
+
+
 @dataclass
 class TrainConfig:
-    """Options of :class:`Trainer`; defaults are the paper's (``dg-vae.md`` sec. 1)."""
+    """Options of :class:`Trainer`; defaults are the paper's (``dg-vae.md`` sec. 1).
+
+    ``batch_size`` is per process: with ``distributed`` over N ranks a step sees N x batch_size
+    sentences. ``distributed=None`` turns it on exactly when launched by ``torchrun`` with more
+    than one process (``WORLD_SIZE > 1``).
+    """
 
     epochs: int = 100
     batch_size: int = 32
@@ -53,8 +87,11 @@ class TrainConfig:
     validate_args: bool = True
     device: str = "cpu"
     progress: bool = True
+    distributed: bool | None = None
 
     def __post_init__(self) -> None:
+        if self.distributed is None:
+            self.distributed = launched_by_torchrun()
         if self.lr is None:
             self.lr = 0.5 if self.optimizer == "sgd" else 1e-3
         for name in ("epochs", "batch_size"):
@@ -82,16 +119,24 @@ class Trainer:
         config: TrainConfig,
         run_dir: str | Path,
     ) -> None:
-        self.vae = vae.to(config.device)
+        self.context: DistributedContext | None = init_distributed(config.device) if config.distributed else None
+        self.device = self.context.device if self.context else torch.device(config.device)
+        self.world_size = self.context.world_size if self.context else 1
+        self.vae = vae.to(self.device)
+        if self.context:
+            broadcast_module(self.vae)
         self.corpus = corpus
         self.config = config
         self.run_dir = Path(run_dir)
         self.train_split: EncodedSplit = corpus.splits["train"]
         self.num_data = len(self.train_split.ids)
-        self.steps_per_epoch = num_batches(self.train_split, config.batch_size)
+        self.global_batch_size = config.batch_size * self.world_size
+        full, rest = divmod(self.num_data, self.global_batch_size)
+        self.steps_per_epoch = full + (rest >= self.world_size)
         self.loss = objective.make_loss(params)
         self.schedule = objective.make_schedule(params, self.steps_per_epoch)
-        self.optim = ClippedOptim(config.optimizer, config.lr, config.clip_norm)
+        hook = average_gradients if self.context else None
+        self.optim = ClippedOptim(config.optimizer, config.lr, config.clip_norm, grad_hook=hook)
         self.svi = SVI(self._model, self._guide, self.optim, loss=self.loss)
         self.weight = 1.0
         self.state = {"epoch": 0, "batch": 0, "step": 0, "best": math.inf, "bad_epochs": 0, "decays": 0,
@@ -108,6 +153,18 @@ class Trainer:
     def _epoch_seed(self, epoch: int) -> int:
         return self.config.seed * 1_000_003 + epoch
 
+    @property
+    def is_main(self) -> bool:
+        """True in the process that writes the run folder (rank 0, or the only process)."""
+        return self.context is None or self.context.is_main
+
+    def local_batch(self, batch: Batch) -> Batch | None:
+        """This rank's equal contiguous slice of a global batch (:func:`inference.distributed.shard_batch`;
+        ``None`` when it has fewer rows than ranks); the batch itself in a single process."""
+        if self.context is None:
+            return batch
+        return shard_batch(batch, self.context.rank, self.world_size)
+
     def step(self, tokens: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
         """One ``SVI.step`` at the current schedule weight. A non-finite gradient raises
         :class:`NonFiniteError` before any parameter moves; a non-finite loss raises it too."""
@@ -117,7 +174,7 @@ class Trainer:
         except NonFiniteError as error:
             pyro.infer.util.zero_grads(pyro.get_param_store().values())
             raise NonFiniteError(f"{error} at step {self.state['step']} ({self._bad_terms()})") from None
-        if not math.isfinite(loss):
+        if any_rank(not math.isfinite(loss), self.device) if self.context else not math.isfinite(loss):
             raise NonFiniteError(f"non-finite loss {loss} at step {self.state['step']} ({self._bad_terms()})")
         return {"loss": loss, **getattr(self.loss, "last_terms", {})}
 
@@ -126,30 +183,43 @@ class Trainer:
         bad = [key for key, value in terms.items() if not math.isfinite(value)]
         return "non-finite term: " + ", ".join(bad) if bad else f"terms {terms}"
 
+    def _sum_over_ranks(self, values: torch.Tensor) -> torch.Tensor:
+        return all_reduce_sum(values) if self.context else values
+
     @torch.no_grad()
     def evaluate_split(self, split: EncodedSplit) -> dict[str, float]:
-        """Per-sentence reconstruction, KL and -ELBO (KL weight 1, dropout off) and active units."""
+        """Per-sentence reconstruction, KL and -ELBO (KL weight 1, dropout off) and active units
+        (dimensions with ``Var_x E[z_k|x] >= 0.01``, ``dg-vae.md`` sec. 5). Distributed, every rank
+        scores its slice of each batch of ``256 N`` sentences and the sums are added over ranks."""
         was_training = self.vae.training
         self.vae.eval()
-        totals = {"reconstruction": 0.0, "kl": 0.0}
-        means = []
-        for batch in iterate_batches(split, 256, shuffle=False):
-            batch = batch.to(self.config.device)
-            terms = elbo_terms(self.vae.model, self.vae.guide, batch.tokens, batch.mask)
-            for key in totals:
-                totals[key] += float(terms[key].sum())
-            means.append(self.vae.posterior_distribution(batch.tokens, batch.mask).mean)
+        rank = self.context.rank if self.context else 0
+        totals = torch.zeros(2, dtype=torch.float64, device=self.device)
+        means = [torch.zeros(0, self.vae.config.latent_dim, dtype=torch.float64, device=self.device)]
+        for batch in iterate_batches(split, EVAL_BATCH * self.world_size, shuffle=False):
+            local = shard_batch(batch, rank, self.world_size, equal=False)
+            if local is None:
+                continue
+            local = local.to(self.device)
+            terms = elbo_terms(self.vae.model, self.vae.guide, local.tokens, local.mask)
+            totals += torch.stack([terms["reconstruction"].sum(), terms["kl"].sum()]).double()
+            means.append(self.vae.posterior_distribution(local.tokens, local.mask).mean.double())
         self.vae.train(was_training)
         n = len(split.ids)
-        variances = torch.cat(means).var(0)
-        result = {key: value / n for key, value in totals.items()}
+        means = torch.cat(means)
+        sums = self._sum_over_ranks(torch.cat([totals, means.sum(0)]))
+        squares = self._sum_over_ranks(((means - sums[2:] / n) ** 2).sum(0))
+        variances = squares / (n - 1)
+        result = {"reconstruction": float(sums[0]) / n, "kl": float(sums[1]) / n}
         result["elbo_loss"] = result["reconstruction"] + result["kl"]
         result["active_units"] = int((variances >= 0.01).sum())
         return result
 
     def checkpoint_state(self) -> dict:
-        """Everything :meth:`load_state` needs to continue exactly where training stands."""
-        return {
+        """Everything :meth:`load_state` needs to continue exactly where training stands.
+        Distributed (a collective: every rank calls it), the running training sums are added over
+        ranks and every rank's RNG state is kept under ``rng_per_rank``."""
+        state = {
             "model": self.vae.state_dict(),
             "optim": self.optim.get_state(),
             "lr": self.optim.lr,
@@ -157,6 +227,11 @@ class Trainer:
             "rng": torch.get_rng_state(),
             "loss_state": self.loss.state_dict() if hasattr(self.loss, "state_dict") else {},
         }
+        if self.context:
+            state["trainer"]["sums"] = sum_over_ranks(self.state["sums"], self.device)
+            state["rng_per_rank"] = gather_objects(torch.get_rng_state())
+            state["world_size"] = self.world_size
+        return state
 
     def load_state(self, state: dict) -> None:
         """Restore a :meth:`checkpoint_state` (parameters, optimiser, counters, RNG)."""
@@ -165,12 +240,25 @@ class Trainer:
         self.optim.set_state(state["optim"])
         self.optim.set_lr(float(state["lr"]))
         self.state = dict(state["trainer"])
-        torch.set_rng_state(state["rng"])
+        saved = int(state.get("world_size", 1))
+        if saved != self.world_size:
+            raise CheckpointError(
+                f"{self.run_dir / 'last.pt'} was written by {saved} process(es); resume it with the same "
+                f"number (torchrun --nproc-per-node ... --nnodes ...), not {self.world_size}"
+            )
+        if self.context:
+            torch.set_rng_state(state["rng_per_rank"][self.context.rank])
+            if not self.context.is_main:
+                self.state["sums"] = {}
+        else:
+            torch.set_rng_state(state["rng"])
         if hasattr(self.loss, "load_state_dict"):
             self.loss.load_state_dict(state["loss_state"])
 
     def _save_last(self) -> None:
-        save_checkpoint(self.run_dir / "last.pt", self.checkpoint_state())
+        state = self.checkpoint_state()
+        if self.is_main:
+            save_checkpoint(self.run_dir / "last.pt", state)
 
     def fit(self, resume: bool = False) -> dict:
         """Train until ``epochs`` or early stop; return the last epoch's metrics."""
@@ -178,16 +266,22 @@ class Trainer:
         pyro.enable_validation(cfg.validate_args)
         metrics_path = self.run_dir / "metrics.jsonl"
         if resume:
-            self.load_state(load_checkpoint(self.run_dir / "last.pt", cfg.device))
-            truncate_jsonl(metrics_path, self.state["epoch"])
+            if self.context:
+                state = broadcast_from_rank_zero(lambda: load_checkpoint(self.run_dir / "last.pt", "cpu"))
+            else:
+                state = load_checkpoint(self.run_dir / "last.pt", self.device)
+            self.load_state(state)
+            if self.is_main:
+                truncate_jsonl(metrics_path, self.state["epoch"])
         else:
             pyro.clear_param_store()
-            pyro.set_rng_seed(cfg.seed)
-        history = read_jsonl(metrics_path)
+            pyro.set_rng_seed(cfg.seed + (self.context.rank if self.context else 0))
+        history = broadcast_from_rank_zero(lambda: read_jsonl(metrics_path)) if self.context else read_jsonl(metrics_path)
         while self.state["epoch"] < cfg.epochs and self.state["decays"] <= cfg.max_decays:
             record = self._run_epoch()
             history.append(record)
-            append_jsonl(metrics_path, record)
+            if self.is_main:
+                append_jsonl(metrics_path, record)
             if record["stop"]:
                 break
         return history[-1] if history else {}
@@ -195,14 +289,17 @@ class Trainer:
     def _run_epoch(self) -> dict:
         cfg, st = self.config, self.state
         epoch, start = st["epoch"], time.perf_counter()
-        batches = iterate_batches(self.train_split, cfg.batch_size, shuffle=True, seed=self._epoch_seed(epoch))
+        batches = iterate_batches(self.train_split, self.global_batch_size, shuffle=True, seed=self._epoch_seed(epoch))
         bar = tqdm(total=self.steps_per_epoch, initial=st["batch"], desc=f"epoch {epoch + 1}",
-                   disable=not cfg.progress, leave=False)
+                   disable=not cfg.progress or not self.is_main, leave=False)
         self.vae.train()
         for index, batch in enumerate(batches):
             if index < st["batch"]:
                 continue
-            batch = batch.to(cfg.device)
+            batch = self.local_batch(batch)
+            if batch is None:
+                continue
+            batch = batch.to(self.device)
             try:
                 values = self.step(batch.tokens, batch.mask)
             except NonFiniteError:
@@ -226,16 +323,21 @@ class Trainer:
 
     def _end_epoch(self, epoch: int, seconds: float) -> dict:
         cfg, st = self.config, self.state
-        sums = st["sums"]
+        sums = sum_over_ranks(st["sums"], self.device) if self.context else st["sums"]
         n = max(sums.pop("sentences", 0), 1)
         record = {"epoch": epoch + 1, "step": st["step"], "lr": self.optim.lr, "kl_weight": self.weight,
                   "seconds": seconds, "skipped_batches": st["skipped"]}
         record.update({f"train_{k}": v / n for k, v in sums.items()})
+        if self.context:
+            average_buffers(self.vae)
         record.update({f"valid_{k}": v for k, v in self.evaluate_split(self.corpus.splits["valid"]).items()})
+        if self.context:
+            record = broadcast_from_rank_zero(lambda: record)
         improved = record["valid_elbo_loss"] < st["best"]
         if improved:
             st["best"], st["bad_epochs"] = record["valid_elbo_loss"], 0
-            save_checkpoint(self.run_dir / "best.pt", {"model": self.vae.state_dict(), "epoch": epoch + 1})
+            if self.is_main:
+                save_checkpoint(self.run_dir / "best.pt", {"model": self.vae.state_dict(), "epoch": epoch + 1})
         else:
             st["bad_epochs"] += 1
             if st["bad_epochs"] >= cfg.decay_patience > 0:

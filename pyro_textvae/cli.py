@@ -1,4 +1,5 @@
-"""The ``textvae`` command line: train, resume, reconstruct, sample, list objectives.
+"""The ``textvae`` command line: train, resume, reconstruct, sample, evaluate, compare, explore, toy,
+experiment.
 
 ``textvae train`` with no ``--data`` trains on the embedded synthetic corpus, so the bare command
 runs anywhere in a few minutes. Every command takes ``--seed``; a run writes its config, metrics
@@ -13,6 +14,9 @@ from pathlib import Path
 
 import torch
 
+from evaluation.evaluate_command import add_evaluate_commands
+from evaluation.experiment import add_experiment_commands
+from evaluation.explore_command import add_explore_commands
 from pyro_textvae.data import CorpusError, make_batch
 from pyro_textvae.io import CheckpointError
 
@@ -188,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.set_defaults(func=_sample)
     objectives = sub.add_parser("objectives", help="list the objectives and their parameters")
     objectives.set_defaults(func=_objectives)
+    add_evaluate_commands(sub)
+    add_explore_commands(sub)
+    add_experiment_commands(sub)
     return parser
 
 

@@ -1,4 +1,8 @@
-"""Shared fixtures: a small synthetic corpus and a small TextVAE (sizes cut for speed)."""
+"""Shared fixtures: a small synthetic corpus and a small TextVAE (sizes cut for speed).
+
+Tests run torch on one thread: their tensors are small, and two threads on a busy 2-core
+machine are many times slower than one.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,6 +13,8 @@ import torch
 
 from pyro_textvae.data import synthetic_corpus
 from pyro_textvae.model import TextVAE, TextVAEConfig
+
+torch.set_num_threads(1)
 
 SHORT_YELP = Path(__file__).resolve().parents[2] / "shared" / "data" / "short_yelp"
 SMALL = {"embed_dim": 16, "hidden_dim": 32, "latent_dim": 4}

@@ -102,3 +102,21 @@ def test_existing_run_is_kept_without_overwrite(tiny_run, capsys):
 def test_missing_run_folder_is_named(tmp_path, capsys):
     assert main(["sample", str(tmp_path / "absent")]) == 2
     assert "absent" in capsys.readouterr().err
+
+
+def test_density_gap_options_reach_the_objective(tmp_path):
+    out = tmp_path / "dg"
+    assert main(["train", "--epochs", "1", "--out", str(out), "--objective", "dg", "--dg-samples", "4",
+                 "--agg-size", "8", "--dg-mode", "joint", *TINY]) == 0
+    params = json.loads((out / "config.json").read_text())["objective"]["params"]
+    assert (params["num_samples"], params["agg_size"], params["mode"]) == (4, 8, "joint")
+
+
+def test_vmf_latent_trains_with_elbo_and_with_the_density_gap(tmp_path):
+    for objective in ("elbo", "dg"):
+        out = tmp_path / objective
+        assert main(["train", "--epochs", "1", "--out", str(out), "--objective", objective,
+                     "--latent", "vmf", "--kappa", "20", *TINY]) == 0
+        config = json.loads((out / "config.json").read_text())
+        assert config["model"]["latent"] == "vmf" and config["model"]["kappa"] == 20.0
+    assert json.loads((tmp_path / "dg" / "config.json").read_text())["objective"]["params"]["mode"] == "joint"

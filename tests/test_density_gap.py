@@ -140,8 +140,8 @@ def test_joint_equals_marginal_when_aggregate_factorises():
 def test_joint_exceeds_marginal_by_total_correlation():
     means, sd = np.array([[1.0, 1.0], [-1.0, -1.0]]), 0.5
 
-    def log_normal(x: float, mean: float, sd: float) -> float:
-        return -0.5 * ((x - mean) / sd) ** 2 - math.log(sd) - 0.5 * math.log(2 * math.pi)
+    def log_normal(x: float, mean: float, std: float) -> float:
+        return -0.5 * ((x - mean) / std) ** 2 - math.log(std) - 0.5 * math.log(2 * math.pi)
 
     def integrand(y: float, x: float) -> float:
         components = [log_normal(x, mx, sd) + log_normal(y, my, sd) for mx, my in means]

@@ -201,3 +201,25 @@ def test_chunks_draw_exactly_num_samples_particles():
 
     importance_log_likelihood(_model, recording_guide, x, weight, bias, num_samples=23, chunk_size=10)
     assert drawn == [10, 10, 3]
+
+
+def test_validate_option_controls_pyro_checks_without_changing_the_estimate():
+    weight, bias, x = _params(4)
+
+    def half_observed_model(x, weight, bias):
+        with pyro.plate("data", x.size(0)):
+            z = pyro.sample("z", dist.Normal(torch.zeros(LATENT, dtype=DTYPE), 1.0).to_event(1))
+            pyro.sample("x", dist.Bernoulli(logits=z @ weight.T + bias).to_event(1), obs=torch.full_like(x, 0.5))
+
+    arguments = (half_observed_model, _poor_guide, x, weight, bias)
+    with pyro.validation_enabled(False), pytest.raises(ValueError, match="support"):
+        importance_log_likelihood(*arguments, num_samples=2, validate=True)
+    estimates = []
+    for validate in (True, False):
+        torch.manual_seed(4)
+        estimates.append(
+            importance_log_likelihood(_model, _poor_guide, x, weight, bias, num_samples=6, validate=validate)
+        )
+    torch.testing.assert_close(estimates[0], estimates[1], atol=0, rtol=0)
+    with pyro.validation_enabled(True):
+        assert torch.isfinite(importance_log_likelihood(*arguments, num_samples=2, validate=False)).all()

@@ -1,0 +1,190 @@
+"""A comparison of objectives in one command: train each, evaluate each, one results folder.
+
+``textvae experiment CONFIG.toml`` reads a TOML file (paths in it are relative to the file)::
+
+    out = "results/short_yelp"              # the results folder
+    seeds = [0, 1]
+    [data]      path = "../../shared/data/short_yelp"   # or: synthetic = {num_train = 2000}
+    [model]     hidden_dim = 512            # TextVAEConfig options shared by every method
+    [train]     epochs = 10                 # TrainConfig options shared by every method
+    [evaluate]  iw_samples = 500            # options of evaluation.report.evaluate_run
+    [[methods]] name = "DG-VAE"; objective = "dg"; params = {mode = "marginal"}
+
+and writes ``out/runs/<method>-seed<s>/`` (ordinary run folders), ``out/results.md`` and
+``out/results.csv`` (a row per method, mean +- std over seeds of every metric of
+:data:`evaluation.report.COLUMNS`), ``out/mi_vs_joint_kl.png`` (collapse on one axis, holes on the
+other, one point per method) and ``out/holes.png`` (the hole pictures side by side). A run with an
+``eval.json`` is skipped on a rerun; an interrupted run resumes from its ``last.pt``.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import math
+import statistics
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from inference.run import new_trainer, open_run, resume_trainer
+from inference.trainer import TrainConfig
+from pyro_textvae.io import atomic_write_bytes, load_json
+
+from .report import COLUMNS, eval_filename, evaluate_run, metric_value
+
+SECTIONS = {"out", "seeds", "data", "model", "train", "evaluate", "methods"}
+
+
+def load_experiment(path: str | Path) -> dict[str, Any]:
+    """Read and check an experiment TOML file; relative paths are resolved against its folder."""
+    path = Path(path)
+    try:
+        config = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{path}: experiment file not found") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not valid TOML ({error})") from None
+    unknown = sorted(set(config) - SECTIONS)
+    if unknown:
+        raise ValueError(f"{path}: unknown section(s) {unknown}; valid: {sorted(SECTIONS)}")
+    methods = config.get("methods")
+    if not isinstance(methods, list) or not methods:
+        raise ValueError(f"{path}: needs at least one [[methods]] entry with name and objective")
+    names = [m.get("name") for m in methods]
+    if any(not isinstance(m.get("objective"), str) or not isinstance(m.get("name"), str) for m in methods):
+        raise ValueError(f"{path}: every [[methods]] entry needs a string name and objective")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{path}: method names must be unique, got {names}")
+    root = path.resolve().parent
+    data = dict(config.get("data", {}))
+    if data.get("path"):
+        data["path"] = str((root / data["path"]).resolve())
+    seeds = config.get("seeds", [0])
+    if not isinstance(seeds, list) or not all(isinstance(s, int) and s >= 0 for s in seeds) or not seeds:
+        raise ValueError(f"{path}: seeds must be a non-empty list of integers >= 0, got {seeds!r}")
+    return {**config, "out": str(root / config.get("out", "results")), "seeds": seeds, "data": data}
+
+
+def run_experiment(config: dict[str, Any], progress: bool = True) -> dict[str, list[dict]]:
+    """Train (or resume, or skip) and evaluate every method and seed; write table and pictures."""
+    out = Path(config["out"])
+    results: dict[str, list[dict]] = {}
+    for method in config["methods"]:
+        for seed in config["seeds"]:
+            run_dir = out / "runs" / f"{method['name']}-seed{seed}"
+            results.setdefault(method["name"], []).append(_train_and_evaluate(config, method, seed, run_dir, progress))
+    write_results(out, results)
+    plot_collapse_against_holes(results, out / "mi_vs_joint_kl.png")
+    _hole_pictures(out, config, results)
+    return results
+
+
+def _train_and_evaluate(config: dict, method: dict, seed: int, run_dir: Path, progress: bool) -> dict:
+    options = config.get("evaluate", {})
+    evaluated = run_dir / eval_filename(options.get("split", "test"))
+    if evaluated.exists():
+        return load_json(evaluated)
+    if (run_dir / "last.pt").exists():
+        trainer = resume_trainer(run_dir)
+        trainer.config.progress = progress
+        trainer.fit(resume=True)
+    else:
+        train = TrainConfig(**{**config.get("train", {}), "seed": seed, "progress": progress})
+        model = {**config.get("model", {}), **method.get("model", {})}
+        trainer = new_trainer(run_dir, config["data"], model, method["objective"], method.get("params", {}),
+                              train, overwrite=True)
+        trainer.fit()
+    return evaluate_run(open_run(run_dir), progress=progress, seed=seed, checkpoint="best", **options)
+
+
+def _mean_std(values: list[Any]) -> tuple[float | None, float | None]:
+    numbers = [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(float(v))]
+    if not numbers:
+        return None, None
+    return statistics.fmean(numbers), statistics.stdev(numbers) if len(numbers) > 1 else None
+
+
+def results_table(results: dict[str, list[dict]]) -> tuple[list[str], list[list[Any]]]:
+    """Columns and rows: a row per method, ``(mean, std)`` over its seeds for every metric."""
+    columns = ["method", "objective", "seeds"] + [name for name, _ in COLUMNS]
+    rows = []
+    for name, runs in results.items():
+        cells = [_mean_std([metric_value(r, keys) for r in runs]) for _, keys in COLUMNS]
+        rows.append([name, runs[0].get("objective"), len(runs), *cells])
+    return columns, rows
+
+
+def _format(cell: Any) -> str:
+    if not isinstance(cell, tuple):
+        return str(cell)
+    mean, std = cell
+    if mean is None:
+        return "-"
+    return f"{mean:.4g}" if std is None else f"{mean:.4g} ± {std:.2g}"
+
+
+def write_results(out: Path, results: dict[str, list[dict]]) -> None:
+    """``results.md`` (mean ± std) and ``results.csv`` (mean and std columns) in ``out``."""
+    columns, rows = results_table(results)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_format(c) for c in row) + " |" for row in rows]
+    atomic_write_bytes(out / "results.md", ("\n".join(lines) + "\n").encode())
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns[:3] + [f"{c} {part}" for c in columns[3:] for part in ("mean", "std")])
+    for row in rows:
+        writer.writerow(row[:3] + ["" if v is None else v for cell in row[3:] for v in cell])
+    atomic_write_bytes(out / "results.csv", buffer.getvalue().encode())
+
+
+def plot_collapse_against_holes(results: dict[str, list[dict]], path: str | Path | None = None) -> Figure:
+    """MI and AU against joint-KL, one point per method (mean over seeds): collapse sits at the
+    bottom (MI, AU near 0), holes to the right (large joint-KL); DG-VAE should sit top-left."""
+    fig = Figure(figsize=(10.0, 4.5))
+    for ax, (label, keys) in zip(fig.subplots(1, 2), (("MI (nats)", ("mi",)), ("active units", ("active_units", "au")))):
+        for name, runs in results.items():
+            x, _ = _mean_std([metric_value(r, ("holes", "joint_kl")) for r in runs])
+            y, _ = _mean_std([metric_value(r, keys) for r in runs])
+            if x is None or y is None:
+                continue
+            ax.scatter([x], [y], s=40)
+            ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.set_xlabel("joint-KL = E_p[log p(z) - log q_D(z)] (holes)")
+        ax.set_ylabel(label + " (collapse when 0)")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    if path is not None:
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=100)
+        atomic_write_bytes(path, buffer.getvalue())
+    return fig
+
+
+def _hole_pictures(out: Path, config: dict, results: dict[str, list[dict]]) -> None:
+    from .arviz_data import encode_split
+    from .plots import plot_hole_comparison
+
+    split = config.get("evaluate", {}).get("split", "test")
+    seed = config["seeds"][0]
+    panels = [(name, encode_split(open_run(out / "runs" / f"{name}-seed{seed}"), split=split)) for name in results]
+    figure = plot_hole_comparison(panels)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    atomic_write_bytes(out / "holes.png", buffer.getvalue())
+
+
+def add_experiment_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``textvae experiment CONFIG.toml``."""
+    parser = subparsers.add_parser("experiment", help="train and evaluate several objectives from a TOML file")
+    parser.add_argument("config", help="experiment TOML file (see evaluation/experiment.py)")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.set_defaults(func=_experiment_command)
+
+
+def _experiment_command(args: argparse.Namespace) -> None:
+    config = load_experiment(args.config)
+    run_experiment(config, progress=not args.no_progress)
+    print((Path(config["out"]) / "results.md").read_text(), end="")

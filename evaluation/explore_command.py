@@ -1,0 +1,153 @@
+"""The ``textvae explore`` and ``textvae toy`` sub-commands (register with :func:`add_explore_commands`).
+
+``textvae explore RUN --out DIR`` writes into DIR the pictures of :mod:`evaluation.plots`
+(``hole.png``, ``posteriors.png``, ``forest.png``, ``dimensions.png``, ``ppc_length.png``), the
+posterior summary ``summary.csv`` (``az.summary``, statistics only) and the per-dimension numbers
+``dimensions.csv``; the InferenceData goes into the run folder as netCDF
+(:data:`evaluation.arviz_data.NETCDF_NAME`). ``textvae explore RUN1 RUN2 ... --out DIR`` does
+this for each run in ``DIR/<run name>/`` and lays their hole pictures side by side in
+``DIR/hole_comparison.png`` (Zhang et al. 2022, Figure 1, from our own runs).
+
+``textvae toy --out DIR`` trains the 2-D toy (:mod:`evaluation.toy`) under each objective and
+writes ``toy_grid.png`` (one row per objective, columns at increasing steps) and ``toy_kl.csv``.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+from pyro_textvae.io import atomic_write_bytes
+
+
+def _dims(text: str) -> list[int]:
+    try:
+        dims = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--dims expects two integers K1,K2, got {text!r}") from None
+    if len(dims) != 2:
+        raise argparse.ArgumentTypeError(f"--dims expects two integers K1,K2, got {text!r}")
+    return dims
+
+
+def add_explore_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``explore`` and ``toy`` on ``subparsers`` (each with ``set_defaults(func=...)``)."""
+    explore = subparsers.add_parser("explore", help="pictures of collapse and holes of one or more runs (ArviZ)")
+    explore.add_argument("runs", nargs="+", metavar="RUN", help="run folder(s); several: a side-by-side hole picture")
+    explore.add_argument("--out", required=True, help="folder for the pictures and CSV files")
+    explore.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    explore.add_argument("--sentences", type=int, default=16, help="sentences in the InferenceData (random, seeded)")
+    explore.add_argument("--draws", type=int, default=100, help="draws per chain from q(z|x) and p(z)")
+    explore.add_argument("--chains", type=int, default=2, help="pseudo-chains (guide draws are independent)")
+    explore.add_argument("--dims", type=_dims,
+                         help="two latent dimensions K1,K2 for the hole picture (default: the most active)")
+    explore.add_argument("--point", choices=["draw", "center"], default="draw",
+                         help="one draw z ~ q(z|x) or the posterior center per sentence in the hole picture")
+    explore.add_argument("--prior-samples", type=int, default=10_000, help="prior draws for marginal-KL")
+    explore.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    explore.add_argument("--device", default="cpu")
+    explore.add_argument("--dpi", type=int, default=100)
+    explore.add_argument("--seed", type=int, default=0)
+    explore.set_defaults(func=explore_command)
+
+    toy = subparsers.add_parser("toy", help="the 2-D toy of collapse and holes under several objectives")
+    toy.add_argument("--out", required=True, help="folder for toy_grid.png and toy_kl.csv")
+    toy.add_argument("--objectives", default=None, help="comma list (default: elbo,ae,aae,wae-mmd,dg)")
+    toy.add_argument("--steps", type=int, default=300)
+    toy.add_argument("--dpi", type=int, default=100)
+    toy.add_argument("--seed", type=int, default=0)
+    toy.set_defaults(func=toy_command)
+
+
+def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence]) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows(rows)
+    atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
+
+
+def _run_names(paths: Sequence[str]) -> list[str]:
+    names = [Path(p).resolve().name for p in paths]
+    if len(set(names)) == len(names):
+        return names
+    return [f"{index}-{name}" for index, name in enumerate(names)]
+
+
+def _explore_run(run, out: Path, args: argparse.Namespace):
+    """Every picture and CSV of one opened run into ``out``; returns its :class:`SplitPosteriors`."""
+    from .arviz_data import (
+        dimension_statistics, encode_split, posterior_summary, save_inference_data, to_inference_data,
+    )
+    from .plots import (
+        plot_dimension_bars, plot_hole_picture, plot_length_ppc, plot_sentence_forest, plot_sentence_posteriors,
+    )
+
+    out.mkdir(parents=True, exist_ok=True)
+    idata = to_inference_data(run, split=args.split, sentences=args.sentences, draws=args.draws,
+                              chains=args.chains, seed=args.seed)
+    print(f"{run.path}: InferenceData -> {save_inference_data(idata, run.path)}")
+    posteriors = encode_split(run, split=args.split, seed=args.seed)
+    stats = dimension_statistics(posteriors, num_prior_samples=args.prior_samples, seed=args.seed)
+    plot_hole_picture(posteriors, args.dims, args.point, path=out / "hole.png", dpi=args.dpi)
+    plot_sentence_posteriors(idata, path=out / "posteriors.png", dpi=args.dpi)
+    plot_sentence_forest(idata, path=out / "forest.png", dpi=args.dpi)
+    plot_dimension_bars(stats, path=out / "dimensions.png", dpi=args.dpi)
+    plot_length_ppc(idata, path=out / "ppc_length.png", dpi=args.dpi)
+    summary = posterior_summary(idata)
+    atomic_write_bytes(out / "summary.csv", summary.to_csv().encode("utf-8"))
+    keys = ("kl", "mean_variance", "marginal_kl")
+    rows = [[k] + ["" if stats[key] is None else float(stats[key][k]) for key in keys]
+            for k in range(posteriors.latent_dim)]
+    _write_csv(out / "dimensions.csv", ("latent_dim",) + keys, rows)
+    print(f"{run.path}: pictures and CSV files -> {out}")
+    return posteriors
+
+
+def explore_command(args: argparse.Namespace) -> None:
+    """``textvae explore``: see the module docstring. Bad options raise ValueError; a bad run
+    folder raises CheckpointError (from ``open_run``)."""
+    from inference.run import open_run
+
+    from .plots import plot_hole_comparison
+
+    matplotlib.use("Agg")
+    for name in ("sentences", "draws", "chains", "prior_samples", "dpi"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    out = Path(args.out)
+    runs = [open_run(path, checkpoint=args.checkpoint, device=args.device) for path in args.runs]
+    if len(runs) == 1:
+        _explore_run(runs[0], out, args)
+        return
+    names = _run_names(args.runs)
+    compared = [(name, _explore_run(run, out / name, args)) for name, run in zip(names, runs)]
+    plot_hole_comparison(compared, args.dims, args.point, path=out / "hole_comparison.png", dpi=args.dpi)
+    print(f"hole pictures side by side -> {out / 'hole_comparison.png'}")
+
+
+def toy_command(args: argparse.Namespace) -> None:
+    """``textvae toy``: train the toy under each objective, draw the grid, write the KL table."""
+    from .plots import plot_toy_grid
+    from .toy import TOY_OBJECTIVES, ToyConfig, grid_kl, train_toy_objectives
+
+    matplotlib.use("Agg")
+    objectives = TOY_OBJECTIVES if not args.objectives else tuple(n.strip() for n in args.objectives.split(","))
+    if args.steps < 1:
+        raise ValueError(f"--steps must be >= 1, got {args.steps}")
+    config = ToyConfig(steps=args.steps, seed=args.seed)
+    runs = train_toy_objectives(objectives, config)
+    out = Path(args.out)
+    plot_toy_grid(runs, path=out / "toy_grid.png", dpi=args.dpi)
+    rows = []
+    for name, run in runs.items():
+        for snap in run.snapshots:
+            kl = grid_kl(snap.loc, snap.scale)
+            rows.append([name, snap.step, kl["kl"], kl["reverse_kl"]])
+        print(f"{name:10s} KL(q_D || p) = {rows[-1][2]:.3f}   KL(p || q_D) = {rows[-1][3]:.3f}")
+    _write_csv(out / "toy_kl.csv", ("objective", "step", "kl_aggregate_prior", "kl_prior_aggregate"), rows)
+    print(f"toy grid -> {out / 'toy_grid.png'}")

@@ -1,0 +1,80 @@
+"""Explore the posteriors of trained runs with ArviZ, from Python (``textvae explore`` does the same).
+
+Without arguments, trains two small runs on the synthetic corpus first (``elbo`` and ``dg``, a
+minute or two on a laptop CPU), then for each run: exports the InferenceData (netCDF in the run
+folder), prints the ``az.summary`` statistics of a few sentences' posteriors and draws the
+pictures of :mod:`evaluation.plots`; finally the two hole pictures side by side.
+
+    python examples/explore_posteriors.py --out explore-example
+    python examples/explore_posteriors.py runs/a runs/b --out explore-example
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from evaluation.arviz_data import (
+    dimension_statistics,
+    encode_split,
+    posterior_summary,
+    save_inference_data,
+    to_inference_data,
+)
+from evaluation.plots import (
+    plot_dimension_bars,
+    plot_hole_comparison,
+    plot_hole_picture,
+    plot_length_ppc,
+    plot_sentence_forest,
+    plot_sentence_posteriors,
+)
+from inference.run import open_run
+from inference.trainer import TrainConfig
+
+
+def train_examples(folder: Path, epochs: int) -> list[Path]:
+    """Two small runs on the synthetic corpus: the plain VAE and DG-VAE."""
+    from inference.run import new_trainer
+
+    data = {"synthetic": {"num_train": 1000, "num_valid": 200, "num_test": 200, "seed": 0}}
+    model = {"embed_dim": 32, "hidden_dim": 64, "latent_dim": 8}
+    train = TrainConfig(epochs=epochs, batch_size=32, optimizer="adam", progress=False)
+    paths = []
+    for objective in ("elbo", "dg"):
+        path = folder / objective
+        new_trainer(path, data, model, objective, {"warmup_epochs": 1.0}, train, overwrite=True).fit()
+        paths.append(path)
+    return paths
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="*", help="run folders (default: train two small ones)")
+    parser.add_argument("--out", default="explore-example")
+    parser.add_argument("--epochs", type=int, default=4, help="epochs of the example runs")
+    args = parser.parse_args()
+    out = Path(args.out)
+    paths = [Path(p) for p in args.runs] or train_examples(out / "runs", args.epochs)
+
+    compared = []
+    for path in paths:
+        run = open_run(path)
+        idata = to_inference_data(run, split="test", sentences=8, draws=100, chains=2, seed=0)
+        print(f"{path}: InferenceData saved to {save_inference_data(idata, run.path)}")
+        print(posterior_summary(idata).head(8).to_string())
+        posteriors = encode_split(run, split="test")
+        stats = dimension_statistics(posteriors)
+        print(f"{path}: E_x KL per dimension {stats['kl'].round(3)}, Var of means {stats['mean_variance'].round(3)}")
+        pictures = out / path.name
+        plot_hole_picture(posteriors, path=pictures / "hole.png")
+        plot_sentence_posteriors(idata, path=pictures / "posteriors.png")
+        plot_sentence_forest(idata, path=pictures / "forest.png")
+        plot_dimension_bars(stats, path=pictures / "dimensions.png")
+        plot_length_ppc(idata, path=pictures / "ppc_length.png")
+        compared.append((path.name, posteriors))
+    plot_hole_comparison(compared, path=out / "hole_comparison.png")
+    print(f"pictures in {out}")
+
+
+if __name__ == "__main__":
+    main()
