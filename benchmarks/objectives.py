@@ -93,7 +93,10 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     names = ["elbo"] + [name for name in dict.fromkeys(args.objectives) if name != "elbo"]
     for name in names:
-        get_objective(name)
+        try:
+            get_objective(name)
+        except ValueError as error:
+            parser.error(str(error))
 
     pyro.enable_validation(not args.no_validate_args)
     torch.manual_seed(args.seed)

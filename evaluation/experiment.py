@@ -76,7 +76,7 @@ def run_experiment(config: dict[str, Any], progress: bool = True) -> dict[str, l
         for seed in config["seeds"]:
             run_dir = out / "runs" / f"{method['name']}-seed{seed}"
             results.setdefault(method["name"], []).append(_train_and_evaluate(config, method, seed, run_dir, progress))
-    write_results(out, results)
+            write_results(out, results)
     plot_collapse_against_holes(results, out / "mi_vs_joint_kl.png")
     _hole_pictures(out, config, results)
     return results

@@ -12,7 +12,9 @@ z_i ~ q(z|x_i); the encoder is trained to fool it. With sigma the logistic funct
 Inside one ``SVI.step`` (``loss_and_grads``) the discriminator first takes one step of its own
 Adam optimiser on L_D, with n = |B| fresh prior samples and the detached posterior samples, then
 the encoder's term is computed with the updated discriminator (whose parameters get no gradient
-from it). ``loss`` and ``differentiable_loss`` leave the discriminator alone.
+from it). ``loss`` and ``differentiable_loss`` leave the discriminator alone. Under data-parallel
+training (:mod:`inference.distributed`) rank 0's initial discriminator is copied to every rank and
+its gradients are averaged over ranks, so all ranks hold the same discriminator.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Distribution
 
+from .distributed import average_gradients, broadcast_module
 from .latent_penalty import LatentPenaltyELBO
 
 
@@ -84,6 +87,7 @@ class AdversarialELBO(LatentPenaltyELBO):
         self.discriminator: LatentDiscriminator | None = None
         self.optimizer: torch.optim.Adam | None = None
         self._train_discriminator = False
+        self._synchronised = False
         self._discriminator_losses: list[float] = []
 
     def _build(self, latent_dim: int, device: torch.device | str) -> None:
@@ -91,6 +95,7 @@ class AdversarialELBO(LatentPenaltyELBO):
             discriminator = LatentDiscriminator(latent_dim, self.hidden_dim)
         self.discriminator = discriminator.to(device)
         self.optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=self.lr)
+        self._synchronised = False
 
     def _discriminator_for(self, latent_dim: int, device: torch.device) -> LatentDiscriminator:
         if self.discriminator is None:
@@ -102,10 +107,14 @@ class AdversarialELBO(LatentPenaltyELBO):
         return self.discriminator
 
     def _discriminator_step(self, prior_samples: torch.Tensor, posterior_samples: torch.Tensor) -> None:
+        if not self._synchronised:
+            broadcast_module(self.discriminator)
+            self._synchronised = True
         with torch.enable_grad():
             loss = discriminator_loss(self.discriminator, prior_samples, posterior_samples)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            average_gradients(list(self.discriminator.parameters()))
             self.optimizer.step()
         self._discriminator_losses.append(float(loss.detach()))
 
@@ -154,3 +163,4 @@ class AdversarialELBO(LatentPenaltyELBO):
         self._build(int(state["latent_dim"]), next(iter(weights.values())).device)
         self.discriminator.load_state_dict(weights)
         self.optimizer.load_state_dict(state["optimizer"])
+        self._synchronised = True

@@ -75,7 +75,8 @@ def resolve_device(device: str, local_rank: int) -> torch.device:
         if resolved.index is None:
             resolved = torch.device("cuda", local_rank)
         if resolved.index >= torch.cuda.device_count():
-            raise ValueError(f"--device resolves to {resolved} but only {torch.cuda.device_count()} GPU(s) are visible")
+            visible = torch.cuda.device_count()
+            raise ValueError(f"--device resolves to {resolved} but only {visible} GPU(s) are visible")
     elif resolved.type != "cpu":
         raise ValueError(f"--device must be cpu, cuda or cuda:K for distributed training, got {device!r}")
     return resolved
@@ -235,7 +236,9 @@ def average_buffers(module: torch.nn.Module) -> None:
 def gather_rows(rows: torch.Tensor) -> tuple[torch.Tensor, int]:
     """Concatenate every rank's ``rows`` along dim 0 (sizes may differ between ranks), with
     gradients flowing back to the rank that owns each row; returns the result and the position
-    of this rank's first row in it."""
+    of this rank's first row in it. Uses ``all_gather_single`` of
+    ``torch.distributed._functional_collectives``, the differentiable all-gather that PyTorch 2.13
+    names as the replacement of the deprecated ``torch.distributed.nn.functional.all_gather``."""
     if not is_distributed():
         return rows, 0
     sizes = torch.tensor([rows.shape[0]], device=rows.device)

@@ -36,10 +36,6 @@ class LoggedTrace_ELBO(TermsMixin, Trace_ELBO):
     """``Trace_ELBO`` keeping the last reconstruction and KL terms for the progress bar."""
 
 
-class LoggedDensityGapELBO(TermsMixin, DensityGapELBO):
-    """:class:`DensityGapELBO` keeping the last reconstruction and latent terms for the progress bar."""
-
-
 @dataclass(frozen=True)
 class Objective:
     """A named method: ``make_loss(params)``, ``make_schedule(params, steps_per_epoch)``, model options."""
@@ -83,7 +79,7 @@ def _warmup(params: dict, steps_per_epoch: int) -> Schedule:
 
 def _dg_loss(params: dict) -> ELBO:
     agg = params["agg_size"] or None
-    return LoggedDensityGapELBO(num_samples=params["num_samples"], agg_size=agg, mode=params["mode"])
+    return DensityGapELBO(num_samples=params["num_samples"], agg_size=agg, mode=params["mode"], agg=params["agg"])
 
 
 def _model_option(**options: Any) -> Callable[[dict], dict]:
@@ -91,7 +87,7 @@ def _model_option(**options: Any) -> Callable[[dict], dict]:
     return lambda params: dict(options)
 
 
-_DG_DEFAULTS = {"warmup_epochs": 10.0, "num_samples": 32, "agg_size": 0, "mode": "marginal"}
+_DG_DEFAULTS = {"warmup_epochs": 10.0, "num_samples": 32, "agg_size": 0, "mode": "marginal", "agg": "local"}
 
 OBJECTIVES: dict[str, Objective] = {
     o.name: o

@@ -101,7 +101,8 @@ def new_trainer(
 
 
 def _model_config(chosen, resolved: dict, model_options: dict, corpus: Corpus) -> TextVAEConfig:
-    return TextVAEConfig.from_dict({**model_options, **chosen.model_options(resolved), "vocab_size": len(corpus.vocab)})
+    options = {**model_options, **chosen.model_options(resolved), "vocab_size": len(corpus.vocab)}
+    return TextVAEConfig.from_dict(options)
 
 
 def _read_config(run_dir: Path) -> dict:

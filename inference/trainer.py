@@ -276,7 +276,10 @@ class Trainer:
         else:
             pyro.clear_param_store()
             pyro.set_rng_seed(cfg.seed + (self.context.rank if self.context else 0))
-        history = broadcast_from_rank_zero(lambda: read_jsonl(metrics_path)) if self.context else read_jsonl(metrics_path)
+        if self.context:
+            history = broadcast_from_rank_zero(lambda: read_jsonl(metrics_path))
+        else:
+            history = read_jsonl(metrics_path)
         while self.state["epoch"] < cfg.epochs and self.state["decays"] <= cfg.max_decays:
             record = self._run_epoch()
             history.append(record)
@@ -289,7 +292,8 @@ class Trainer:
     def _run_epoch(self) -> dict:
         cfg, st = self.config, self.state
         epoch, start = st["epoch"], time.perf_counter()
-        batches = iterate_batches(self.train_split, self.global_batch_size, shuffle=True, seed=self._epoch_seed(epoch))
+        seed = self._epoch_seed(epoch)
+        batches = iterate_batches(self.train_split, self.global_batch_size, shuffle=True, seed=seed)
         bar = tqdm(total=self.steps_per_epoch, initial=st["batch"], desc=f"epoch {epoch + 1}",
                    disable=not cfg.progress or not self.is_main, leave=False)
         self.vae.train()

@@ -8,6 +8,7 @@ and checkpoints into one folder (``--out``).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,7 +21,8 @@ from evaluation.explore_command import add_explore_commands
 from pyro_textvae.data import CorpusError, make_batch
 from pyro_textvae.io import CheckpointError
 
-DG_ALIASES = {"dg_samples": "num_samples", "agg_size": "agg_size", "dg_mode": "mode", "warmup_epochs": "warmup_epochs"}
+DG_ALIASES = {"dg_samples": "num_samples", "agg_size": "agg_size", "dg_mode": "mode", "dg_agg": "agg",
+              "warmup_epochs": "warmup_epochs"}
 
 
 def _parse_params(pairs: Sequence[str]) -> dict[str, list[str]]:
@@ -64,6 +66,8 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     objective.add_argument("--dg-samples", type=int, help="DG: samples per posterior M")
     objective.add_argument("--agg-size", type=int, help="DG: aggregation size b (0 = the batch)")
     objective.add_argument("--dg-mode", choices=["marginal", "joint"], help="DG: estimator")
+    objective.add_argument("--dg-agg", choices=["local", "global"],
+                           help="DG under torchrun: aggregate each process's batch or the global batch")
     objective.add_argument("--warmup-epochs", type=float, help="KL warm-up length in epochs")
     train = p.add_argument_group("training")
     train.add_argument("--epochs", type=int, help="default 100 with --data, 20 on the synthetic corpus")
@@ -76,7 +80,9 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     train.add_argument("--checkpoint-every", type=int, default=0, help="also checkpoint every N steps")
     train.add_argument("--skip-nonfinite", type=int, default=0, help="skip up to N non-finite batches")
     train.add_argument("--no-validate-args", action="store_true", help="turn Pyro's checks off (faster)")
-    train.add_argument("--device", default="cpu")
+    train.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K (cuda: one GPU per local rank)")
+    train.add_argument("--distributed", action="store_true",
+                       help="train with torch.distributed (automatic under torchrun with > 1 process)")
     train.add_argument("--no-progress", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/textvae", help="run folder")
@@ -89,7 +95,7 @@ def _train(args: argparse.Namespace) -> None:
     from inference.trainer import TrainConfig
 
     if args.resume:
-        trainer = resume_trainer(args.resume, epochs=args.epochs)
+        trainer = resume_trainer(args.resume, epochs=args.epochs, distributed=True if args.distributed else None)
         trainer.config.progress = not args.no_progress
         _report(trainer.fit(resume=True), trainer.run_dir)
         return
@@ -113,6 +119,7 @@ def _train(args: argparse.Namespace) -> None:
         clip_norm=args.clip_norm, decay_patience=args.decay_patience, max_decays=args.max_decays,
         seed=args.seed, checkpoint_every=args.checkpoint_every, skip_nonfinite=args.skip_nonfinite,
         validate_args=not args.no_validate_args, device=args.device, progress=not args.no_progress,
+        distributed=True if args.distributed else None,
     )
     runs = _sweep(params)
     swept = [k for k, v in params.items() if len(v) > 1]
@@ -123,6 +130,8 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _report(record: dict, run_dir: Path) -> None:
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
     keys = ("epoch", "train_loss", "valid_elbo_loss", "valid_reconstruction", "valid_kl", "valid_active_units")
     print(f"{run_dir}: " + ", ".join(f"{k}={record[k]:.4g}" if isinstance(record.get(k), float) else
                                      f"{k}={record.get(k)}" for k in keys))
