@@ -31,7 +31,7 @@ from matplotlib.figure import Figure
 
 from inference.run import new_trainer, open_run, resume_trainer
 from inference.trainer import TrainConfig
-from pyro_textvae.io import atomic_write_bytes, load_json
+from pyro_textvae.io import atomic_write_bytes, dataclass_from_dict, load_json
 
 from .report import COLUMNS, eval_filename, evaluate_run, metric_value
 
@@ -92,7 +92,8 @@ def _train_and_evaluate(config: dict, method: dict, seed: int, run_dir: Path, pr
         trainer.config.progress = progress
         trainer.fit(resume=True)
     else:
-        train = TrainConfig(**{**config.get("train", {}), "seed": seed, "progress": progress})
+        train_options = {**config.get("train", {}), "seed": seed, "progress": progress}
+        train = dataclass_from_dict(TrainConfig, train_options, "experiment [train]")
         model = {**config.get("model", {}), **method.get("model", {})}
         trainer = new_trainer(run_dir, config["data"], model, method["objective"], method.get("params", {}),
                               train, overwrite=True)

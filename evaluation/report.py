@@ -397,8 +397,8 @@ def evaluation_markdown(result: dict) -> str:
     ]
     bleu = result["prior_sampling"]["bleu"]
     lines.append("Prior sampling (greedy), BLEU against the split:\n")
-    lines.append(_markdown_table(["n", "precision", "recall", "F"],
-                                 [[n, bleu["precision"][n], bleu["recall"][n], bleu["f"][n]] for n in sorted(bleu["f"])]))
+    rows = [[n, bleu["precision"][n], bleu["recall"][n], bleu["f"][n]] for n in sorted(bleu["f"])]
+    lines.append(_markdown_table(["n", "precision", "recall", "F"], rows))
     example = result["interpolation"]["example"]
     if example is not None:
         lines.append("Interpolation example (t = 0, 0.1, ..., 1):\n")

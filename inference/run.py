@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from pyro_textvae.data import Corpus, Vocab, synthetic_splits
-from pyro_textvae.io import CheckpointError, load_checkpoint, load_json, save_json
+from pyro_textvae.io import CheckpointError, dataclass_from_dict, load_checkpoint, load_json, save_json
 from pyro_textvae.model import TextVAE, TextVAEConfig
 
 from .distributed import broadcast_from_rank_zero, init_process_group, launched_by_torchrun
@@ -137,7 +137,7 @@ def resume_trainer(run_dir: str | Path, epochs: int | None = None, distributed: 
     train_options = {**config["train"], "distributed": distributed}
     if epochs is not None:
         train_options["epochs"] = epochs
-    train = TrainConfig(**train_options)
+    train = dataclass_from_dict(TrainConfig, train_options, f"{run_dir / 'config.json'} [train]")
     corpus = load_corpus(config["data"], vocab=Vocab(itos))
     vae = TextVAE(TextVAEConfig.from_dict(config["model"]))
     objective = get_objective(config["objective"]["name"])

@@ -9,10 +9,12 @@ and dicts only, so a file carrying a pickled object is refused instead of run.
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
 import tempfile
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -116,3 +118,31 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: a checkpoint must hold a dict, found {type(state).__name__}")
     return state
+
+
+def _fits(value: Any, kind: Any) -> bool:
+    if kind is type(None):
+        return value is None
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def dataclass_from_dict(cls: type, values: Any, where: str) -> Any:
+    """Build the dataclass ``cls`` from a JSON object, refusing unknown keys and wrong types with
+    the option's name (``where`` says which file or section), before the values reach any code."""
+    if not isinstance(values, dict):
+        raise ValueError(f"{where} must be a JSON object, got {type(values).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {field.name for field in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise ValueError(f"{where}: unknown option(s) {unknown}; valid: {sorted(fields)}")
+    for name, value in values.items():
+        kinds = typing.get_args(hints[name]) or (hints[name],)
+        if not any(_fits(value, kind) for kind in kinds):
+            expected = " or ".join(getattr(kind, "__name__", str(kind)) for kind in kinds)
+            raise ValueError(f"{where}: option {name} must be {expected}, got {value!r}")
+    return cls(**values)

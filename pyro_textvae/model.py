@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from .distributions import HypersphericalUniform
+from .io import dataclass_from_dict
 from .networks import BagOfWords, LSTMDecoder, LSTMEncoder
 from .posteriors import BatchNormGaussianHead, DeltaGaussianHead, GaussianHead, VonMisesFisherHead
 
@@ -71,19 +72,7 @@ class TextVAEConfig:
     @classmethod
     def from_dict(cls, values: dict) -> "TextVAEConfig":
         """Build from a JSON dict, refusing unknown keys and wrong types with the option's name."""
-        if not isinstance(values, dict):
-            raise ValueError(f"model config must be a JSON object, got {type(values).__name__}")
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - set(fields))
-        if unknown:
-            raise ValueError(f"unknown model option(s) {unknown}; valid: {sorted(fields)}")
-        for name, value in values.items():
-            expected = type(getattr(cls, name, None)) if name != "vocab_size" else int
-            if expected is float and isinstance(value, int) and not isinstance(value, bool):
-                continue
-            if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-                raise ValueError(f"model option {name} must be {expected.__name__}, got {value!r}")
-        return cls(**values)
+        return dataclass_from_dict(cls, values, "model config")
 
 
 class TextVAE(nn.Module):

@@ -104,7 +104,7 @@ def test_config_from_dict_round_trip_and_type_check():
     assert TextVAEConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ValueError, match="hidden_dim"):
         TextVAEConfig.from_dict({"vocab_size": 50, "hidden_dim": "512"})
-    with pytest.raises(ValueError, match="unknown model option"):
+    with pytest.raises(ValueError, match="unknown option"):
         TextVAEConfig.from_dict({"vocab_size": 50, "layers": 2})
 
 

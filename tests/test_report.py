@@ -156,7 +156,17 @@ def test_evaluate_command_passes_its_options_through(trained_run, tmp_path, caps
     assert (run_dir / "eval.md").read_text() in capsys.readouterr().out
 
 
+def test_same_seed_gives_the_same_evaluation(trained_run, tmp_path):
+    run_dir = tmp_path / "again"
+    shutil.copytree(trained_run[0], run_dir)
+    again = evaluate_run(open_run(run_dir), checkpoint="best", **SETTINGS)
+    assert {**again, "run": None} == {**trained_run[1], "run": None}
+
+
 def test_evaluate_without_best_checkpoint_is_a_clear_error(trained_run, tmp_path):
+    args = _parser().parse_args(["evaluate", str(tmp_path / "absent")])
+    with pytest.raises(CheckpointError, match="absent"):
+        args.func(args)
     run_dir = tmp_path / "nobest"
     shutil.copytree(trained_run[0], run_dir)
     (run_dir / "best.pt").unlink()

@@ -200,3 +200,17 @@ def test_skip_nonfinite_allows_bad_batches(tmp_path):
     trainer.vae.model = sometimes_nan
     record = trainer.fit()
     assert record["skipped_batches"] == 1 and math.isfinite(record["train_loss"])
+
+
+def test_config_json_with_wrong_types_or_keys_is_refused(tmp_path):
+    _train(tmp_path, epochs=1).fit()
+    path = tmp_path / "run" / "config.json"
+    original = json.loads(path.read_text())
+    for section, key, value, message in [("train", "epochs", "3", "epochs must be int"),
+                                         ("train", "shell", "rm -rf /", "unknown option"),
+                                         ("model", "latent_dim", 4.5, "latent_dim must be int")]:
+        config = json.loads(json.dumps(original))
+        config[section][key] = value
+        path.write_text(json.dumps(config))
+        with pytest.raises(ValueError, match=message):
+            resume_trainer(tmp_path / "run")
