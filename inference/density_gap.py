@@ -35,11 +35,11 @@ import torch
 from pyro.distributions.util import is_identically_zero
 from pyro.infer import Trace_ELBO
 from pyro.infer.util import MultiFrameTensor, get_plate_stacks, torch_item
-from pyro.util import warn_if_nan
 from torch.distributions import Distribution, Independent
 from torch.utils.checkpoint import checkpoint
 
 from .distributed import gather_distribution
+from .elbo import TermsMixin
 
 MODES = ("marginal", "joint")
 AGGREGATIONS = ("local", "global")
@@ -285,7 +285,7 @@ def _score_function_reward(model_trace, guide_trace, skipped: Sequence[str]) -> 
     return reward
 
 
-class DensityGapELBO(Trace_ELBO):
+class DensityGapELBO(TermsMixin, Trace_ELBO):
     """Trace_ELBO with the per-datum KL of chosen latent sites replaced by the density gap (DG-VAE).
 
         loss = - sum_{observed} log p(x|z) - sum_{other latents} [log p(z) - log q(z)]
@@ -354,7 +354,7 @@ class DensityGapELBO(Trace_ELBO):
         self.chunk_size = chunk_size
         self.agg = agg
         self.last_terms: dict[str, float] = {}
-        self._records: list[tuple[float, float, list[float]]] = []
+        self._records: list[dict] = []
 
     def _density_gap_sites(self, model_trace, guide_trace) -> tuple[str, ...]:
         latent = [
@@ -427,39 +427,15 @@ class DensityGapELBO(Trace_ELBO):
         density_gap, estimates = self._density_gap_term(model_trace, guide_trace, names)
         elbo -= torch_item(density_gap)
         surrogate = surrogate - density_gap
-        self._records.append((reconstruction, torch_item(density_gap), estimates))
+        self._records.append({"reconstruction": reconstruction, "density_gap": torch_item(density_gap),
+                              "estimates": estimates})
         return -elbo, -surrogate
 
     def _publish_terms(self) -> None:
-        estimates = [value for _, _, values in self._records for value in values]
+        estimates = [value for record in self._records for value in record["estimates"]]
         self.last_terms = {
-            "reconstruction": sum(record[0] for record in self._records) / self.num_particles,
-            "density_gap": sum(record[1] for record in self._records) / self.num_particles,
+            "reconstruction": sum(record["reconstruction"] for record in self._records) / self.num_particles,
+            "density_gap": sum(record["density_gap"] for record in self._records) / self.num_particles,
             "kl_estimate": sum(estimates) / len(estimates) if estimates else math.nan,
         }
         self._records = []
-
-    def loss(self, model, guide, *args, **kwargs) -> float:
-        """The negative DG objective, averaged over particles (``Trace_ELBO.loss`` bypasses the hook)."""
-        self._records = []
-        loss = 0.0
-        with torch.no_grad():
-            for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
-                loss += self._differentiable_loss_particle(model_trace, guide_trace)[0] / self.num_particles
-        warn_if_nan(loss, "loss")
-        self._publish_terms()
-        return loss
-
-    def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
-        """The negative DG objective as a differentiable surrogate (see :class:`Trace_ELBO`)."""
-        self._records = []
-        loss = super().differentiable_loss(model, guide, *args, **kwargs)
-        self._publish_terms()
-        return loss
-
-    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
-        """The negative DG objective; runs backward on its surrogate (see :class:`Trace_ELBO`)."""
-        self._records = []
-        loss = super().loss_and_grads(model, guide, *args, **kwargs)
-        self._publish_terms()
-        return loss

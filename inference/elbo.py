@@ -17,6 +17,8 @@ from collections.abc import Callable
 
 import torch
 from pyro import poutine
+from pyro.infer import Trace_ELBO
+from pyro.util import warn_if_nan
 from pyro.poutine.util import site_is_subsample
 from torch.distributions import kl_divergence
 
@@ -38,19 +40,61 @@ def elbo_terms(model: Callable, guide: Callable, *args, **kwargs) -> dict[str, t
 
 
 class TermsMixin:
-    """Mixin for ``Trace_ELBO`` subclasses: keep the last particle's terms for progress logging.
+    """Mixin for ``Trace_ELBO`` subclasses: route ``loss`` through the particle hook and publish terms.
 
-    ``last_terms = {"reconstruction": -sum_obs log p (scaled as in the loss), "kl": loss - reconstruction}``.
+    ``Trace_ELBO.loss`` recomputes ``log p - log q`` itself instead of calling
+    ``_differentiable_loss_particle``, so a subclass that changes the objective must override it
+    (``pyro-notes.md``). The subclass's hook appends a dict of terms per particle to ``self._records``
+    (summed over a vectorised particle dim, as Pyro does); after each ``loss``,
+    ``differentiable_loss`` or ``loss_and_grads`` they are averaged into ``self.last_terms``.
     """
 
     last_terms: dict[str, float]
 
+    def _publish_terms(self) -> None:
+        records, self._records = getattr(self, "_records", []), []
+        self.last_terms = {key: sum(r[key] for r in records) / self.num_particles for key in (records or [{}])[0]}
+
+    def loss(self, model, guide, *args, **kwargs) -> float:
+        """The negative objective, averaged over particles, through the particle hook."""
+        self._records = []
+        loss = 0.0
+        with torch.no_grad():
+            for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
+                loss += self._differentiable_loss_particle(model_trace, guide_trace)[0] / self.num_particles
+        warn_if_nan(loss, "loss")
+        self._publish_terms()
+        return loss
+
+    def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
+        """The negative objective as a differentiable surrogate (see ``Trace_ELBO``)."""
+        self._records = []
+        loss = super().differentiable_loss(model, guide, *args, **kwargs)
+        self._publish_terms()
+        return loss
+
+    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
+        """The negative objective; runs backward on its surrogate (see ``Trace_ELBO``)."""
+        self._records = []
+        loss = super().loss_and_grads(model, guide, *args, **kwargs)
+        self._publish_terms()
+        return loss
+
+
+def observed_negative_log_likelihood(model_trace) -> float:
+    """``-sum`` of the observed sites' scaled log-probabilities (``pyro.factor`` sites included)."""
+    return -sum(
+        float(site["log_prob_sum"].detach())
+        for site in model_trace.nodes.values()
+        if site["type"] == "sample" and site["is_observed"]
+    )
+
+
+class LoggedTrace_ELBO(TermsMixin, Trace_ELBO):
+    """``Trace_ELBO`` keeping its reconstruction and KL terms in ``last_terms`` for the progress bar."""
+
     def _differentiable_loss_particle(self, model_trace, guide_trace):
         loss, surrogate = super()._differentiable_loss_particle(model_trace, guide_trace)
-        reconstruction = -sum(
-            float(site["log_prob_sum"].detach())
-            for site in model_trace.nodes.values()
-            if site["type"] == "sample" and site["is_observed"]
-        )
-        self.last_terms = {"reconstruction": reconstruction, "kl": float(loss) - reconstruction}
+        reconstruction = observed_negative_log_likelihood(model_trace)
+        self._records.append({"reconstruction": reconstruction, "kl": float(loss) - reconstruction})
         return loss, surrogate

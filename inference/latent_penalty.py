@@ -24,8 +24,9 @@ import torch
 from pyro.distributions.util import is_identically_zero
 from pyro.infer import Trace_ELBO
 from pyro.infer.util import torch_item
-from pyro.util import warn_if_nan
 from torch.distributions import Distribution
+
+from .elbo import TermsMixin
 
 PARTICLE_PLATE = "num_particles_vectorized"
 
@@ -47,7 +48,7 @@ def _site_weight(name: str, site: dict) -> float | torch.Tensor | None:
     return scale
 
 
-class LatentPenaltyELBO(Trace_ELBO):
+class LatentPenaltyELBO(TermsMixin, Trace_ELBO):
     """``Trace_ELBO`` with the ``log p(z) - log q(z|x)`` of the sites ``sites`` replaced by ``s * R``.
 
     :param sites: names of the penalised latent sites; each must be a reparameterised guide site
@@ -68,7 +69,7 @@ class LatentPenaltyELBO(Trace_ELBO):
         super().__init__(**kwargs)
         self.sites = tuple(sites)
         self.last_terms: dict[str, float] = {}
-        self._records: list[tuple[float, float]] = []
+        self._records: list[dict] = []
 
     def penalty(self, posterior: Distribution, prior: Distribution, value: torch.Tensor) -> torch.Tensor:
         """``R`` for one site: the replacement of ``sum_i KL(q(z|x_i) || p)``, summed over leading
@@ -119,38 +120,5 @@ class LatentPenaltyELBO(Trace_ELBO):
                 term = self.penalty(guide_site["fn"], model_trace.nodes[name]["fn"], guide_site["value"])
                 penalty = penalty + weight * term
         objective = elbo - penalty
-        self._records.append((reconstruction, torch_item(penalty)))
+        self._records.append({"reconstruction": reconstruction, self.term_name: torch_item(penalty)})
         return -torch_item(objective), -objective
-
-    def _publish_terms(self) -> None:
-        self.last_terms = {
-            "reconstruction": sum(record[0] for record in self._records) / self.num_particles,
-            self.term_name: sum(record[1] for record in self._records) / self.num_particles,
-        }
-        self._records = []
-
-    def loss(self, model, guide, *args, **kwargs) -> float:
-        """The negative objective, averaged over particles (``Trace_ELBO.loss`` bypasses the hook)."""
-        self._records = []
-        loss = 0.0
-        with torch.no_grad():
-            for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
-                loss += self._differentiable_loss_particle(model_trace, guide_trace)[0] / self.num_particles
-        warn_if_nan(loss, "loss")
-        self._publish_terms()
-        return loss
-
-    def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
-        """The negative objective as a differentiable surrogate (see :class:`Trace_ELBO`)."""
-        self._records = []
-        loss = super().differentiable_loss(model, guide, *args, **kwargs)
-        self._publish_terms()
-        return loss
-
-    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
-        """The negative objective; runs backward on its surrogate (see :class:`Trace_ELBO`)."""
-        self._records = []
-        loss = super().loss_and_grads(model, guide, *args, **kwargs)
-        self._publish_terms()
-        return loss
-

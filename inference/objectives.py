@@ -20,20 +20,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyro.infer import ELBO, Trace_ELBO
+from pyro.infer import ELBO
 
 from .adversarial import AdversarialELBO
 from .density_gap import DensityGapELBO
-from .elbo import TermsMixin
+from .elbo import LoggedTrace_ELBO
 from .free_bits import FreeBitsELBO, SentenceFreeBitsELBO
 from .mmd import WassersteinMMDELBO
 from .schedules import ConstantSchedule, CyclicalSchedule, LinearWarmup
 
 Schedule = Callable[[int], float]
-
-
-class LoggedTrace_ELBO(TermsMixin, Trace_ELBO):
-    """``Trace_ELBO`` keeping the last reconstruction and KL terms for the progress bar."""
 
 
 @dataclass(frozen=True)

@@ -26,14 +26,6 @@ from inference.run import Run
 from pyro_textvae.data import make_batch
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: a thread pool only adds contention on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture
 def sharp_vae(tiny_vae):

@@ -38,14 +38,6 @@ from pyro_textvae.io import CheckpointError
 from .conftest import SMALL
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: a thread pool only adds contention on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def png_size(path):
     """(width, height) from the PNG's IHDR chunk."""

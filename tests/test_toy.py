@@ -26,14 +26,6 @@ from evaluation.toy import (
 from inference.objectives import OBJECTIVES
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: a thread pool only adds contention on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _gaussian_kl(loc, scale):
     """KL(N(m, diag s^2) || N(0, I)) per row, written out."""
