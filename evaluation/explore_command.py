@@ -81,10 +81,18 @@ def _run_names(paths: Sequence[str]) -> list[str]:
 def _explore_run(run, out: Path, args: argparse.Namespace):
     """Every picture and CSV of one opened run into ``out``; returns its :class:`SplitPosteriors`."""
     from .arviz_data import (
-        dimension_statistics, encode_split, posterior_summary, save_inference_data, to_inference_data,
+        dimension_statistics,
+        encode_split,
+        posterior_summary,
+        save_inference_data,
+        to_inference_data,
     )
     from .plots import (
-        plot_dimension_bars, plot_hole_picture, plot_length_ppc, plot_sentence_forest, plot_sentence_posteriors,
+        plot_dimension_bars,
+        plot_hole_picture,
+        plot_length_ppc,
+        plot_sentence_forest,
+        plot_sentence_posteriors,
     )
 
     out.mkdir(parents=True, exist_ok=True)

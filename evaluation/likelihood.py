@@ -17,6 +17,7 @@ import pyro
 import torch
 from pyro.infer.importance import vectorized_importance_weights
 
+
 def _site_log_prob_per_datum(site: dict, num_data: int | None) -> torch.Tensor:
     """A site's unscaled log-density summed over all batch dims except the particle (leftmost)
     and the data (rightmost) dims: shape (chunk, B) or (chunk, 1) for a site outside the data plate."""

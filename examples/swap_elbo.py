@@ -16,7 +16,13 @@ from pyro.infer import SVI, Trace_ELBO
 from pyro.optim import Adam
 
 from evaluation.latent_metrics import active_units
-from inference import DensityGapELBO, LinearWarmup, density_gap_kl, elbo_terms, scale_latent
+from inference import (
+    DensityGapELBO,
+    LinearWarmup,
+    density_gap_kl,
+    elbo_terms,
+    scale_latent,
+)
 from pyro_textvae import TextVAE, TextVAEConfig
 from pyro_textvae.data import iterate_batches, make_batch, synthetic_corpus
 

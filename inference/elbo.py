@@ -18,8 +18,8 @@ from collections.abc import Callable
 import torch
 from pyro import poutine
 from pyro.infer import Trace_ELBO
-from pyro.util import warn_if_nan
 from pyro.poutine.util import site_is_subsample
+from pyro.util import warn_if_nan
 from torch.distributions import kl_divergence
 
 

@@ -18,6 +18,7 @@ import pyro
 import torch
 from pyro.optim import PyroOptim
 
+
 class NonFiniteError(FloatingPointError):
     """A training step produced a non-finite loss or gradient."""
 

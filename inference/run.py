@@ -18,10 +18,20 @@ from typing import Any
 import torch
 
 from pyro_textvae.data import Corpus, Vocab, synthetic_splits
-from pyro_textvae.io import CheckpointError, dataclass_from_dict, load_checkpoint, load_json, save_json
+from pyro_textvae.io import (
+    CheckpointError,
+    dataclass_from_dict,
+    load_checkpoint,
+    load_json,
+    save_json,
+)
 from pyro_textvae.model import TextVAE, TextVAEConfig
 
-from .distributed import broadcast_from_rank_zero, init_process_group, launched_by_torchrun
+from .distributed import (
+    broadcast_from_rank_zero,
+    init_process_group,
+    launched_by_torchrun,
+)
 from .objectives import get_objective
 from .trainer import TrainConfig, Trainer
 

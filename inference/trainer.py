@@ -60,7 +60,6 @@ from .handlers import scale_latent
 from .objectives import Objective
 from .optim import ClippedOptim, NonFiniteError
 
-
 EVAL_BATCH = 256
 
 

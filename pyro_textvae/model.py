@@ -23,7 +23,12 @@ from torch import nn
 from .distributions import HypersphericalUniform
 from .io import dataclass_from_dict
 from .networks import BagOfWords, LSTMDecoder, LSTMEncoder
-from .posteriors import BatchNormGaussianHead, DeltaGaussianHead, GaussianHead, VonMisesFisherHead
+from .posteriors import (
+    BatchNormGaussianHead,
+    DeltaGaussianHead,
+    GaussianHead,
+    VonMisesFisherHead,
+)
 
 LATENTS = ("normal", "vmf")
 POSTERIORS = ("gaussian", "bn", "delta")

@@ -26,7 +26,6 @@ from inference.run import Run
 from pyro_textvae.data import make_batch
 
 
-
 @pytest.fixture
 def sharp_vae(tiny_vae):
     """q(z|x) with sigma = exp(-30): every draw equals the posterior mean in float32."""

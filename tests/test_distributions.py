@@ -10,8 +10,8 @@ import scipy.integrate as integrate
 import scipy.special as special
 import scipy.stats as stats
 import torch
-from torch.distributions import kl_divergence
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
+from torch.distributions import kl_divergence
 
 from pyro_textvae.distributions import (
     HypersphericalUniform,

@@ -12,7 +12,11 @@ import pytest
 import torch
 from pyro import poutine
 
-from evaluation.likelihood import importance_log_likelihood, negative_log_likelihood_summary, perplexity
+from evaluation.likelihood import (
+    importance_log_likelihood,
+    negative_log_likelihood_summary,
+    perplexity,
+)
 
 LATENT, OBSERVED, NOISE = 2, 3, 0.5
 DTYPE = torch.float64

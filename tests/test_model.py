@@ -13,7 +13,11 @@ from torch.distributions import kl_divergence
 
 from pyro_textvae.data import make_batch
 from pyro_textvae.model import TextVAE, TextVAEConfig
-from pyro_textvae.posteriors import BatchNormGaussianHead, DeltaGaussianHead, delta_variance_bounds
+from pyro_textvae.posteriors import (
+    BatchNormGaussianHead,
+    DeltaGaussianHead,
+    delta_variance_bounds,
+)
 
 
 def _hand_batch():

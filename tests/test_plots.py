@@ -38,7 +38,6 @@ from pyro_textvae.io import CheckpointError
 from .conftest import SMALL
 
 
-
 def png_size(path):
     """(width, height) from the PNG's IHDR chunk."""
     data = path.read_bytes()

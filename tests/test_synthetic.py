@@ -8,7 +8,13 @@ from collections import Counter
 import pytest
 import torch
 
-from pyro_textvae.data import Corpus, read_split, synthetic_corpus, synthetic_splits, write_synthetic
+from pyro_textvae.data import (
+    Corpus,
+    read_split,
+    synthetic_corpus,
+    synthetic_splits,
+    write_synthetic,
+)
 from pyro_textvae.data.synthetic import (
     NEGATIVE,
     POSITIVE,

@@ -26,7 +26,6 @@ from evaluation.toy import (
 from inference.objectives import OBJECTIVES
 
 
-
 def _gaussian_kl(loc, scale):
     """KL(N(m, diag s^2) || N(0, I)) per row, written out."""
     return (0.5 * (loc**2 + scale**2 - 1) - np.log(scale)).sum(-1)
