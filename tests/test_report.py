@@ -80,17 +80,20 @@ def test_importance_sampled_nll_is_not_above_the_elbo_loss(trained_run):
     assert likelihood["ppl"] == pytest.approx(math.exp(likelihood["nll"] * 32 / likelihood["num_tokens"]))
 
 
-def test_elbo_terms_match_an_independent_computation(trained_run):
+def test_elbo_terms_and_au_variances_match_an_independent_computation(trained_run):
     run_dir, result = trained_run
     run = open_run(run_dir)
     split = run.corpus.splits["test"]
     assert result["num_tokens"] == sum(len(ids) + 1 for ids in split.ids)
-    kl = 0.0
+    kl, locs = 0.0, []
     with torch.no_grad():
         for ids in split.ids:  # one sentence at a time: KL(N(mu, s^2) || N(0, I)) by hand
             q = run.vae.posterior_distribution(*_one_sentence(ids)).base_dist
             kl += float((0.5 * (q.loc.square() + q.scale.square() - 1) - q.scale.log()).sum())
+            locs.append(q.loc[0])
     assert result["elbo"]["kl"] == pytest.approx(kl / len(split), rel=1e-5, abs=1e-6)
+    variances = torch.stack(locs).var(0, correction=1)  # AU: Var_x E_q[z_k | x]
+    assert result["active_units"]["variances"] == pytest.approx(variances.tolist(), rel=1e-4, abs=1e-7)
     passes = []
     for seed in range(8):
         torch.manual_seed(100 + seed)
