@@ -123,3 +123,17 @@ def test_vmf_latent_runs_under_trace_elbo(tiny_corpus):
     loss.backward()
     assert all(torch.isfinite(p.grad).all() for p in vae.encoder.parameters() if p.grad is not None)
     pyro.clear_param_store()
+
+
+def test_token_categorical_equals_categorical_on_normalised_logits():
+    from pyro_textvae.model import TokenCategorical
+
+    logits = torch.randn(3, 4, 9)
+    values = torch.randint(9, (2, 3, 4))
+    fast = TokenCategorical(torch.log_softmax(logits, -1))
+    slow = dist.Categorical(logits=logits)
+    assert torch.allclose(fast.log_prob(values), slow.log_prob(values), atol=1e-6)
+    expanded = fast.expand([5, 3, 4])
+    assert isinstance(expanded, TokenCategorical) and expanded.batch_shape == (5, 3, 4)
+    assert torch.allclose(expanded.log_prob(values[0]), slow.log_prob(values[0]).expand(5, 3, 4), atol=1e-6)
+    assert torch.allclose(fast.probs, slow.probs, atol=1e-6)
