@@ -313,8 +313,9 @@ class Trainer:
             if values is not None:
                 sums = st["sums"]
                 for key, value in values.items():
-                    sums[key] = sums.get(key, 0.0) + value * len(batch)
-                sums["sentences"] = sums.get("sentences", 0) + len(batch)
+                    if math.isfinite(value):
+                        sums[key] = sums.get(key, 0.0) + value * len(batch)
+                        sums[f"n:{key}"] = sums.get(f"n:{key}", 0) + len(batch)
                 bar.set_postfix({k: f"{v:.2f}" for k, v in values.items()}, refresh=False)
             st["step"] += 1
             st["batch"] = index + 1
@@ -327,10 +328,9 @@ class Trainer:
     def _end_epoch(self, epoch: int, seconds: float) -> dict:
         cfg, st = self.config, self.state
         sums = sum_over_ranks(st["sums"], self.device) if self.context else st["sums"]
-        n = max(sums.pop("sentences", 0), 1)
         record = {"epoch": epoch + 1, "step": st["step"], "lr": self.optim.lr, "kl_weight": self.weight,
                   "seconds": seconds, "skipped_batches": st["skipped"]}
-        record.update({f"train_{k}": v / n for k, v in sums.items()})
+        record.update({f"train_{k}": v / sums[f"n:{k}"] for k, v in sums.items() if not k.startswith("n:")})
         if self.context:
             average_buffers(self.vae)
         record.update({f"valid_{k}": v for k, v in self.evaluate_split(self.corpus.splits["valid"]).items()})
