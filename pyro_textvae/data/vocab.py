@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+from ..io import atomic_write_bytes
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
@@ -118,18 +119,8 @@ class Vocab:
         return tokens
 
     def to_json(self, path: str | os.PathLike[str]) -> None:
-        """Write ``itos`` as a JSON list, atomically (temporary file, fsync, ``os.replace``)."""
-        path = Path(path)
-        handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as stream:
-                json.dump(self.itos, stream, ensure_ascii=False)
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(temp_name, path)
-        except BaseException:
-            Path(temp_name).unlink(missing_ok=True)
-            raise
+        """Write ``itos`` as a JSON list, atomically (:func:`pyro_textvae.io.atomic_write_bytes`)."""
+        atomic_write_bytes(path, json.dumps(self.itos, ensure_ascii=False).encode("utf-8"))
 
     @classmethod
     def from_json(cls, path: str | os.PathLike[str]) -> Vocab:
