@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import re
 import struct
 
 import pytest
@@ -73,5 +74,5 @@ def test_miniature_experiment_fills_every_column_and_draws_the_scatter(tmp_path,
 def test_bad_experiment_files_are_named(tmp_path, text, message):
     path = tmp_path / "bad.toml"
     path.write_text(text)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=re.escape(message)):
         load_experiment(path)
