@@ -4,9 +4,20 @@ The ArviZ-based names (``to_inference_data``, the ``plot_*`` functions) are impo
 since importing ArviZ takes seconds.
 """
 from .generation import decode, posterior_center
-from .latent_metrics import active_units, hole_metrics, mutual_information, posterior_kl_per_dim
+from .latent_metrics import (
+    active_units,
+    hole_metrics,
+    mutual_information,
+    posterior_kl_per_dim,
+)
 from .likelihood import importance_log_likelihood, perplexity
-from .text_metrics import bleu_precision_recall, distinct_n, interpolation_scores, rouge, self_bleu
+from .text_metrics import (
+    bleu_precision_recall,
+    distinct_n,
+    interpolation_scores,
+    rouge,
+    self_bleu,
+)
 
 _LAZY = {
     "to_inference_data": "arviz_data",
@@ -19,7 +30,7 @@ _LAZY = {
     "plot_dimension_bars": "plots",
     "plot_length_ppc": "plots",
     "evaluate_run": "report",
-    "compare_runs": "report",
+    "compare_runs": "tables",
 }
 
 __all__ = [

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from inference.run import open_run
 
-from .report import compare_runs, eval_filename, evaluate_run
+from .report import evaluate_run
+from .tables import compare_runs, eval_filename
 
 
 def _evaluate(args: argparse.Namespace) -> None:

@@ -33,7 +33,8 @@ from inference.run import new_trainer, open_run, resume_trainer
 from inference.trainer import TrainConfig
 from pyro_textvae.io import atomic_write_bytes, dataclass_from_dict, load_json
 
-from .report import COLUMNS, eval_filename, evaluate_run, metric_value
+from .report import evaluate_run
+from .tables import COLUMNS, eval_filename, markdown_table, metric_value
 
 SECTIONS = {"out", "seeds", "data", "model", "train", "evaluate", "methods"}
 
@@ -130,9 +131,8 @@ def _format(cell: Any) -> str:
 def write_results(out: Path, results: dict[str, list[dict]]) -> None:
     """``results.md`` (mean ± std) and ``results.csv`` (mean and std columns) in ``out``."""
     columns, rows = results_table(results)
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_format(c) for c in row) + " |" for row in rows]
-    atomic_write_bytes(out / "results.md", ("\n".join(lines) + "\n").encode())
+    table = markdown_table(columns, [[_format(cell) for cell in row] for row in rows])
+    atomic_write_bytes(out / "results.md", table.encode())
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns[:3] + [f"{c} {part}" for c in columns[3:] for part in ("mean", "std")])

@@ -13,17 +13,12 @@
 * BLEU-1..4 precision / recall / F of greedy decodings of z ~ p(z) against the split;
 * interpolation between seeded pairs of sentences at t = 0, 0.1, ..., 1 on the posterior centers.
 
-:func:`compare_runs` gathers the ``eval.json`` of several runs into one table (Markdown and CSV).
 Every stage reseeds torch's global RNG from ``seed`` (plus the stage number), so a stage's numbers
 do not depend on which other stages ran before it.
 """
 from __future__ import annotations
 
-import csv
-import io
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pyro.distributions as dist
 import torch
@@ -35,40 +30,18 @@ from inference.elbo import elbo_terms
 from inference.run import Run
 from pyro_textvae.data import EncodedSplit, iterate_batches, num_batches
 from pyro_textvae.distributions import HypersphericalUniform, VonMisesFisher
-from pyro_textvae.io import CheckpointError, atomic_write_bytes, load_json, save_json
+from pyro_textvae.io import atomic_write_bytes, save_json
 from pyro_textvae.model import TextVAE
 
 from .generation import decode, posterior_center
 from .latent_metrics import active_units, hole_metrics, mutual_information
 from .likelihood import importance_log_likelihood, negative_log_likelihood_summary
+from .tables import COLUMNS, eval_filename, markdown_table, metric_value
 from .text_metrics import bleu_precision_recall, interpolation_scores
 
 INTERPOLATION_STEPS = 11
 AU_THRESHOLD = 0.01
 CU_TAUS = (0.01, 0.03, 0.05, 0.1)
-COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("N", ("num_sentences",)),
-    ("NLL", ("likelihood", "nll")),
-    ("PPL", ("likelihood", "ppl")),
-    ("-ELBO", ("elbo", "neg_elbo")),
-    ("Rec", ("elbo", "reconstruction")),
-    ("KL", ("elbo", "kl")),
-    ("MI", ("mi",)),
-    ("AU", ("active_units", "au")),
-    ("joint-KL", ("holes", "joint_kl")),
-    ("CU(0.03)", ("holes", "cu", "0.03")),
-    ("DG-KL", ("density_gap", "kl")),
-    ("DG-KL joint", ("density_gap", "joint_kl")),
-    *((f"prior BLEU-{n} F", ("prior_sampling", "bleu", "f", str(n))) for n in range(1, 5)),
-    ("interp self-BLEU-4", ("interpolation", "self_bleu", "4")),
-    ("interp distinct-1", ("interpolation", "distinct", "1")),
-    ("interp distinct-2", ("interpolation", "distinct", "2")),
-)
-
-
-def eval_filename(split: str, suffix: str = "json") -> str:
-    """``eval.<suffix>`` for the test split, ``eval-<split>.<suffix>`` for any other."""
-    return f"eval.{suffix}" if split == "test" else f"eval-{split}.{suffix}"
 
 
 def latent_prior(vae: TextVAE, device: torch.device | str = "cpu") -> Distribution:
@@ -354,30 +327,6 @@ def evaluate_run(
     return result
 
 
-def metric_value(result: dict, keys: Sequence[str]) -> Any:
-    """The value at ``keys`` in an ``eval.json`` dict, or None where any key is missing."""
-    value: Any = result
-    for key in keys:
-        if not isinstance(value, dict) or key not in value:
-            return None
-        value = value[key]
-    return value
-
-
-def _markdown_cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-def _markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_markdown_cell(value) for value in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
 def evaluation_markdown(result: dict) -> str:
     """``eval.md``: the settings, a metric | value table (:data:`COLUMNS`) and BLEU per n."""
     likelihood, holes = result["likelihood"], result["holes"]
@@ -393,58 +342,14 @@ def evaluation_markdown(result: dict) -> str:
         f"samples against N = {holes['num_posteriors']} posteriors; DG-KL in {result['density_gap']['mode']} "
         f"mode ({result['density_gap']['num_samples']} draw(s) per posterior).",
         "",
-        _markdown_table(["metric", "value"], [[name, metric_value(result, keys)] for name, keys in COLUMNS]),
+        markdown_table(["metric", "value"], [[name, metric_value(result, keys)] for name, keys in COLUMNS]),
     ]
     bleu = result["prior_sampling"]["bleu"]
     lines.append("Prior sampling (greedy), BLEU against the split:\n")
     rows = [[n, bleu["precision"][n], bleu["recall"][n], bleu["f"][n]] for n in sorted(bleu["f"])]
-    lines.append(_markdown_table(["n", "precision", "recall", "F"], rows))
+    lines.append(markdown_table(["n", "precision", "recall", "F"], rows))
     example = result["interpolation"]["example"]
     if example is not None:
         lines.append("Interpolation example (t = 0, 0.1, ..., 1):\n")
         lines += [f"{i}. `{sentence}`" for i, sentence in enumerate(example["path"], 1)]
     return "\n".join(lines) + "\n"
-
-
-@dataclass
-class ComparisonTable:
-    """One row per run (run, objective, seed) and one column per metric of :data:`COLUMNS`."""
-
-    columns: list[str]
-    rows: list[list[Any]]
-
-    def markdown(self) -> str:
-        """A Markdown table, floats to 4 significant digits, missing values as ``-``."""
-        return _markdown_table(self.columns, self.rows)
-
-    def csv(self) -> str:
-        """CSV by the ``csv`` module, floats at full precision, missing values empty."""
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(self.columns)
-        writer.writerows([["" if value is None else value for value in row] for row in self.rows])
-        return buffer.getvalue()
-
-
-def compare_runs(run_dirs: Sequence[str | Path], out_prefix: str | Path | None = None,
-                 split: str = "test") -> ComparisonTable:
-    """Read each run's ``eval.json`` (``eval-<split>.json``) into a :class:`ComparisonTable`; with
-    ``out_prefix`` write ``<prefix>.md`` and ``<prefix>.csv``. A missing run folder or evaluation
-    file raises :class:`CheckpointError` naming it."""
-    if not run_dirs:
-        raise ValueError("compare_runs: no run folders given")
-    rows = []
-    for run_dir in map(Path, run_dirs):
-        if not run_dir.is_dir():
-            raise CheckpointError(f"run folder {str(run_dir)!r} does not exist")
-        path = run_dir / eval_filename(split)
-        if not path.is_file():
-            raise CheckpointError(f"{path}: not found; run `textvae evaluate {run_dir} --split {split}` first")
-        result = load_json(path)
-        rows.append([run_dir.name, result.get("objective"), result.get("seed")]
-                    + [metric_value(result, keys) for _, keys in COLUMNS])
-    table = ComparisonTable(["run", "objective", "seed"] + [name for name, _ in COLUMNS], rows)
-    if out_prefix is not None:
-        atomic_write_bytes(f"{out_prefix}.md", table.markdown().encode())
-        atomic_write_bytes(f"{out_prefix}.csv", table.csv().encode())
-    return table

@@ -8,7 +8,7 @@ import struct
 import pytest
 
 from evaluation.experiment import load_experiment
-from evaluation.report import COLUMNS
+from evaluation.tables import COLUMNS
 from pyro_textvae.cli import main
 
 CONFIG = """

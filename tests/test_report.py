@@ -10,14 +10,8 @@ import pytest
 import torch
 
 from evaluation.evaluate_command import add_evaluate_commands
-from evaluation.report import (
-    COLUMNS,
-    collect_posteriors,
-    compare_runs,
-    evaluate_run,
-    iw_subset_positions,
-    metric_value,
-)
+from evaluation.report import collect_posteriors, evaluate_run, iw_subset_positions
+from evaluation.tables import COLUMNS, compare_runs, metric_value
 from inference.elbo import elbo_terms
 from inference.run import Run, new_trainer, open_run
 from inference.trainer import TrainConfig

@@ -1,0 +1,109 @@
+"""Tables of evaluation results: the metric columns, ``eval.json`` look-ups, Markdown and CSV.
+
+:func:`compare_runs` gathers the ``eval.json`` of several runs (written by
+:func:`evaluation.report.evaluate_run`) into one :class:`ComparisonTable`, a row per run and a
+column per metric of :data:`COLUMNS` (``dg-vae.md`` sec. 5), as Markdown and CSV.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pyro_textvae.io import CheckpointError, atomic_write_bytes, load_json
+
+COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("N", ("num_sentences",)),
+    ("NLL", ("likelihood", "nll")),
+    ("PPL", ("likelihood", "ppl")),
+    ("-ELBO", ("elbo", "neg_elbo")),
+    ("Rec", ("elbo", "reconstruction")),
+    ("KL", ("elbo", "kl")),
+    ("MI", ("mi",)),
+    ("AU", ("active_units", "au")),
+    ("joint-KL", ("holes", "joint_kl")),
+    ("CU(0.03)", ("holes", "cu", "0.03")),
+    ("DG-KL", ("density_gap", "kl")),
+    ("DG-KL joint", ("density_gap", "joint_kl")),
+    *((f"prior BLEU-{n} F", ("prior_sampling", "bleu", "f", str(n))) for n in range(1, 5)),
+    ("interp self-BLEU-4", ("interpolation", "self_bleu", "4")),
+    ("interp distinct-1", ("interpolation", "distinct", "1")),
+    ("interp distinct-2", ("interpolation", "distinct", "2")),
+)
+
+
+def eval_filename(split: str, suffix: str = "json") -> str:
+    """``eval.<suffix>`` for the test split, ``eval-<split>.<suffix>`` for any other."""
+    return f"eval.{suffix}" if split == "test" else f"eval-{split}.{suffix}"
+
+
+def metric_value(result: dict, keys: Sequence[str]) -> Any:
+    """The value at ``keys`` in an ``eval.json`` dict, or None where any key is missing."""
+    value: Any = result
+    for key in keys:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return value
+
+
+def _markdown_cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A Markdown table; floats to 4 significant digits, None as ``-``, anything else as ``str``."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_markdown_cell(value) for value in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class ComparisonTable:
+    """One row per run (run, objective, seed) and one column per metric of :data:`COLUMNS`."""
+
+    columns: list[str]
+    rows: list[list[Any]]
+
+    def markdown(self) -> str:
+        """A Markdown table, floats to 4 significant digits, missing values as ``-``."""
+        return markdown_table(self.columns, self.rows)
+
+    def csv(self) -> str:
+        """CSV by the ``csv`` module, floats at full precision, missing values empty."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(self.columns)
+        writer.writerows([["" if value is None else value for value in row] for row in self.rows])
+        return buffer.getvalue()
+
+
+def compare_runs(run_dirs: Sequence[str | Path], out_prefix: str | Path | None = None,
+                 split: str = "test") -> ComparisonTable:
+    """Read each run's ``eval.json`` (``eval-<split>.json``) into a :class:`ComparisonTable`; with
+    ``out_prefix`` write ``<prefix>.md`` and ``<prefix>.csv``. A missing run folder or evaluation
+    file raises :class:`CheckpointError` naming it."""
+    if not run_dirs:
+        raise ValueError("compare_runs: no run folders given")
+    rows = []
+    for run_dir in map(Path, run_dirs):
+        if not run_dir.is_dir():
+            raise CheckpointError(f"run folder {str(run_dir)!r} does not exist")
+        path = run_dir / eval_filename(split)
+        if not path.is_file():
+            raise CheckpointError(f"{path}: not found; run `textvae evaluate {run_dir} --split {split}` first")
+        result = load_json(path)
+        rows.append([run_dir.name, result.get("objective"), result.get("seed")]
+                    + [metric_value(result, keys) for _, keys in COLUMNS])
+    table = ComparisonTable(["run", "objective", "seed"] + [name for name, _ in COLUMNS], rows)
+    if out_prefix is not None:
+        atomic_write_bytes(f"{out_prefix}.md", table.markdown().encode())
+        atomic_write_bytes(f"{out_prefix}.csv", table.csv().encode())
+    return table
