@@ -14,7 +14,8 @@ and writes ``out/runs/<method>-seed<s>/`` (ordinary run folders), ``out/results.
 ``out/results.csv`` (a row per method, mean +- std over seeds of every metric of
 :data:`evaluation.report.COLUMNS`), ``out/mi_vs_joint_kl.png`` (collapse on one axis, holes on the
 other, one point per method) and ``out/holes.png`` (the hole pictures side by side). A run with an
-``eval.json`` is skipped on a rerun; an interrupted run resumes from its ``last.pt``.
+``eval.json`` is skipped on a rerun; an interrupted run resumes from its ``last.pt``;
+``--report-only`` writes the table and pictures of the runs evaluated so far.
 """
 from __future__ import annotations
 
@@ -78,6 +79,24 @@ def run_experiment(config: dict[str, Any], progress: bool = True) -> dict[str, l
             run_dir = out / "runs" / f"{method['name']}-seed{seed}"
             results.setdefault(method["name"], []).append(_train_and_evaluate(config, method, seed, run_dir, progress))
             write_results(out, results)
+    plot_collapse_against_holes(results, out / "mi_vs_joint_kl.png")
+    _hole_pictures(out, config, results)
+    return results
+
+
+def report_experiment(config: dict[str, Any]) -> dict[str, list[dict]]:
+    """Tables and pictures from the runs that are already evaluated, training nothing."""
+    out = Path(config["out"])
+    name = eval_filename(config.get("evaluate", {}).get("split", "test"))
+    results: dict[str, list[dict]] = {}
+    for method in config["methods"]:
+        for seed in config["seeds"]:
+            path = out / "runs" / f"{method['name']}-seed{seed}" / name
+            if path.exists():
+                results.setdefault(method["name"], []).append(load_json(path))
+    if not results:
+        raise ValueError(f"no evaluated run under {out / 'runs'} yet")
+    write_results(out, results)
     plot_collapse_against_holes(results, out / "mi_vs_joint_kl.png")
     _hole_pictures(out, config, results)
     return results
@@ -182,10 +201,15 @@ def add_experiment_commands(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("experiment", help="train and evaluate several objectives from a TOML file")
     parser.add_argument("config", help="experiment TOML file (see evaluation/experiment.py)")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--report-only", action="store_true",
+                        help="only write the table and pictures of the runs evaluated so far")
     parser.set_defaults(func=_experiment_command)
 
 
 def _experiment_command(args: argparse.Namespace) -> None:
     config = load_experiment(args.config)
-    run_experiment(config, progress=not args.no_progress)
+    if args.report_only:
+        report_experiment(config)
+    else:
+        run_experiment(config, progress=not args.no_progress)
     print((Path(config["out"]) / "results.md").read_text(), end="")

@@ -63,6 +63,10 @@ def test_miniature_experiment_fills_every_column_and_draws_the_scatter(tmp_path,
     before = (out / "runs" / "VAE-seed0" / "eval.json").stat().st_mtime_ns
     assert main(["experiment", str(config), "--no-progress"]) == 0
     assert (out / "runs" / "VAE-seed0" / "eval.json").stat().st_mtime_ns == before
+    (out / "results.csv").unlink()
+    assert main(["experiment", str(config), "--report-only"]) == 0
+    with open(out / "results.csv") as handle:
+        assert list(csv.DictReader(handle)) == rows
 
 
 @pytest.mark.parametrize(
