@@ -31,7 +31,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from inference.density_gap import DensityGapELBO
+from inference.density_gap_elbo import DensityGapELBO
 from inference.distributed import average_gradients
 from inference.objectives import Objective, get_objective
 from inference.schedules import ConstantSchedule

@@ -23,7 +23,7 @@ from typing import Any
 from pyro.infer import ELBO
 
 from .adversarial import AdversarialELBO
-from .density_gap import DensityGapELBO
+from .density_gap_elbo import DensityGapELBO
 from .elbo import LoggedTrace_ELBO
 from .free_bits import FreeBitsELBO, SentenceFreeBitsELBO
 from .mmd import WassersteinMMDELBO

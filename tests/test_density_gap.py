@@ -14,7 +14,8 @@ from pyro import poutine
 from scipy import integrate, special, stats
 
 import inference.density_gap as density_gap_module
-from inference.density_gap import DensityGapELBO, density_gap_kl
+from inference.density_gap import density_gap_kl
+from inference.density_gap_elbo import DensityGapELBO
 
 DOUBLE = torch.float64
 

@@ -29,7 +29,8 @@ import inference.run
 import inference.trainer
 from evaluation.distributed_eval import sharded_log_likelihood
 from evaluation.likelihood import importance_log_likelihood
-from inference.density_gap import DensityGapELBO, density_gap_kl
+from inference.density_gap import density_gap_kl
+from inference.density_gap_elbo import DensityGapELBO
 from inference.distributed import shard_batch, shard_bounds
 from inference.objectives import Objective, get_objective
 from inference.run import new_trainer, resume_trainer
