@@ -172,7 +172,8 @@ def plot_collapse_against_holes(results: dict[str, list[dict]], path: str | Path
                 continue
             ax.scatter([x], [y], s=40)
             ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
-        ax.set_xlabel("joint-KL = E_p[log p(z) - log q_D(z)] (holes)")
+        ax.set_xscale("symlog", linthresh=0.1)
+        ax.set_xlabel("joint-KL = E_p[log p(z) - log q_D(z)] (holes; symlog scale)")
         ax.set_ylabel(label + " (collapse when 0)")
         ax.grid(alpha=0.3)
     fig.tight_layout()
