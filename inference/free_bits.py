@@ -71,18 +71,12 @@ class FreeBitsELBO(LatentPenaltyELBO):
         return batch * kl.mean(-2).clamp(min=self.target_kl / dim).sum()
 
 
-class SentenceFreeBitsELBO(LatentPenaltyELBO):
+class SentenceFreeBitsELBO(FreeBitsELBO):
     """Coarse free bits: ``R = sum_i max(target_kl, KL(q(z|x_i) || p(z)))`` (per sentence).
 
     :param target_kl: the per-sentence target (4 in ``dg-vae.md`` sec. 4).
     :param sites: penalised latent sites (see :class:`LatentPenaltyELBO`).
     """
-
-    term_name = "free_bits_kl"
-
-    def __init__(self, target_kl: float = 4.0, sites: Sequence[str] = ("z",), **kwargs) -> None:
-        super().__init__(sites, **kwargs)
-        self.target_kl = _check_target(target_kl)
 
     def penalty(self, posterior: Distribution, prior: Distribution, value: torch.Tensor) -> torch.Tensor:
         return kl_divergence(posterior, prior).clamp(min=self.target_kl).sum()
