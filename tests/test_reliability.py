@@ -16,7 +16,7 @@ from pyro_textvae.io import append_jsonl, load_checkpoint, read_jsonl
 
 from .conftest import SMALL
 
-ARGS = ["--synthetic-train", "96", "--embed-dim", "16", "--hidden-dim", "32", "--latent-dim", "4",
+ARGS = ["--synthetic-train", "480", "--embed-dim", "16", "--hidden-dim", "32", "--latent-dim", "4",
         "--batch-size", "16", "--optimizer", "adam", "--no-progress", "--seed", "5", "--epochs", "3"]
 
 
@@ -33,7 +33,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     deadline = time.time() + 300
     while not last.exists() and time.time() < deadline and victim.poll() is None:
         time.sleep(0.01)
-    time.sleep(random.Random(os.getpid()).uniform(0.0, 0.5))
+    time.sleep(random.Random(os.getpid()).uniform(0.0, 0.2))
     victim.send_signal(signal.SIGKILL)
     assert victim.wait(timeout=60) == -signal.SIGKILL, "training finished before it could be killed"
     assert len(read_jsonl(tmp_path / "killed" / "metrics.jsonl")) < 3
