@@ -9,13 +9,17 @@
     [train]     epochs = 10                 # TrainConfig options shared by every method
     [evaluate]  iw_samples = 500            # options of evaluation.report.evaluate_run
     [[methods]] name = "DG-VAE"; objective = "dg"; params = {mode = "marginal"}
+                train = {batch_size = 128}  # optional per-method [train] and [model] overrides
 
 and writes ``out/runs/<method>-seed<s>/`` (ordinary run folders), ``out/results.md`` and
 ``out/results.csv`` (a row per method, mean +- std over seeds of every metric of
 :data:`evaluation.report.COLUMNS`), ``out/mi_vs_joint_kl.png`` (collapse on one axis, holes on the
 other, one point per method) and ``out/holes.png`` (the hole pictures side by side). A run with an
-``eval.json`` is skipped on a rerun; an interrupted run resumes from its ``last.pt``;
-``--report-only`` writes the table and pictures of the runs evaluated so far.
+``eval.json`` is skipped on a rerun and an interrupted run resumes from its ``last.pt``, both only
+if the folder's ``config.json`` agrees with the file (otherwise the run is named, not reused);
+``--seed S [S ...]`` trains only those seeds (so seeds can run in separate processes), and the
+table covers every evaluated run of the file's seeds and those; ``--report-only`` writes the
+table and pictures of the runs evaluated so far.
 """
 from __future__ import annotations
 
@@ -38,6 +42,7 @@ from .report import evaluate_run
 from .tables import COLUMNS, eval_filename, markdown_table, metric_value
 
 SECTIONS = {"out", "seeds", "data", "model", "train", "evaluate", "methods"}
+METHOD_KEYS = {"name", "objective", "params", "model", "train"}
 
 
 def load_experiment(path: str | Path) -> dict[str, Any]:
@@ -60,6 +65,11 @@ def load_experiment(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path}: every [[methods]] entry needs a string name and objective")
     if len(set(names)) != len(names):
         raise ValueError(f"{path}: method names must be unique, got {names}")
+    for method in methods:
+        unknown = sorted(set(method) - METHOD_KEYS)
+        if unknown:
+            raise ValueError(f"{path}: method {method['name']!r} has unknown key(s) {unknown}; "
+                             f"valid: {sorted(METHOD_KEYS)}")
     root = path.resolve().parent
     data = dict(config.get("data", {}))
     if data.get("path"):
@@ -70,30 +80,24 @@ def load_experiment(path: str | Path) -> dict[str, Any]:
     return {**config, "out": str(root / config.get("out", "results")), "seeds": seeds, "data": data}
 
 
-def run_experiment(config: dict[str, Any], progress: bool = True) -> dict[str, list[dict]]:
-    """Train (or resume, or skip) and evaluate every method and seed; write table and pictures."""
+def run_experiment(
+    config: dict[str, Any], progress: bool = True, seeds: list[int] | None = None
+) -> dict[str, list[dict]]:
+    """Train (or resume, or skip) and evaluate every method for ``seeds`` (default: the file's);
+    after each run, write the table and pictures of every evaluated run so far."""
+    seeds = config["seeds"] if seeds is None else seeds
     out = Path(config["out"])
-    results: dict[str, list[dict]] = {}
     for method in config["methods"]:
-        for seed in config["seeds"]:
-            run_dir = out / "runs" / f"{method['name']}-seed{seed}"
-            results.setdefault(method["name"], []).append(_train_and_evaluate(config, method, seed, run_dir, progress))
-            write_results(out, results)
-    plot_collapse_against_holes(results, out / "mi_vs_joint_kl.png")
-    _hole_pictures(out, config, results)
-    return results
+        for seed in seeds:
+            _train_and_evaluate(config, method, seed, out / "runs" / f"{method['name']}-seed{seed}", progress)
+            write_results(out, _evaluated_runs(config, seeds))
+    return report_experiment(config, seeds)
 
 
-def report_experiment(config: dict[str, Any]) -> dict[str, list[dict]]:
-    """Tables and pictures from the runs that are already evaluated, training nothing."""
+def report_experiment(config: dict[str, Any], seeds: list[int] | None = None) -> dict[str, list[dict]]:
+    """Tables and pictures from the runs of the file's seeds (and ``seeds``) already evaluated."""
     out = Path(config["out"])
-    name = eval_filename(config.get("evaluate", {}).get("split", "test"))
-    results: dict[str, list[dict]] = {}
-    for method in config["methods"]:
-        for seed in config["seeds"]:
-            path = out / "runs" / f"{method['name']}-seed{seed}" / name
-            if path.exists():
-                results.setdefault(method["name"], []).append(load_json(path))
+    results = _evaluated_runs(config, seeds or [])
     if not results:
         raise ValueError(f"no evaluated run under {out / 'runs'} yet")
     write_results(out, results)
@@ -102,9 +106,25 @@ def report_experiment(config: dict[str, Any]) -> dict[str, list[dict]]:
     return results
 
 
+def _evaluated_runs(config: dict[str, Any], seeds: list[int]) -> dict[str, list[dict]]:
+    out = Path(config["out"])
+    name = eval_filename(config.get("evaluate", {}).get("split", "test"))
+    results: dict[str, list[dict]] = {}
+    for method in config["methods"]:
+        for seed in sorted(set(config["seeds"]) | set(seeds)):
+            path = out / "runs" / f"{method['name']}-seed{seed}" / name
+            if path.exists():
+                results.setdefault(method["name"], []).append(load_json(path))
+    return results
+
+
 def _train_and_evaluate(config: dict, method: dict, seed: int, run_dir: Path, progress: bool) -> dict:
     options = config.get("evaluate", {})
     evaluated = run_dir / eval_filename(options.get("split", "test"))
+    train_options = {**config.get("train", {}), **method.get("train", {}), "seed": seed}
+    model = {**config.get("model", {}), **method.get("model", {})}
+    if (run_dir / "config.json").exists():
+        _check_run_matches(run_dir, method, model, train_options)
     if evaluated.exists():
         return load_json(evaluated)
     if (run_dir / "last.pt").exists():
@@ -112,13 +132,27 @@ def _train_and_evaluate(config: dict, method: dict, seed: int, run_dir: Path, pr
         trainer.config.progress = progress
         trainer.fit(resume=True)
     else:
-        train_options = {**config.get("train", {}), "seed": seed, "progress": progress}
-        train = dataclass_from_dict(TrainConfig, train_options, "experiment [train]")
-        model = {**config.get("model", {}), **method.get("model", {})}
+        train = dataclass_from_dict(TrainConfig, {**train_options, "progress": progress}, "experiment [train]")
         trainer = new_trainer(run_dir, config["data"], model, method["objective"], method.get("params", {}),
                               train, overwrite=True)
         trainer.fit()
     return evaluate_run(open_run(run_dir), progress=progress, seed=seed, checkpoint="best", **options)
+
+
+def _check_run_matches(run_dir: Path, method: dict, model: dict, train: dict) -> None:
+    """Refuse to reuse a run folder whose stored config disagrees with the experiment file."""
+    stored = load_json(run_dir / "config.json")
+    expected = {("objective", "name"): method["objective"]}
+    expected |= {("objective", "params", k): v for k, v in method.get("params", {}).items()}
+    expected |= {("model", k): v for k, v in model.items()}
+    expected |= {("train", k): v for k, v in train.items()}
+    for keys, value in expected.items():
+        found = stored
+        for key in keys:
+            found = found.get(key) if isinstance(found, dict) else None
+        if found != value:
+            raise ValueError(f"{run_dir / 'config.json'}: {'.'.join(keys)} is {found!r} but the experiment asks "
+                             f"for {value!r}; move the run folder away or restore the experiment's setting")
 
 
 def _mean_std(values: list[Any]) -> tuple[float | None, float | None]:
@@ -189,8 +223,8 @@ def _hole_pictures(out: Path, config: dict, results: dict[str, list[dict]]) -> N
     from .plots import plot_hole_comparison
 
     split = config.get("evaluate", {}).get("split", "test")
-    seed = config["seeds"][0]
-    panels = [(name, encode_split(open_run(out / "runs" / f"{name}-seed{seed}"), split=split)) for name in results]
+    panels = [(name, encode_split(open_run(out / "runs" / f"{name}-seed{runs[0]['seed']}"), split=split))
+              for name, runs in results.items()]
     figure = plot_hole_comparison(panels)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
@@ -201,6 +235,8 @@ def add_experiment_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register ``textvae experiment CONFIG.toml``."""
     parser = subparsers.add_parser("experiment", help="train and evaluate several objectives from a TOML file")
     parser.add_argument("config", help="experiment TOML file (see evaluation/experiment.py)")
+    parser.add_argument("--seed", type=int, nargs="+", metavar="S",
+                        help="train and evaluate only these seeds (default: the file's seeds)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--report-only", action="store_true",
                         help="only write the table and pictures of the runs evaluated so far")
@@ -209,8 +245,10 @@ def add_experiment_commands(subparsers: argparse._SubParsersAction) -> None:
 
 def _experiment_command(args: argparse.Namespace) -> None:
     config = load_experiment(args.config)
+    if args.seed is not None and any(seed < 0 for seed in args.seed):
+        raise ValueError(f"--seed: seeds must be integers >= 0, got {args.seed}")
     if args.report_only:
-        report_experiment(config)
+        report_experiment(config, args.seed)
     else:
-        run_experiment(config, progress=not args.no_progress)
+        run_experiment(config, progress=not args.no_progress, seeds=args.seed)
     print((Path(config["out"]) / "results.md").read_text(), end="")

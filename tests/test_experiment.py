@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import re
+import statistics
 import struct
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from evaluation.experiment import load_experiment
 from evaluation.tables import COLUMNS
 from pyro_textvae.cli import main
+from pyro_textvae.io import load_json
 
 CONFIG = """
 out = "results"
@@ -73,10 +75,42 @@ def test_miniature_experiment_fills_every_column_and_draws_the_scatter(tmp_path,
     "text, message",
     [("seeds = [0]", "[[methods]]"), ("colour = 1\n[[methods]]\nname='a'\nobjective='elbo'", "unknown section"),
      ("[[methods]]\nname='a'\nobjective='elbo'\n[[methods]]\nname='a'\nobjective='dg'", "unique"),
-     ("seeds = [", "not valid TOML")],
+     ("seeds = [", "not valid TOML"),
+     ("[[methods]]\nname='a'\nobjective='elbo'\nparam={beta=1}", "unknown key(s) ['param']")],
 )
 def test_bad_experiment_files_are_named(tmp_path, text, message):
     path = tmp_path / "bad.toml"
     path.write_text(text)
     with pytest.raises(ValueError, match=re.escape(message)):
         load_experiment(path)
+
+
+def test_seeds_run_apart_and_the_table_joins_them(tmp_path):
+    config = tmp_path / "mini.toml"
+    config.write_text(CONFIG.split("[[methods]]")[0] + '[[methods]]\nname = "VAE"\nobjective = "elbo"\n')
+    out = tmp_path / "results"
+    assert main(["experiment", str(config), "--no-progress", "--seed", "1"]) == 0
+    assert not (out / "runs" / "VAE-seed0").exists()
+    with open(out / "results.csv") as handle:
+        assert [row["seeds"] for row in csv.DictReader(handle)] == ["1"]
+    assert main(["experiment", str(config), "--no-progress"]) == 0
+    assert main(["experiment", str(config), "--report-only", "--seed", "1"]) == 0
+    with open(out / "results.csv") as handle:
+        (row,) = csv.DictReader(handle)
+    nll = [load_json(out / "runs" / f"VAE-seed{s}" / "eval.json")["likelihood"]["nll"] for s in (0, 1)]
+    assert row["seeds"] == "2" and nll[0] != nll[1]
+    assert float(row["NLL mean"]) == pytest.approx(statistics.fmean(nll))
+    assert float(row["NLL std"]) == pytest.approx(statistics.stdev(nll))
+
+
+def test_a_run_folder_that_disagrees_with_the_file_is_not_reused(tmp_path, capsys):
+    config = tmp_path / "mini.toml"
+    config.write_text(CONFIG)
+    assert main(["experiment", str(config), "--no-progress"]) == 0
+    capsys.readouterr()
+    config.write_text(CONFIG.replace("params = {num_samples = 4}", "params = {num_samples = 8}"))
+    assert main(["experiment", str(config), "--no-progress"]) == 2
+    assert re.search(r"DG-VAE-seed0/config.json: objective.params.num_samples is 4 .* 8", capsys.readouterr().err)
+    config.write_text(CONFIG.replace('objective = "dg"', 'objective = "dg"\ntrain = {batch_size = 8}'))
+    assert main(["experiment", str(config), "--no-progress"]) == 2
+    assert "train.batch_size is 16 but the experiment asks for 8" in capsys.readouterr().err
