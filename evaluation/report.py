@@ -238,6 +238,7 @@ def evaluate_run(
     num_generate: int = 1000,
     num_interpolations: int = 100,
     seed: int = 0,
+    subset_seed: int | None = None,
     progress: bool = True,
     batch_size: int = 256,
     iw_batch_size: int = 32,
@@ -251,8 +252,9 @@ def evaluate_run(
 
     -ELBO = Rec + KL, Rec = -log p(x|z), KL = KL(q(z|x) || p) per sentence (one z ~ q(z|x));
     log p(x) ~= logmeanexp_k [log p(x, z_k) - log q(z_k|x)], K = ``iw_samples`` (on ``iw_subset``
-    sentences drawn without replacement by a generator seeded with ``seed``, or all when None or
-    >= N), PPL = exp(sum NLL / sum tokens) counting ``</s>``; MI, AU (threshold 0.01 on the
+    sentences drawn without replacement by a generator seeded with ``subset_seed``, default ``seed``:
+    fix it to score one subset across runs of several seeds; all sentences when None or >= N),
+    PPL = exp(sum NLL / sum tokens) counting ``</s>``; MI, AU (threshold 0.01 on the
     variances of E_q[z|x]), joint-KL / marginal-KL / CU(tau) from ``prior_samples`` draws of p
     against q_D, the density-gap KL(q_D || p) with ``dg_samples`` draws per posterior; BLEU of
     ``num_generate`` greedy prior decodings against the split; ``num_interpolations`` seeded
@@ -263,8 +265,10 @@ def evaluate_run(
     _check_options(iw_samples=iw_samples, iw_subset=iw_subset, prior_samples=prior_samples,
                    num_generate=num_generate, num_interpolations=num_interpolations, batch_size=batch_size,
                    iw_batch_size=iw_batch_size, iw_chunk=iw_chunk, dg_samples=dg_samples, max_length=max_length)
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"evaluate_run: seed must be an int >= 0, got {seed!r}")
+    subset_seed = seed if subset_seed is None else subset_seed
+    for name, value in (("seed", seed), ("subset_seed", subset_seed)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"evaluate_run: {name} must be an int >= 0, got {value!r}")
     if split not in run.corpus.splits:
         raise ValueError(f"evaluate_run: split {split!r} not in the corpus (has {sorted(run.corpus.splits)})")
     data = run.corpus.splits[split]
@@ -275,7 +279,7 @@ def evaluate_run(
     vocab = run.corpus.vocab
     references = [vocab.decode(ids) for ids in data.ids]
     max_length = max_length or max(len(ids) for ids in data.ids)
-    positions = iw_subset_positions(n, iw_subset, seed)
+    positions = iw_subset_positions(n, iw_subset, subset_seed)
     batches = num_batches(data, batch_size)
     total = 2 * batches + -(-len(positions) // iw_batch_size) + 5
     bar = tqdm(total=total, desc="evaluate", disable=not progress)
@@ -291,7 +295,7 @@ def evaluate_run(
         _stage_seed(seed, 2)
         likelihood = _importance_sampling(vae, data, positions, iw_samples, iw_batch_size, iw_chunk, device, bar)
         likelihood.update(iw_samples=iw_samples, iw_subset=iw_subset if len(positions) < n else None,
-                          subset_seed=seed, neg_elbo=float(terms[positions].sum(-1).mean()))
+                          subset_seed=subset_seed, neg_elbo=float(terms[positions].sum(-1).mean()))
         bar.set_description("latent metrics")
         latent = _latent_metrics(vae, posteriors, prior_samples, dg_samples, seed, device)
         bar.update(3)

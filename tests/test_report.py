@@ -111,6 +111,11 @@ def test_iw_subset_scores_exactly_the_seeded_sentences(trained_run, tmp_path):
     split = run.corpus.splits["test"]
     assert likelihood["iw_subset"] == likelihood["num_sentences"] == 8
     assert likelihood["num_tokens"] == sum(len(split.ids[i]) + 1 for i in positions)
+    other = iw_subset_positions(32, 8, seed=6)
+    fixed = evaluate_run(run, iw_subset=8, seed=6, subset_seed=5, **SETTINGS)["likelihood"]
+    assert fixed["subset_seed"] == 5 and fixed["num_tokens"] == likelihood["num_tokens"]
+    moved = evaluate_run(run, iw_subset=8, seed=6, **SETTINGS)["likelihood"]
+    assert moved["subset_seed"] == 6 and moved["num_tokens"] == sum(len(split.ids[i]) + 1 for i in other)
 
 
 def test_compare_runs_table_cells_match_each_eval_json(trained_run, tmp_path):
