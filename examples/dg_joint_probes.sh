@@ -17,7 +17,7 @@ $train --batch-size 32 --lr 0.0005 --warmup-epochs 2 --out "$out/lr5e-4"
 $train --batch-size 32 --lr 0.001 --warmup-epochs 2 --dg-samples 128 --out "$out/m128"
 python - "$out" <<'PY'
 import json, pathlib, sys
-for run in sorted(pathlib.Path(sys.argv[1]).iterdir()):
+for run in sorted(p for p in pathlib.Path(sys.argv[1]).iterdir() if (p / "metrics.jsonl").exists()):
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     cells = [f"{r['valid_active_units']}/{r['valid_kl']:.2f}/{r['valid_elbo_loss']:.2f}" for r in rows]
     print(f"| {run.name} | " + " | ".join(cells) + " |")
