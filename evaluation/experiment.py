@@ -34,9 +34,11 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from inference.objectives import get_objective
 from inference.run import new_trainer, open_run, resume_trainer
 from inference.trainer import TrainConfig
 from pyro_textvae.io import atomic_write_bytes, dataclass_from_dict, load_json
+from pyro_textvae.model import TextVAEConfig
 
 from .report import evaluate_run
 from .tables import COLUMNS, eval_filename, markdown_table, metric_value
@@ -66,10 +68,7 @@ def load_experiment(path: str | Path) -> dict[str, Any]:
     if len(set(names)) != len(names):
         raise ValueError(f"{path}: method names must be unique, got {names}")
     for method in methods:
-        unknown = sorted(set(method) - METHOD_KEYS)
-        if unknown:
-            raise ValueError(f"{path}: method {method['name']!r} has unknown key(s) {unknown}; "
-                             f"valid: {sorted(METHOD_KEYS)}")
+        _check_method(path, config, method)
     root = path.resolve().parent
     data = dict(config.get("data", {}))
     if data.get("path"):
@@ -78,6 +77,24 @@ def load_experiment(path: str | Path) -> dict[str, Any]:
     if not isinstance(seeds, list) or not all(isinstance(s, int) and s >= 0 for s in seeds) or not seeds:
         raise ValueError(f"{path}: seeds must be a non-empty list of integers >= 0, got {seeds!r}")
     return {**config, "out": str(root / config.get("out", "results")), "seeds": seeds, "data": data}
+
+
+def _check_method(path: Path, config: dict, method: dict) -> None:
+    """Every method's options are checked when the file is read, not when its turn comes."""
+    where = f"{path}: method {method['name']!r}"
+    unknown = sorted(set(method) - METHOD_KEYS)
+    if unknown:
+        raise ValueError(f"{where} has unknown key(s) {unknown}; valid: {sorted(METHOD_KEYS)}")
+    for key in ("params", "model", "train"):
+        if not isinstance(method.get(key, {}), dict):
+            raise ValueError(f"{where}: {key} must be a table, got {method[key]!r}")
+    try:
+        get_objective(method["objective"]).resolve(method.get("params", {}))
+        dataclass_from_dict(TrainConfig, {**config.get("train", {}), **method.get("train", {})}, "[train]")
+        model = {"vocab_size": 5, **config.get("model", {}), **method.get("model", {})}
+        dataclass_from_dict(TextVAEConfig, model, "[model]")
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from None
 
 
 def run_experiment(

@@ -5,6 +5,7 @@ import csv
 import re
 import statistics
 import struct
+from pathlib import Path
 
 import pytest
 
@@ -76,7 +77,12 @@ def test_miniature_experiment_fills_every_column_and_draws_the_scatter(tmp_path,
     [("seeds = [0]", "[[methods]]"), ("colour = 1\n[[methods]]\nname='a'\nobjective='elbo'", "unknown section"),
      ("[[methods]]\nname='a'\nobjective='elbo'\n[[methods]]\nname='a'\nobjective='dg'", "unique"),
      ("seeds = [", "not valid TOML"),
-     ("[[methods]]\nname='a'\nobjective='elbo'\nparam={beta=1}", "unknown key(s) ['param']")],
+     ("[[methods]]\nname='a'\nobjective='elbo'\nparam={beta=1}", "method 'a' has unknown key(s) ['param']"),
+     ("[[methods]]\nname='a'\nobjective='dgvae'", "method 'a': unknown objective 'dgvae'"),
+     ("[[methods]]\nname='a'\nobjective='dg'\nparams={mdoe='joint'}", "objective 'dg' has no parameter 'mdoe'"),
+     ("[train]\nepoch=3\n[[methods]]\nname='a'\nobjective='elbo'", "method 'a': [train]: unknown option(s) ['epoch']"),
+     ("[[methods]]\nname='a'\nobjective='elbo'\nmodel={latent_dim='8'}", "[model]: option latent_dim must be int"),
+     ("[[methods]]\nname='a'\nobjective='elbo'\ntrain=3", "method 'a': train must be a table")],
 )
 def test_bad_experiment_files_are_named(tmp_path, text, message):
     path = tmp_path / "bad.toml"
@@ -114,3 +120,10 @@ def test_a_run_folder_that_disagrees_with_the_file_is_not_reused(tmp_path, capsy
     config.write_text(CONFIG.replace('objective = "dg"', 'objective = "dg"\ntrain = {batch_size = 8}'))
     assert main(["experiment", str(config), "--no-progress"]) == 2
     assert "train.batch_size is 16 but the experiment asks for 8" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["short_yelp.toml", "short_yelp_budget.toml"])
+def test_the_shipped_experiment_files_are_valid(name):
+    path = Path(__file__).resolve().parents[1] / "examples" / name
+    config = load_experiment(path)
+    assert Path(config["data"]["path"]).name == "short_yelp" and len(config["methods"]) >= 11
