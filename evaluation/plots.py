@@ -149,17 +149,25 @@ def plot_hole_comparison(
     path: str | Path | None = None,
     panel_size: float = 4.0,
     dpi: int = 100,
+    columns: int = 5,
 ) -> Figure:
     """:func:`plot_hole_picture` of several ``(name, posteriors)`` runs side by side, one panel
-    each (each run on its own two most active dimensions unless ``dims`` is given)."""
+    each, ``columns`` panels a row (each run on its own two most active dimensions unless ``dims``
+    is given)."""
     if point not in POINTS:
         raise ValueError(f"point must be one of {POINTS}, got {point!r}")
     if not runs:
         raise ValueError("plot_hole_comparison needs at least one run")
-    figsize = (panel_size * len(runs), panel_size)
+    if not isinstance(columns, int) or isinstance(columns, bool) or columns < 1:
+        raise ValueError(f"columns must be an int >= 1, got {columns!r}")
+    columns = min(columns, len(runs))
+    rows = -(-len(runs) // columns)
+    figsize = (panel_size * columns, panel_size * rows)
     _check_size(figsize, dpi)
     fig = Figure(figsize=figsize)
-    axes = fig.subplots(1, len(runs), squeeze=False)[0]
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    for ax in axes[len(runs):]:
+        fig.delaxes(ax)
     for ax, (name, posteriors) in zip(axes, runs):
         chosen = _check_dims(dims, posteriors)
         _draw_hole_panel(ax, posteriors, chosen, point, f"{name} (dims {chosen[0]}, {chosen[1]})")

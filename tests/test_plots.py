@@ -96,8 +96,13 @@ def test_hole_comparison_has_one_panel_per_run(tmp_path):
     fig = plot_hole_comparison(runs, path=tmp_path / "cmp.png", panel_size=2.0, dpi=40)
     assert png_size(tmp_path / "cmp.png") == (240, 80)
     assert [ax.get_title().split()[0] for ax in fig.axes] == ["a", "b", "c"]
+    fig = plot_hole_comparison(runs, path=tmp_path / "grid.png", panel_size=2.0, dpi=40, columns=2)
+    assert png_size(tmp_path / "grid.png") == (160, 160)
+    assert [ax.get_title().split()[0] for ax in fig.axes] == ["a", "b", "c"]
     with pytest.raises(ValueError, match="at least one"):
         plot_hole_comparison([])
+    with pytest.raises(ValueError, match="columns must be an int >= 1"):
+        plot_hole_comparison(runs, columns=0)
 
 
 @pytest.mark.parametrize("family, d", [("normal", 32), ("vmf", 3), ("vmf", 8)])
