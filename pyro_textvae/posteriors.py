@@ -80,6 +80,9 @@ def delta_variance_bounds(delta: float) -> tuple[float, float]:
     return bisect(1e-300, 1.0), bisect(1.0, upper)
 
 
+_TINY_GAP = 1e-12  # margins below sqrt(_TINY_GAP) = 1e-6 are taken as 0
+
+
 class DeltaGaussianHead(GaussianHead):
     """delta-VAE: every dimension's KL(q(z_k|x) || N(0, 1)) is at least ``delta`` for any input."""
 
@@ -91,7 +94,11 @@ class DeltaGaussianHead(GaussianHead):
     def parameters_of(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raw_loc, raw_var = self.linear(hidden).chunk(2, -1)
         var = self.lower + (self.upper - self.lower) * torch.sigmoid(raw_var)
-        margin = torch.sqrt(torch.clamp(2 * self.delta + 1 + torch.log(var) - var, min=0.0))
+        gap = 2 * self.delta + 1 + torch.log(var) - var
+        # sqrt has an infinite slope at 0, reached where the sigmoid saturates at a bound: its
+        # gradient would be inf * 0 = nan, so the margin below _TINY_GAP is 0 with gradient 0.
+        safe = torch.clamp(gap, min=_TINY_GAP)
+        margin = torch.where(gap > _TINY_GAP, safe.sqrt(), torch.zeros_like(gap))
         sign = torch.where(raw_loc >= 0, 1.0, -1.0)
         return raw_loc + sign * margin, var.sqrt()
 

@@ -85,6 +85,21 @@ def test_delta_head_keeps_every_dimension_above_delta():
     assert kl.min() >= delta - 1e-5
 
 
+def test_delta_head_gradient_is_finite_where_the_variance_sits_on_a_bound():
+    raw_var = torch.linspace(-25.0, 25.0, 4001)  # the sigmoid saturates; the KL gap hits 0 exactly
+    head = DeltaGaussianHead(1, raw_var.numel(), 0.15)
+    with torch.no_grad():
+        head.linear.weight.zero_()
+        head.linear.bias.copy_(torch.cat([torch.full_like(raw_var, 0.3), raw_var]))
+    loc, scale = head.parameters_of(torch.zeros(1, 1))
+    assert scale.pow(2).min().item() == pytest.approx(head.lower, rel=1e-6)
+    assert scale.pow(2).max().item() == pytest.approx(head.upper, rel=1e-6)
+    (loc.sum() + scale.sum()).backward()
+    assert torch.isfinite(head.linear.bias.grad).all()
+    kl = kl_divergence(dist.Normal(loc, scale), dist.Normal(0.0, 1.0))
+    assert kl.min() >= 0.15 - 1e-5
+
+
 def test_bn_head_expected_kl_is_at_least_d_gamma_squared_over_two():
     gamma, d = 0.7, 6
     head = BatchNormGaussianHead(8, d, gamma)
