@@ -91,7 +91,7 @@ def _check_method(path: Path, config: dict, method: dict) -> None:
     try:
         get_objective(method["objective"]).resolve(method.get("params", {}))
         dataclass_from_dict(TrainConfig, {**config.get("train", {}), **method.get("train", {})}, "[train]")
-        model = {"vocab_size": 5, **config.get("model", {}), **method.get("model", {})}
+        model = {"vocab_size": 5, **config.get("model", {}), **method.get("model", {})}  # the corpus sets it
         dataclass_from_dict(TextVAEConfig, model, "[model]")
     except ValueError as error:
         raise ValueError(f"{where}: {error}") from None
