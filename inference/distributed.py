@@ -62,6 +62,14 @@ def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 
+def close_distributed() -> None:
+    """Wait for every rank, then destroy the process group: a process that exits with the group
+    alive can abort in the backend's threads (``terminate called without an active exception``)."""
+    if is_distributed():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def resolve_device(device: str, local_rank: int) -> torch.device:
     """``"cpu"`` stays; ``"cuda"`` becomes ``cuda:LOCAL_RANK`` (one GPU per process on a node);
     ``"cuda:K"`` is kept as given."""

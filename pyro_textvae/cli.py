@@ -91,6 +91,13 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
+    from inference.distributed import close_distributed
+
+    _train_runs(args)
+    close_distributed()
+
+
+def _train_runs(args: argparse.Namespace) -> None:
     from inference.run import new_trainer, resume_trainer
     from inference.trainer import TrainConfig
 

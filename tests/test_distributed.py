@@ -31,7 +31,7 @@ from evaluation.distributed_eval import sharded_log_likelihood
 from evaluation.likelihood import importance_log_likelihood
 from inference.density_gap import density_gap_kl
 from inference.density_gap_elbo import DensityGapELBO
-from inference.distributed import shard_batch, shard_bounds
+from inference.distributed import close_distributed, shard_batch, shard_bounds
 from inference.objectives import Objective, get_objective
 from inference.run import new_trainer, resume_trainer
 from inference.schedules import ConstantSchedule
@@ -160,6 +160,7 @@ def _worker(rank: int, out_dir, port: int) -> None:
     _fit_crash_resume(out_dir)
     results["writes"] = counts["writes"]
     torch.save(results, out_dir / f"rank{rank}.pt")
+    close_distributed()
 
 
 def _free_port() -> int:
