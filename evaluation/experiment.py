@@ -14,9 +14,11 @@
 and writes ``out/runs/<method>-seed<s>/`` (ordinary run folders), ``out/results.md`` and
 ``out/results.csv`` (a row per method, mean +- std over seeds of every metric of
 :data:`evaluation.report.COLUMNS`), ``out/mi_vs_joint_kl.png`` (collapse on one axis, holes on the
-other, one point per method) and ``out/holes.png`` (the hole pictures side by side). A run with an
-``eval.json`` is skipped on a rerun and an interrupted run resumes from its ``last.pt``, both only
-if the folder's ``config.json`` agrees with the file (otherwise the run is named, not reused);
+other, one point per method) and ``out/holes.png`` (the hole pictures side by side). A run whose
+``eval.json`` was made with the file's [evaluate] settings is skipped on a rerun (one made with
+other settings is evaluated again, and left out of a ``--report-only`` table), and an interrupted
+run resumes from its ``last.pt``, both only if the folder's ``config.json`` agrees with the file
+(otherwise the run is named, not reused);
 ``--seed S [S ...]`` trains only those seeds (so seeds can run in separate processes), and the
 table covers every evaluated run of the file's seeds and those; ``--report-only`` writes the
 table and pictures of the runs evaluated so far.
@@ -28,6 +30,7 @@ import csv
 import io
 import math
 import statistics
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -40,7 +43,7 @@ from inference.trainer import TrainConfig
 from pyro_textvae.io import atomic_write_bytes, dataclass_from_dict, load_json
 from pyro_textvae.model import TextVAEConfig
 
-from .report import evaluate_run
+from .report import evaluate_run, evaluation_settings
 from .tables import COLUMNS, eval_filename, markdown_table, metric_value
 
 SECTIONS = {"out", "seeds", "data", "model", "train", "evaluate", "methods"}
@@ -69,6 +72,14 @@ def load_experiment(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path}: method names must be unique, got {names}")
     for method in methods:
         _check_method(path, config, method)
+    if not isinstance(config.get("evaluate", {}), dict):
+        raise ValueError(f"{path}: evaluate must be a table")
+    if {"seed", "checkpoint"} & set(config.get("evaluate", {})):
+        raise ValueError(f"{path}: [evaluate]: seed and checkpoint are the experiment's (each run's seed, best.pt)")
+    try:
+        evaluation_settings(**config.get("evaluate", {}))
+    except ValueError as error:
+        raise ValueError(f"{path}: [evaluate]: {error}") from None
     root = path.resolve().parent
     data = dict(config.get("data", {}))
     if data.get("path"):
@@ -124,26 +135,40 @@ def report_experiment(config: dict[str, Any], seeds: list[int] | None = None) ->
 
 
 def _evaluated_runs(config: dict[str, Any], seeds: list[int]) -> dict[str, list[dict]]:
-    out = Path(config["out"])
-    name = eval_filename(config.get("evaluate", {}).get("split", "test"))
     results: dict[str, list[dict]] = {}
     for method in config["methods"]:
         for seed in sorted(set(config["seeds"]) | set(seeds)):
-            path = out / "runs" / f"{method['name']}-seed{seed}" / name
-            if path.exists():
-                results.setdefault(method["name"], []).append(load_json(path))
+            evaluation = _current_evaluation(config, method, seed, "left out of the table")
+            if evaluation is not None:
+                results.setdefault(method["name"], []).append(evaluation)
     return results
 
 
-def _train_and_evaluate(config: dict, method: dict, seed: int, run_dir: Path, progress: bool) -> dict:
+def _current_evaluation(config: dict[str, Any], method: dict, seed: int, if_stale: str) -> dict | None:
+    """The run's evaluation if it was made with the file's [evaluate] settings, else None; a stale
+    one is named on stderr with the settings that differ and what happens to it (``if_stale``)."""
     options = config.get("evaluate", {})
-    evaluated = run_dir / eval_filename(options.get("split", "test"))
+    path = Path(config["out"]) / "runs" / f"{method['name']}-seed{seed}" / eval_filename(options.get("split", "test"))
+    if not path.exists():
+        return None
+    evaluation = load_json(path)
+    wanted = evaluation_settings(**options, seed=seed, checkpoint="best")
+    stored = evaluation.get("settings") or {}
+    changed = [f"{key} {stored.get(key)!r} -> {value!r}" for key, value in wanted.items() if stored.get(key) != value]
+    if changed:
+        print(f"{path}: made with other [evaluate] settings ({', '.join(changed)}); {if_stale}", file=sys.stderr)
+        return None
+    return evaluation
+
+
+def _train_and_evaluate(config: dict, method: dict, seed: int, run_dir: Path, progress: bool) -> dict:
     train_options = {**config.get("train", {}), **method.get("train", {}), "seed": seed}
     model = {**config.get("model", {}), **method.get("model", {})}
     if (run_dir / "config.json").exists():
         _check_run_matches(run_dir, method, model, train_options)
-    if evaluated.exists():
-        return load_json(evaluated)
+    evaluation = _current_evaluation(config, method, seed, "evaluating again")
+    if evaluation is not None:
+        return evaluation
     if (run_dir / "last.pt").exists():
         trainer = resume_trainer(run_dir)
         trainer.config.progress = progress
@@ -153,6 +178,7 @@ def _train_and_evaluate(config: dict, method: dict, seed: int, run_dir: Path, pr
         trainer = new_trainer(run_dir, config["data"], model, method["objective"], method.get("params", {}),
                               train, overwrite=True)
         trainer.fit()
+    options = config.get("evaluate", {})
     return evaluate_run(open_run(run_dir), progress=progress, seed=seed, checkpoint="best", **options)
 
 

@@ -18,6 +18,7 @@ do not depend on which other stages ran before it.
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import pyro.distributions as dist
@@ -260,8 +261,10 @@ def evaluate_run(
     ``num_generate`` greedy prior decodings against the split; ``num_interpolations`` seeded
     pairs (at most N // 2). ``max_length`` caps decodings (default: the split's longest sentence).
     ``checkpoint`` (which file ``run`` was loaded from) is only recorded. Returns the dict written
-    to ``eval.json`` (keys as strings, as JSON reads them back).
+    to ``eval.json`` (keys as strings, as JSON reads them back); its ``settings`` are
+    :func:`evaluation_settings` of this call.
     """
+    settings = {name: value for name, value in locals().items() if name not in _UNRECORDED}
     _check_options(iw_samples=iw_samples, iw_subset=iw_subset, prior_samples=prior_samples,
                    num_generate=num_generate, num_interpolations=num_interpolations, batch_size=batch_size,
                    iw_batch_size=iw_batch_size, iw_chunk=iw_chunk, dg_samples=dg_samples, max_length=max_length)
@@ -318,6 +321,7 @@ def evaluate_run(
         "objective_params": run.config["objective"]["params"],
         "seed": run.config["train"].get("seed"),
         "eval_seed": seed,
+        "settings": settings,
         "num_sentences": n,
         "num_tokens": sum(len(ids) + 1 for ids in data.ids),
         "elbo": {"reconstruction": rec, "kl": kl, "neg_elbo": rec + kl},
@@ -329,6 +333,22 @@ def evaluate_run(
     save_json(run.path / eval_filename(split), result)
     atomic_write_bytes(run.path / eval_filename(split, "md"), evaluation_markdown(result).encode())
     return result
+
+
+_UNRECORDED = ("run", "progress", "device")
+
+
+def evaluation_settings(**options: Any) -> dict[str, Any]:
+    """The options of :func:`evaluate_run` that decide its numbers, defaults filled in: what
+    ``eval.json`` records as ``settings`` (``run``, ``progress`` and ``device`` are left out).
+    An unknown option raises ``ValueError`` naming it."""
+    signature = inspect.signature(evaluate_run)
+    unknown = sorted((set(options) - set(signature.parameters)) | (set(options) & set(_UNRECORDED)))
+    if unknown:
+        valid = sorted(set(signature.parameters) - set(_UNRECORDED))
+        raise ValueError(f"unknown evaluation option(s) {unknown}; valid: {valid}")
+    return {name: options.get(name, parameter.default)
+            for name, parameter in signature.parameters.items() if name not in _UNRECORDED}
 
 
 def evaluation_markdown(result: dict) -> str:

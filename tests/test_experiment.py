@@ -82,7 +82,10 @@ def test_miniature_experiment_fills_every_column_and_draws_the_scatter(tmp_path,
      ("[[methods]]\nname='a'\nobjective='dg'\nparams={mdoe='joint'}", "objective 'dg' has no parameter 'mdoe'"),
      ("[train]\nepoch=3\n[[methods]]\nname='a'\nobjective='elbo'", "method 'a': [train]: unknown option(s) ['epoch']"),
      ("[[methods]]\nname='a'\nobjective='elbo'\nmodel={latent_dim='8'}", "[model]: option latent_dim must be int"),
-     ("[[methods]]\nname='a'\nobjective='elbo'\ntrain=3", "method 'a': train must be a table")],
+     ("[[methods]]\nname='a'\nobjective='elbo'\ntrain=3", "method 'a': train must be a table"),
+     ("[evaluate]\niw_sample=3\n[[methods]]\nname='a'\nobjective='elbo'", "[evaluate]: unknown evaluation option(s) ['iw_sample']"),
+     ("[evaluate]\nseed=3\n[[methods]]\nname='a'\nobjective='elbo'", "[evaluate]: seed and checkpoint are"),
+     ("[evaluate]\ndevice='cpu'\n[[methods]]\nname='a'\nobjective='elbo'", "unknown evaluation option(s) ['device']")],
 )
 def test_bad_experiment_files_are_named(tmp_path, text, message):
     path = tmp_path / "bad.toml"
@@ -120,6 +123,26 @@ def test_a_run_folder_that_disagrees_with_the_file_is_not_reused(tmp_path, capsy
     config.write_text(CONFIG.replace('objective = "dg"', 'objective = "dg"\ntrain = {batch_size = 8}'))
     assert main(["experiment", str(config), "--no-progress"]) == 2
     assert "train.batch_size is 16 but the experiment asks for 8" in capsys.readouterr().err
+
+
+def test_an_evaluation_made_with_other_settings_is_redone_without_retraining(tmp_path, capsys):
+    config = tmp_path / "mini.toml"
+    config.write_text(CONFIG)
+    assert main(["experiment", str(config), "--no-progress"]) == 0
+    run = tmp_path / "results" / "runs" / "VAE-seed0"
+    trained = {name: (run / name).read_bytes() for name in ("last.pt", "best.pt", "metrics.jsonl")}
+    assert load_json(run / "eval.json")["likelihood"]["iw_samples"] == 4
+    capsys.readouterr()
+    config.write_text(CONFIG.replace("iw_samples = 4", "iw_samples = 6"))
+    assert main(["experiment", str(config), "--report-only"]) == 2
+    err = capsys.readouterr().err
+    assert "VAE-seed0/eval.json: made with other [evaluate] settings (iw_samples 4 -> 6); left out" in err
+    assert "no evaluated run" in err
+    assert main(["experiment", str(config), "--no-progress"]) == 0
+    assert "iw_samples 4 -> 6); evaluating again" in capsys.readouterr().err
+    evaluation = load_json(run / "eval.json")
+    assert evaluation["likelihood"]["iw_samples"] == 6 and evaluation["settings"]["iw_samples"] == 6
+    assert {name: (run / name).read_bytes() for name in trained} == trained
 
 
 @pytest.mark.parametrize("name", ["short_yelp.toml", "short_yelp_budget.toml"])
