@@ -89,21 +89,27 @@ class AdversarialELBO(LatentPenaltyELBO):
         self._train_discriminator = False
         self._synchronised = False
         self._discriminator_losses: list[float] = []
+        self._saved: dict = {}
 
     def _build(self, latent_dim: int, device: torch.device | str) -> None:
+        """A new discriminator on ``device``, or the one :meth:`load_state_dict` left waiting
+        (weights copied in and optimiser state cast onto ``device`` by torch's ``load_state_dict``)."""
         with torch.random.fork_rng(devices=[]):
             discriminator = LatentDiscriminator(latent_dim, self.hidden_dim)
         self.discriminator = discriminator.to(device)
         self.optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=self.lr)
         self._synchronised = False
+        if self._saved:
+            self.discriminator.load_state_dict(self._saved["discriminator"])
+            self.optimizer.load_state_dict(self._saved["optimizer"])
+            self._synchronised, self._saved = True, {}
 
     def _discriminator_for(self, latent_dim: int, device: torch.device) -> LatentDiscriminator:
+        built = self.discriminator.latent_dim if self.discriminator else self._saved.get("latent_dim", latent_dim)
+        if built != latent_dim:
+            raise ValueError(f"the discriminator takes d = {built}, the site has d = {latent_dim}")
         if self.discriminator is None:
             self._build(latent_dim, device)
-        elif self.discriminator.latent_dim != latent_dim:
-            raise ValueError(
-                f"the discriminator takes d = {self.discriminator.latent_dim}, the site has d = {latent_dim}"
-            )
         return self.discriminator
 
     def _discriminator_step(self, prior_samples: torch.Tensor, posterior_samples: torch.Tensor) -> None:
@@ -143,7 +149,7 @@ class AdversarialELBO(LatentPenaltyELBO):
     def state_dict(self) -> dict:
         """The discriminator's and its optimiser's state (``{}`` before the first evaluation)."""
         if self.discriminator is None:
-            return {}
+            return dict(self._saved)
         return {
             "latent_dim": self.discriminator.latent_dim,
             "hidden_dim": self.hidden_dim,
@@ -152,15 +158,11 @@ class AdversarialELBO(LatentPenaltyELBO):
         }
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore a :meth:`state_dict` (``{}`` resets to an unbuilt discriminator)."""
-        if not state:
-            self.discriminator = self.optimizer = None
-            return
-        if state.get("hidden_dim") != self.hidden_dim:
+        """Restore a :meth:`state_dict` (``{}`` resets to an unbuilt discriminator). The
+        discriminator is rebuilt at the next evaluation, on the device of the site's value, so a
+        checkpoint loaded on the CPU resumes on a GPU."""
+        if state and state.get("hidden_dim") != self.hidden_dim:
             raise ValueError(f"AAE state has a discriminator of hidden_dim {state.get('hidden_dim')!r}, "
                              f"this objective uses hidden_dim={self.hidden_dim}")
-        weights = state["discriminator"]
-        self._build(int(state["latent_dim"]), next(iter(weights.values())).device)
-        self.discriminator.load_state_dict(weights)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self._synchronised = True
+        self.discriminator = self.optimizer = None
+        self._saved = dict(state)

@@ -36,6 +36,8 @@ from pyro_textvae.io import (
     append_jsonl,
     load_checkpoint,
     read_jsonl,
+    restore_rng_state,
+    rng_state,
     save_checkpoint,
     truncate_jsonl,
 )
@@ -223,12 +225,12 @@ class Trainer:
             "optim": self.optim.get_state(),
             "lr": self.optim.lr,
             "trainer": {k: v for k, v in self.state.items()},
-            "rng": torch.get_rng_state(),
+            "rng": rng_state(self.device),
             "loss_state": self.loss.state_dict() if hasattr(self.loss, "state_dict") else {},
         }
         if self.context:
             state["trainer"]["sums"] = sum_over_ranks(self.state["sums"], self.device)
-            state["rng_per_rank"] = gather_objects(torch.get_rng_state())
+            state["rng_per_rank"] = gather_objects(rng_state(self.device))
             state["world_size"] = self.world_size
         return state
 
@@ -246,11 +248,11 @@ class Trainer:
                 f"number (torchrun --nproc-per-node ... --nnodes ...), not {self.world_size}"
             )
         if self.context:
-            torch.set_rng_state(state["rng_per_rank"][self.context.rank])
+            restore_rng_state(state["rng_per_rank"][self.context.rank], self.device)
             if not self.context.is_main:
                 self.state["sums"] = {}
         else:
-            torch.set_rng_state(state["rng"])
+            restore_rng_state(state["rng"], self.device)
         if hasattr(self.loss, "load_state_dict"):
             self.loss.load_state_dict(state["loss_state"])
 
@@ -265,20 +267,13 @@ class Trainer:
         pyro.enable_validation(cfg.validate_args)
         metrics_path = self.run_dir / "metrics.jsonl"
         if resume:
-            if self.context:
-                state = broadcast_from_rank_zero(lambda: load_checkpoint(self.run_dir / "last.pt", "cpu"))
-            else:
-                state = load_checkpoint(self.run_dir / "last.pt", self.device)
-            self.load_state(state)
+            self.load_state(broadcast_from_rank_zero(lambda: load_checkpoint(self.run_dir / "last.pt", "cpu")))
             if self.is_main:
                 truncate_jsonl(metrics_path, self.state["epoch"])
         else:
             pyro.clear_param_store()
             pyro.set_rng_seed(cfg.seed + (self.context.rank if self.context else 0))
-        if self.context:
-            history = broadcast_from_rank_zero(lambda: read_jsonl(metrics_path))
-        else:
-            history = read_jsonl(metrics_path)
+        history = broadcast_from_rank_zero(lambda: read_jsonl(metrics_path))
         while self.state["epoch"] < cfg.epochs and self.state["decays"] <= cfg.max_decays:
             record = self._run_epoch()
             history.append(record)

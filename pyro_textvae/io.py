@@ -103,6 +103,26 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def rng_state(device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """torch's RNG state for a checkpoint: the CPU generator's, and the CUDA generator's of
+    ``device`` when it is a CUDA device (``torch.manual_seed`` seeds both; sampling on a GPU
+    draws from the second)."""
+    device = torch.device(device)
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def restore_rng_state(state: dict[str, torch.Tensor], device: torch.device | str = "cpu") -> None:
+    """Set the generators saved by :func:`rng_state` (on CPU, whatever ``map_location`` loaded
+    them onto); a checkpoint written on a CPU and resumed on a GPU keeps the GPU's seeded state."""
+    device = torch.device(device)
+    torch.set_rng_state(state["cpu"].cpu())
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     """Load a checkpoint with ``weights_only=True``; refuse pickled objects with a clear error."""
     path = Path(path)

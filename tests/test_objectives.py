@@ -322,11 +322,30 @@ def test_aae_discriminator_steps_and_round_trips_through_state_dict():
     restored.load_state_dict(state)
     for key, value in state["discriminator"].items():
         assert torch.equal(restored.state_dict()["discriminator"][key], value)
+    assert _loss(restored, vae, batch, 1.0, seed=2) == _loss(loss_fn, vae, batch, 1.0, seed=2)
     exp_avg = [s["exp_avg"] for s in restored.optimizer.state_dict()["state"].values()]
     assert all(torch.equal(a, s["exp_avg"]) for a, s in zip(exp_avg, loss_fn.optimizer.state_dict()["state"].values()))
-    assert _loss(restored, vae, batch, 1.0, seed=2) == _loss(loss_fn, vae, batch, 1.0, seed=2)
     with pytest.raises(ValueError, match="hidden_dim"):
         AdversarialELBO(hidden_dim=8).load_state_dict(state)
+
+
+def test_a_loaded_aae_discriminator_is_rebuilt_on_the_device_of_the_latent():
+    """A checkpoint loaded on the CPU must resume on a GPU: the discriminator and its Adam state
+    follow the device of z (``meta`` stands in for a GPU here; no data is needed to check devices)."""
+    _, _, loss_fn, vae = _setup("aae")
+    batch = _batch()
+    loss_fn.loss_and_grads(vae.model, vae.guide, batch.tokens, batch.mask)
+    restored = get_objective("aae").make_loss(get_objective("aae").resolve())
+    restored.load_state_dict(loss_fn.state_dict())
+    discriminator = restored._discriminator_for(vae.config.latent_dim, torch.device("meta"))
+    assert {p.device.type for p in discriminator.parameters()} == {"meta"}
+    moments = [s[k] for s in restored.optimizer.state.values() for k in ("exp_avg", "exp_avg_sq")]
+    assert moments and {m.device.type for m in moments} == {"meta"}
+    wider = AdversarialELBO()
+    wider.load_state_dict(loss_fn.state_dict())
+    d = vae.config.latent_dim
+    with pytest.raises(ValueError, match=f"discriminator takes d = {d}, the site has d = {d + 1}"):
+        wider._discriminator_for(d + 1, torch.device("cpu"))
 
 
 def test_aae_resume_restores_the_discriminator_exactly(tmp_path):
