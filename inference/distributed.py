@@ -70,9 +70,10 @@ def close_distributed() -> None:
         dist.destroy_process_group()
 
 
-def resolve_device(device: str, local_rank: int) -> torch.device:
+def resolve_device(device: str, local_rank: int = 0, local_world_size: int = 1) -> torch.device:
     """``"cpu"`` stays; ``"cuda"`` becomes ``cuda:LOCAL_RANK`` (one GPU per process on a node);
-    ``"cuda:K"`` is kept as given."""
+    ``"cuda:K"`` is kept as given, and refused when several processes share the node (they would
+    all land on GPU K)."""
     try:
         resolved = torch.device(device)
     except RuntimeError as error:
@@ -80,13 +81,16 @@ def resolve_device(device: str, local_rank: int) -> torch.device:
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(f"--device {device!r} but CUDA is not available on this machine")
+        if resolved.index is not None and local_world_size > 1:
+            raise ValueError(f"--device {device!r} names one GPU for {local_world_size} processes on this node; "
+                             "pass --device cuda (process K takes GPU K)")
         if resolved.index is None:
             resolved = torch.device("cuda", local_rank)
         if resolved.index >= torch.cuda.device_count():
             visible = torch.cuda.device_count()
             raise ValueError(f"--device resolves to {resolved} but only {visible} GPU(s) are visible")
     elif resolved.type != "cpu":
-        raise ValueError(f"--device must be cpu, cuda or cuda:K for distributed training, got {device!r}")
+        raise ValueError(f"--device must be cpu, cuda or cuda:K, got {device!r}")
     return resolved
 
 
@@ -117,7 +121,7 @@ def init_distributed(device: str = "cpu") -> DistributedContext:
     current CUDA device where it is one."""
     init_process_group()
     local_rank = int(os.environ.get("LOCAL_RANK", dist.get_rank()))
-    resolved = resolve_device(device, local_rank)
+    resolved = resolve_device(device, local_rank, int(os.environ.get("LOCAL_WORLD_SIZE", dist.get_world_size())))
     if resolved.type == "cuda":
         torch.cuda.set_device(resolved)
     elif dist.get_backend() == "nccl":

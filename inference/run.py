@@ -127,8 +127,12 @@ def _read_config(run_dir: Path) -> dict:
     return config
 
 
-def resume_trainer(run_dir: str | Path, epochs: int | None = None, distributed: bool | None = None) -> Trainer:
-    """A trainer for an existing run folder, ready for ``fit(resume=True)`` (optionally more epochs).
+def resume_trainer(
+    run_dir: str | Path, epochs: int | None = None, distributed: bool | None = None, device: str | None = None
+) -> Trainer:
+    """A trainer for an existing run folder, ready for ``fit(resume=True)`` (optionally more epochs,
+    or on another ``device``: a run trained on a GPU resumes on a CPU and the other way round, since
+    ``last.pt`` is read onto the CPU and copied onto the device).
 
     ``distributed``: resume under torchrun (``None``: when launched by torchrun with more than one
     process); rank 0 reads ``config.json`` and ``vocab.json`` and hands them to the other ranks.
@@ -147,6 +151,8 @@ def resume_trainer(run_dir: str | Path, epochs: int | None = None, distributed: 
     train_options = {**config["train"], "distributed": distributed}
     if epochs is not None:
         train_options["epochs"] = epochs
+    if device is not None:
+        train_options["device"] = device
     train = dataclass_from_dict(TrainConfig, train_options, f"{run_dir / 'config.json'} [train]")
     corpus = load_corpus(config["data"], vocab=Vocab(itos))
     vae = TextVAE(TextVAEConfig.from_dict(config["model"]))

@@ -54,6 +54,7 @@ from .distributed import (
     gather_objects,
     init_distributed,
     launched_by_torchrun,
+    resolve_device,
     shard_batch,
     sum_over_ranks,
 )
@@ -121,7 +122,7 @@ class Trainer:
         run_dir: str | Path,
     ) -> None:
         self.context: DistributedContext | None = init_distributed(config.device) if config.distributed else None
-        self.device = self.context.device if self.context else torch.device(config.device)
+        self.device = self.context.device if self.context else resolve_device(config.device)
         self.world_size = self.context.world_size if self.context else 1
         self.vae = vae.to(self.device)
         if self.context:

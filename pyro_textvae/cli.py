@@ -80,14 +80,16 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     train.add_argument("--checkpoint-every", type=int, default=0, help="also checkpoint every N steps")
     train.add_argument("--skip-nonfinite", type=int, default=0, help="skip up to N non-finite batches")
     train.add_argument("--no-validate-args", action="store_true", help="turn Pyro's checks off (faster)")
-    train.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K (cuda: one GPU per local rank)")
+    train.add_argument("--device", help="cpu (default), cuda or cuda:K (cuda: one GPU per local rank); "
+                                        "with --resume: the run's own device unless given")
     train.add_argument("--distributed", action="store_true",
                        help="train with torch.distributed (automatic under torchrun with > 1 process)")
     train.add_argument("--no-progress", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/textvae", help="run folder")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
-    p.add_argument("--resume", metavar="RUN", help="continue RUN from last.pt (other options come from RUN)")
+    p.add_argument("--resume", metavar="RUN",
+                   help="continue RUN from last.pt (other options come from RUN, except --epochs and --device)")
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -102,7 +104,8 @@ def _train_runs(args: argparse.Namespace) -> None:
     from inference.trainer import TrainConfig
 
     if args.resume:
-        trainer = resume_trainer(args.resume, epochs=args.epochs, distributed=True if args.distributed else None)
+        trainer = resume_trainer(args.resume, epochs=args.epochs, distributed=True if args.distributed else None,
+                                 device=args.device)
         trainer.config.progress = not args.no_progress
         _report(trainer.fit(resume=True), trainer.run_dir)
         return
@@ -125,7 +128,7 @@ def _train_runs(args: argparse.Namespace) -> None:
         epochs=args.epochs or (100 if args.data else 20), batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
         clip_norm=args.clip_norm, decay_patience=args.decay_patience, max_decays=args.max_decays,
         seed=args.seed, checkpoint_every=args.checkpoint_every, skip_nonfinite=args.skip_nonfinite,
-        validate_args=not args.no_validate_args, device=args.device, progress=not args.no_progress,
+        validate_args=not args.no_validate_args, device=args.device or "cpu", progress=not args.no_progress,
         distributed=True if args.distributed else None,
     )
     runs = _sweep(params)

@@ -10,6 +10,7 @@ and dicts only, so a file carrying a pickled object is refused instead of run.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 import os
@@ -114,13 +115,21 @@ def rng_state(device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
     return state
 
 
-def restore_rng_state(state: dict[str, torch.Tensor], device: torch.device | str = "cpu") -> None:
-    """Set the generators saved by :func:`rng_state` (on CPU, whatever ``map_location`` loaded
-    them onto); a checkpoint written on a CPU and resumed on a GPU keeps the GPU's seeded state."""
+def restore_rng_state(state: dict[str, torch.Tensor] | torch.Tensor, device: torch.device | str = "cpu") -> None:
+    """Set the generators saved by :func:`rng_state` (a bare tensor: the CPU state of an older
+    checkpoint), wherever ``map_location`` put them. Resumed on a GPU from a state without one
+    (written on a CPU), the process's GPU generators are seeded from a hash of the CPU state, so
+    that they differ between ranks and resumes instead of restarting at torch's default seed."""
+    state = {"cpu": state} if torch.is_tensor(state) else state
     device = torch.device(device)
     torch.set_rng_state(state["cpu"].cpu())
-    if device.type == "cuda" and "cuda" in state:
+    if device.type != "cuda":
+        return
+    if "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"].cpu(), device)
+    else:
+        digest = hashlib.sha256(state["cpu"].cpu().numpy().tobytes()).digest()
+        torch.cuda.manual_seed_all(int.from_bytes(digest[:8], "little"))
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
