@@ -1,27 +1,41 @@
 """Importance-weighted log-likelihood of a large split, sharded over ``torch.distributed`` ranks.
 
-Every rank walks the same batches of ``N x batch_size`` sentences (length-sorted,
-:func:`pyro_textvae.data.iterate_batches` without shuffling), scores its contiguous slice of each
-(:func:`inference.distributed.shard_batch`) with
+The split is cut into the batches of ``batch_size`` sentences that one process would score
+(length-sorted, :func:`pyro_textvae.data.iterate_batches` without shuffling); rank r of W scores
+batches r, r + W, r + 2W, ... with
 
     log p(x_i) ~= logsumexp_k [log p(x_i, z_k) - log q(z_k | x_i)] - log K,   z_k ~ q(z | x_i)
 
 (:func:`evaluation.likelihood.importance_log_likelihood`; Burda et al. 2016, eq. 8; ``dg-vae.md``
-sec. 5), and the per-sentence values are all-gathered at the end, so every rank returns the
-whole split's vector. Without a process group it is the single-process evaluation.
+sec. 5), each batch with torch's RNG seeded from ``(seed, batch number)``, and the per-sentence
+values are all-gathered at the end. Every rank returns the whole split's vector, and it is the
+same vector for any number of ranks (one process included): a batch gets the same sentences and
+the same random numbers wherever it is scored.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
+import numpy as np
 import torch
-import torch.distributed as dist
 
-from inference.distributed import gather_rows, is_distributed, shard_batch
+from inference.distributed import gather_rows, rank_and_world_size
 from pyro_textvae.data import EncodedSplit, iterate_batches
 from pyro_textvae.model import TextVAE
 
-from .likelihood import importance_log_likelihood, negative_log_likelihood_summary
+from .likelihood import importance_log_likelihood
+
+
+def batch_seed(seed: int, batch_number: int) -> int:
+    """The seed of one batch: a 64-bit word of numpy's ``SeedSequence([seed, batch_number])``
+    (distinct, well-mixed streams for neighbouring seeds and batches)."""
+    return int(np.random.SeedSequence([seed, batch_number]).generate_state(1, np.uint64)[0])
+
+
+def batches_of_rank(num_sentences: int, batch_size: int, rank: int = 0, world_size: int = 1) -> int:
+    """How many of the ``ceil(num_sentences / batch_size)`` batches rank ``rank`` of ``world_size`` scores."""
+    return len(range(rank, -(-num_sentences // batch_size), world_size))
 
 
 @torch.no_grad()
@@ -31,44 +45,38 @@ def sharded_log_likelihood(
     num_samples: int = 500,
     batch_size: int = 32,
     chunk_size: int = 50,
-    device: torch.device | str = "cpu",
+    device: torch.device | str | None = None,
+    seed: int = 0,
+    validate: bool | None = None,
+    on_batch: Callable[[], object] | None = None,
 ) -> torch.Tensor:
     """Importance-sampled log p(x_i) of every sentence of ``split``, float64, in the split's order,
-    on every rank; each rank scores about ``1/N`` of the sentences (dropout off while scoring)."""
-    if not isinstance(batch_size, int) or batch_size < 1:
+    on every rank; each rank scores about ``1/W`` of the batches (dropout off while scoring).
+    ``device``: where batches go (default: the model's); ``validate``: Pyro's checks (see
+    :func:`~evaluation.likelihood.importance_log_likelihood`); ``on_batch``: called after each batch
+    this rank scores (a progress bar's ``update``). Torch's global RNG is left as it was."""
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    rank, world_size = (dist.get_rank(), dist.get_world_size()) if is_distributed() else (0, 1)
+    device = torch.device(device) if device is not None else next(vae.parameters()).device
+    rank, world_size = rank_and_world_size()
     scored = [torch.zeros(0, 2, dtype=torch.float64, device=device)]
     was_training = vae.training
     vae.eval()
     try:
-        for batch in iterate_batches(split, batch_size * world_size, shuffle=False):
-            local = shard_batch(batch, rank, world_size, equal=False)
-            if local is None:
+        for number, batch in enumerate(iterate_batches(split, batch_size, shuffle=False)):
+            if number % world_size != rank:
                 continue
-            local = local.to(device)
-            log_px = importance_log_likelihood(
-                vae.model, vae.guide, local.tokens, local.mask, num_samples=num_samples, chunk_size=chunk_size
-            )
-            scored.append(torch.stack([local.index.double(), log_px.double()], -1))
+            batch = batch.to(device)
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                torch.manual_seed(batch_seed(seed, number))
+                log_px = importance_log_likelihood(vae.model, vae.guide, batch.tokens, batch.mask,
+                                                   num_samples=num_samples, chunk_size=chunk_size, validate=validate)
+            scored.append(torch.stack([batch.index.double(), log_px.double()], -1))
+            if on_batch is not None:
+                on_batch()
     finally:
         vae.train(was_training)
     everything, _ = gather_rows(torch.cat(scored))
     result = torch.full((len(split),), math.nan, dtype=torch.float64)
     result[everything[:, 0].long().cpu()] = everything[:, 1].cpu()
     return result
-
-
-def sharded_likelihood_summary(
-    vae: TextVAE,
-    split: EncodedSplit,
-    num_samples: int = 500,
-    batch_size: int = 32,
-    chunk_size: int = 50,
-    device: torch.device | str = "cpu",
-) -> dict:
-    """NLL per sentence and PPL (``dg-vae.md`` sec. 5) from :func:`sharded_log_likelihood`;
-    tokens count the words and ``</s>`` of every sentence."""
-    log_px = sharded_log_likelihood(vae, split, num_samples, batch_size, chunk_size, device)
-    tokens = sum(len(ids) + 1 for ids in split.ids)
-    return negative_log_likelihood_summary(log_px, tokens)

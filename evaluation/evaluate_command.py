@@ -10,6 +10,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import torch
+
+from inference.distributed import close_distributed, init_distributed, launched_by_torchrun, rank_and_world_size
 from inference.run import open_run
 
 from .report import evaluate_run
@@ -17,8 +20,20 @@ from .tables import compare_runs, eval_filename
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    """Handler of ``textvae evaluate``: open the run's checkpoint, evaluate, print ``eval.md``."""
-    run = open_run(args.run, checkpoint=args.checkpoint, device=args.device)
+    """Handler of ``textvae evaluate``: open the run's checkpoint, evaluate, print ``eval.md``
+    (under torchrun, or with ``--distributed``: the importance sampling shared out over the
+    processes, rank 0 printing and writing)."""
+    device = args.device
+    if args.distributed or launched_by_torchrun():
+        device = init_distributed(args.device).device
+    try:
+        _evaluate_on(args, device)
+    finally:
+        close_distributed()
+
+
+def _evaluate_on(args: argparse.Namespace, device: torch.device | str) -> None:
+    run = open_run(args.run, checkpoint=args.checkpoint, device=device)
     evaluate_run(
         run,
         split=args.split,
@@ -33,8 +48,10 @@ def _evaluate(args: argparse.Namespace) -> None:
         iw_chunk=args.iw_chunk,
         dg_samples=args.dg_samples,
         checkpoint=args.checkpoint,
-        device=args.device,
+        device=device,
     )
+    if rank_and_world_size()[0] > 0:
+        return
     print((Path(args.run) / eval_filename(args.split, "md")).read_text(encoding="utf-8"), end="")
     print(f"wrote {Path(args.run) / eval_filename(args.split)}")
 
@@ -62,7 +79,10 @@ def add_evaluate_commands(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--num-generate", type=int, default=1000, help="prior samples decoded for BLEU")
     evaluate.add_argument("--num-interpolations", type=int, default=100, help="pairs of sentences interpolated")
     evaluate.add_argument("--seed", type=int, default=0)
-    evaluate.add_argument("--device", default="cpu")
+    evaluate.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K (cuda: one GPU per local rank)")
+    evaluate.add_argument("--distributed", action="store_true",
+                          help="share the importance sampling over torch.distributed processes "
+                               "(automatic under torchrun with > 1 process)")
     evaluate.add_argument("--no-progress", action="store_true")
     evaluate.set_defaults(func=_evaluate)
     compare = subparsers.add_parser("compare", help="one table of the evaluated metrics of several runs")

@@ -13,8 +13,9 @@
 * BLEU-1..4 precision / recall / F of greedy decodings of z ~ p(z) against the split;
 * interpolation between seeded pairs of sentences at t = 0, 0.1, ..., 1 on the posterior centers.
 
-Every stage reseeds torch's global RNG from ``seed`` (plus the stage number), so a stage's numbers
-do not depend on which other stages ran before it.
+Every stage reseeds torch's global RNG from ``seed`` (plus the stage number; each importance-
+sampling batch from ``seed`` and its number), so a stage's numbers do not depend on which other
+stages ran before it, nor the likelihood on how many processes shared it.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from torch.distributions import Distribution, Independent, Normal
 from tqdm.auto import tqdm
 
 from inference.density_gap import density_gap_kl
+from inference.distributed import rank_and_world_size
 from inference.elbo import elbo_terms
 from inference.run import Run
 from pyro_textvae.data import EncodedSplit, iterate_batches, num_batches
@@ -34,9 +36,10 @@ from pyro_textvae.distributions import HypersphericalUniform, VonMisesFisher
 from pyro_textvae.io import atomic_write_bytes, save_json
 from pyro_textvae.model import TextVAE
 
+from .distributed_eval import batches_of_rank, sharded_log_likelihood
 from .generation import decode, posterior_center
 from .latent_metrics import active_units, hole_metrics, mutual_information
-from .likelihood import importance_log_likelihood, negative_log_likelihood_summary
+from .likelihood import negative_log_likelihood_summary
 from .tables import COLUMNS, eval_filename, markdown_table, metric_value
 from .text_metrics import bleu_precision_recall, interpolation_scores
 
@@ -126,20 +129,14 @@ def _elbo_per_sentence(vae: TextVAE, split: EncodedSplit, batch_size: int, devic
     return terms
 
 
-def _importance_sampling(vae, split, positions, samples, batch_size, chunk, device, bar) -> dict:
-    """NLL / PPL of the sentences at ``positions`` by importance sampling with ``samples`` particles
-    (Pyro's validation off: the model's sites were checked in training, and the checks cost ~5%)."""
+def _importance_sampling(vae, split, positions, samples, batch_size, chunk, seed, device, bar) -> dict:
+    """NLL / PPL of the sentences at ``positions`` by importance sampling with ``samples`` particles,
+    the batches shared out over the ranks of a process group (:mod:`evaluation.distributed_eval`);
+    Pyro's validation off: the model's sites were checked in training, and the checks cost ~5%."""
     scored = _subset(split, positions)
-    log_px = torch.empty(len(scored), dtype=torch.float64)
-    tokens = 0
-    for batch in iterate_batches(scored, batch_size, shuffle=False):
-        batch = batch.to(device)
-        log_px[batch.index.cpu()] = importance_log_likelihood(
-            vae.model, vae.guide, batch.tokens, batch.mask, num_samples=samples, chunk_size=chunk, validate=False
-        ).double().cpu()
-        tokens += batch.num_tokens
-        bar.update()
-    return negative_log_likelihood_summary(log_px, tokens)
+    log_px = sharded_log_likelihood(vae, scored, samples, batch_size, chunk, device, seed=seed, validate=False,
+                                    on_batch=bar.update)
+    return negative_log_likelihood_summary(log_px, sum(len(ids) + 1 for ids in scored.ids))
 
 
 def _greedy_ids(vae: TextVAE, z: torch.Tensor, max_length: int, batch_size: int) -> list[list[int]]:
@@ -260,8 +257,11 @@ def evaluate_run(
     against q_D, the density-gap KL(q_D || p) with ``dg_samples`` draws per posterior; BLEU of
     ``num_generate`` greedy prior decodings against the split; ``num_interpolations`` seeded
     pairs (at most N // 2). ``max_length`` caps decodings (default: the split's longest sentence).
-    ``checkpoint`` (which file ``run`` was loaded from) is only recorded. Returns the dict written
-    to ``eval.json`` (keys as strings, as JSON reads them back); its ``settings`` are
+    ``checkpoint`` (which file ``run`` was loaded from) is only recorded. In a process group (``textvae
+    evaluate`` under torchrun) the importance-sampling batches are shared out over the ranks
+    (:func:`~evaluation.distributed_eval.sharded_log_likelihood`: the same numbers for any number of
+    ranks), every rank computes the other, cheaper stages alike, and rank 0 alone writes the files.
+    Returns the dict written to ``eval.json`` (keys as strings, as JSON reads them back); its ``settings`` are
     :func:`evaluation_settings` of this call.
     """
     settings = {name: value for name, value in locals().items() if name not in _UNRECORDED}
@@ -284,8 +284,9 @@ def evaluate_run(
     max_length = max_length or max(len(ids) for ids in data.ids)
     positions = iw_subset_positions(n, iw_subset, subset_seed)
     batches = num_batches(data, batch_size)
-    total = 2 * batches + -(-len(positions) // iw_batch_size) + 5
-    bar = tqdm(total=total, desc="evaluate", disable=not progress)
+    rank, world_size = rank_and_world_size()
+    scored_batches = batches_of_rank(len(positions), iw_batch_size, rank, world_size)
+    bar = tqdm(total=2 * batches + scored_batches + 5, desc="evaluate", disable=not progress or rank > 0)
     try:
         bar.set_description("posteriors")
         posteriors = collect_posteriors(vae, data, batch_size, device)
@@ -295,8 +296,7 @@ def evaluate_run(
         _stage_seed(seed, 1)
         terms = _elbo_per_sentence(vae, data, batch_size, device, bar)
         bar.set_description("importance sampling")
-        _stage_seed(seed, 2)
-        likelihood = _importance_sampling(vae, data, positions, iw_samples, iw_batch_size, iw_chunk, device, bar)
+        likelihood = _importance_sampling(vae, data, positions, iw_samples, iw_batch_size, iw_chunk, seed, device, bar)
         likelihood.update(iw_samples=iw_samples, iw_subset=iw_subset if len(positions) < n else None,
                           subset_seed=subset_seed, neg_elbo=float(terms[positions].sum(-1).mean()))
         bar.set_description("latent metrics")
@@ -330,8 +330,9 @@ def evaluate_run(
         "prior_sampling": sampling,
         "interpolation": interpolation,
     }
-    save_json(run.path / eval_filename(split), result)
-    atomic_write_bytes(run.path / eval_filename(split, "md"), evaluation_markdown(result).encode())
+    if rank == 0:
+        save_json(run.path / eval_filename(split), result)
+        atomic_write_bytes(run.path / eval_filename(split, "md"), evaluation_markdown(result).encode())
     return result
 
 

@@ -62,6 +62,11 @@ def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 
+def rank_and_world_size() -> tuple[int, int]:
+    """This process's rank and the number of processes; ``(0, 1)`` without a process group."""
+    return (dist.get_rank(), dist.get_world_size()) if is_distributed() else (0, 1)
+
+
 def close_distributed() -> None:
     """Wait for every rank, then destroy the process group: a process that exits with the group
     alive can abort in the backend's threads (``terminate called without an active exception``)."""
@@ -257,7 +262,7 @@ def gather_rows(rows: torch.Tensor) -> tuple[torch.Tensor, int]:
     all_sizes = all_gather_single(sizes, 0, dist.group.WORLD).tolist()
     largest = max(all_sizes)
     if largest > rows.shape[0]:
-        filler = rows[:1].detach().expand(largest - rows.shape[0], *rows.shape[1:])
+        filler = rows.new_zeros(largest - rows.shape[0], *rows.shape[1:])
         rows = torch.cat([rows, filler])
     gathered = all_gather_single(rows.contiguous(), 0, dist.group.WORLD)
     pieces = gathered.unflatten(0, (len(all_sizes), largest))

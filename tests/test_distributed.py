@@ -5,17 +5,19 @@ saves what it saw, and the tests compare that with single-process runs in the te
 
 Exact comparison of stochastic steps (common random numbers): :class:`CommonNoise` replaces the
 standard-normal draws behind ``Normal.rsample`` (the reparameterised z of the guide, the M
-samples of the density gap, the K importance samples). Its k-th draw of shape ``(..., b, d)`` is
+samples of the density gap). Its k-th draw of shape ``(..., b, d)`` is
 the rows ``offset .. offset + b`` of a ``(..., rows, d)`` tensor from a generator seeded by k. A
 process holding rows ``[offset, offset + b)`` of a global batch of ``rows`` sentences therefore
 gets exactly the noise that one process gets for those rows of the whole batch, so one
 distributed step and one single-process step differ only by floating-point summation order. The
-model has no dropout, its only other source of randomness.
+model has no dropout, its only other source of randomness. The importance-weighted evaluation
+needs no such device: it seeds each batch from its number, wherever the batch is scored.
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 
 import pyro
@@ -25,10 +27,10 @@ import torch
 import torch.distributions.normal as normal_module
 import torch.multiprocessing as mp
 
+import evaluation.report
 import inference.run
 import inference.trainer
 from evaluation.distributed_eval import sharded_log_likelihood
-from evaluation.likelihood import importance_log_likelihood
 from inference.density_gap import density_gap_kl
 from inference.density_gap_elbo import DensityGapELBO
 from inference.distributed import close_distributed, shard_batch, shard_bounds
@@ -37,7 +39,8 @@ from inference.run import new_trainer, resume_trainer
 from inference.schedules import ConstantSchedule
 from inference.trainer import TrainConfig, Trainer
 from pyro_textvae.data import iterate_batches, synthetic_corpus
-from pyro_textvae.io import load_checkpoint, read_jsonl
+from pyro_textvae.cli import main
+from pyro_textvae.io import load_checkpoint, load_json, read_jsonl
 from pyro_textvae.model import TextVAE, TextVAEConfig
 
 from .conftest import SMALL
@@ -47,6 +50,8 @@ LOCAL = 4
 SAMPLES = 3
 MODEL = {**SMALL, "dropout_in": 0.0, "dropout_out": 0.0}
 RUN_DATA = {"synthetic": {"num_train": 48, "num_valid": 16, "num_test": 8, "seed": 1}}
+EVALUATE = ["--iw-samples", "4", "--iw-batch-size", "3", "--iw-chunk", "2", "--prior-samples", "200",
+            "--num-generate", "4", "--num-interpolations", "2", "--seed", "3", "--no-progress"]
 
 
 class CommonNoise:
@@ -99,19 +104,20 @@ def _trainer(corpus, name: str, distributed: bool, run_dir) -> Trainer:
     return Trainer(vae, corpus, objective, params, config, run_dir)
 
 
+def _counted(function, counts: dict):
+    """``function``, counting its calls in ``counts["writes"]``."""
+    def wrapper(*args, **kwargs):
+        counts["writes"] += 1
+        return function(*args, **kwargs)
+    return wrapper
+
+
 def _count_writes(rank: int) -> dict:
     """Wrap the writers of the run folder to count the calls made in this process."""
     counts = {"writes": 0}
-
-    def counted(function):
-        def wrapper(*args, **kwargs):
-            counts["writes"] += 1
-            return function(*args, **kwargs)
-        return wrapper
-
     for module, name in [(inference.trainer, "save_checkpoint"), (inference.trainer, "append_jsonl"),
                          (inference.trainer, "truncate_jsonl"), (inference.run, "save_json")]:
-        setattr(module, name, counted(getattr(module, name)))
+        setattr(module, name, _counted(getattr(module, name), counts))
     return counts
 
 
@@ -148,9 +154,7 @@ def _worker(rank: int, out_dir, port: int) -> None:
             start, stop = shard_bounds(len(corpus.splits["valid"]), rank, WORLD, equal=False)
             with common_noise(len(corpus.splits["valid"]), start):
                 results["valid"] = trainer.evaluate_split(corpus.splits["valid"])
-            start, stop = shard_bounds(len(corpus.splits["test"]), rank, WORLD, equal=False)
-            with common_noise(len(corpus.splits["test"]), start):
-                results["log_px"] = sharded_log_likelihood(trainer.vae, corpus.splits["test"], 6, 6, 3)
+            results["log_px"] = sharded_log_likelihood(trainer.vae, corpus.splits["test"], 6, 3, 3, seed=5)
         local = trainer.local_batch(batch)
         rows, offset = (LOCAL, 0) if name == "dg-local" else (len(batch), rank * LOCAL)
         with common_noise(rows, offset):
@@ -159,6 +163,11 @@ def _worker(rank: int, out_dir, port: int) -> None:
     counts = _count_writes(rank)
     _fit_crash_resume(out_dir)
     results["writes"] = counts["writes"]
+    eval_counts = {"writes": 0}
+    for name in ("save_json", "atomic_write_bytes"):
+        setattr(evaluation.report, name, _counted(getattr(evaluation.report, name), eval_counts))
+    results["evaluate"] = main(["evaluate", str(out_dir / "straight"), *EVALUATE])
+    results["eval_writes"] = eval_counts["writes"]
     torch.save(results, out_dir / f"rank{rank}.pt")
     close_distributed()
 
@@ -229,18 +238,48 @@ def test_sharded_validation_equals_single_process(distributed, tmp_path):
 
 
 def test_sharded_importance_sampling_equals_single_process(distributed):
+    """Batches shared out over 2 ranks (rank 0 scores batches 0 and 2, rank 1 batches 1 and 3)
+    give the vector that one process gives; another seed gives other draws."""
     _, ranks = distributed
-    corpus = _corpus()
-    split = corpus.splits["test"]
+    split = _corpus().splits["test"]
     torch.manual_seed(0)
-    vae = TextVAE(TextVAEConfig(vocab_size=len(corpus.vocab), **MODEL)).eval()
-    expected = torch.empty(len(split), dtype=torch.float64)
-    (batch,) = iterate_batches(split, len(split), shuffle=False)
-    with common_noise(len(split)):
-        expected[batch.index] = importance_log_likelihood(
-            vae.model, vae.guide, batch.tokens, batch.mask, num_samples=6, chunk_size=3).double()
+    vae = TextVAE(TextVAEConfig(vocab_size=len(_corpus().vocab), **MODEL)).eval()
+    expected = sharded_log_likelihood(vae, split, 6, 3, 3, seed=5)
+    assert not torch.isnan(expected).any()
     for rank in ranks:
         torch.testing.assert_close(rank["log_px"], expected, rtol=1e-6, atol=1e-5)
+    assert not torch.allclose(sharded_log_likelihood(vae, split, 6, 3, 3, seed=6), expected)
+
+
+def test_distributed_evaluate_writes_once_what_one_process_computes(distributed, tmp_path):
+    """``textvae evaluate`` under torchrun: rank 0 writes eval.json and eval.md and nothing else is
+    written; every number equals the single-process evaluation of the same run."""
+    out_dir, ranks = distributed
+    assert [rank["evaluate"] for rank in ranks] == [0, 0]
+    assert [rank["eval_writes"] for rank in ranks] == [2, 0]
+    shared = load_json(out_dir / "straight" / "eval.json")
+    alone = tmp_path / "alone"
+    shutil.copytree(out_dir / "straight", alone)
+    (alone / "eval.json").unlink()
+    assert main(["evaluate", str(alone), *EVALUATE]) == 0
+    single = load_json(alone / "eval.json")
+    assert shared.pop("run") != single.pop("run")
+    _assert_same_numbers(shared, single)
+
+
+def _assert_same_numbers(actual, expected, where="eval.json") -> None:
+    if isinstance(expected, dict):
+        assert actual.keys() == expected.keys(), where
+        for key in expected:
+            _assert_same_numbers(actual[key], expected[key], f"{where}.{key}")
+    elif isinstance(expected, list):
+        assert len(actual) == len(expected), where
+        for index, (a, e) in enumerate(zip(actual, expected)):
+            _assert_same_numbers(a, e, f"{where}[{index}]")
+    elif isinstance(expected, float):
+        assert actual == pytest.approx(expected, rel=1e-6, abs=1e-9, nan_ok=True), where
+    else:
+        assert actual == expected, where
 
 
 def test_resume_of_a_killed_distributed_run_matches_the_straight_run(distributed):
