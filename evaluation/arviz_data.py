@@ -186,6 +186,8 @@ def save_inference_data(idata: az.InferenceData, path: str | Path) -> Path:
     os.close(fd)
     try:
         idata.to_netcdf(tmp, engine="h5netcdf")
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -53,9 +53,12 @@ def decode(
     temperature: float = 1.0,
     generator: torch.Generator | None = None,
 ) -> list[list[int]]:
-    """Decode each row of ``z`` ``(n, d)`` into at most ``max_length`` word ids (no ``<s>``/``</s>``), dropout off."""
+    """Decode each row of ``z`` ``(n, d)`` into at most ``max_length`` word ids (no ``<s>``/``</s>``), dropout off.
+    ``generator`` (``strategy="sample"``; default: torch's global RNG) must be on ``z``'s device."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown decoding strategy {strategy!r}; valid: {', '.join(STRATEGIES)}")
+    if generator is not None and generator.device != z.device:
+        raise ValueError(f"decode: the generator is on {generator.device} but z on {z.device}")
     if max_length < 1 or beam_width < 1 or temperature <= 0:
         raise ValueError("max_length and beam_width must be >= 1 and temperature > 0")
     was_training = vae.training

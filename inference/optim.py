@@ -44,7 +44,6 @@ class ClippedOptim(PyroOptim):
             raise ValueError(f"clip_norm must be > 0 or None, got {clip_norm}")
         self.clip_norm = clip_norm
         self.grad_hook = grad_hook
-        self.last_grad_norm = float("nan")
         super().__init__(OPTIMIZERS[name], {"lr": lr})
 
     @property
@@ -69,9 +68,9 @@ class ClippedOptim(PyroOptim):
             self.grad_hook(params)
         grads = [p for p in params if p.grad is not None]
         if self.clip_norm is not None:
-            self.last_grad_norm = float(torch.nn.utils.clip_grad_norm_(grads, self.clip_norm))
+            norm = float(torch.nn.utils.clip_grad_norm_(grads, self.clip_norm))
         else:
-            self.last_grad_norm = float(torch.nn.utils.get_total_norm([p.grad for p in grads]))
-        if not math.isfinite(self.last_grad_norm):
-            raise NonFiniteError(f"non-finite gradient norm {self.last_grad_norm}")
+            norm = float(torch.nn.utils.get_total_norm([p.grad for p in grads]))
+        if not math.isfinite(norm):
+            raise NonFiniteError(f"non-finite gradient norm {norm}")
         super().__call__(params, *args, **kwargs)

@@ -68,3 +68,9 @@ def test_sampling_is_reproducible_with_a_generator_and_differs_across_seeds(smal
 def test_unknown_strategy_is_named(small_vocab_vae):
     with pytest.raises(ValueError, match="unknown decoding strategy 'nucleus'"):
         decode(small_vocab_vae, torch.zeros(1, 3), "nucleus")
+
+
+def test_a_generator_on_another_device_than_z_is_named(small_vocab_vae):
+    """A CPU generator cannot drive sampling of a GPU z (``meta`` stands in for the GPU)."""
+    with pytest.raises(ValueError, match="the generator is on cpu but z on meta"):
+        decode(small_vocab_vae, torch.zeros(2, 3, device="meta"), "sample", generator=torch.Generator())

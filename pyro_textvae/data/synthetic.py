@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io import atomic_write_bytes
 from .corpus import SPLIT_NAMES, Corpus, Split
 from .vocab import _check_count
 
@@ -159,5 +160,5 @@ def write_synthetic(folder: str | os.PathLike[str], **kwargs: int) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     for name, split in synthetic_splits(**kwargs).items():
         lines = (f"{label}\t{' '.join(tokens)}\n" for label, tokens in zip(split.labels, split.sentences))
-        (root / f"{name}.txt").write_text("".join(lines), encoding="utf-8")
+        atomic_write_bytes(root / f"{name}.txt", "".join(lines).encode("utf-8"))
     return root
