@@ -26,11 +26,13 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch.distributions import Independent, Normal
 
+from inference.run import Run
 from pyro_textvae.data import Corpus, EncodedSplit, make_batch
 from pyro_textvae.model import TextVAE
 
@@ -40,6 +42,9 @@ from .latent_metrics import active_units, hole_metrics, posterior_kl_per_dim
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)
     import arviz as az
+
+if TYPE_CHECKING:
+    import pandas
 
 NETCDF_NAME = "inference_data.nc"
 GROUPS = ("posterior", "prior", "posterior_predictive", "prior_predictive", "observed_data")
@@ -107,7 +112,7 @@ def _decode_all(vae: TextVAE, z: torch.Tensor, max_length: int) -> list[list[int
 
 @torch.no_grad()
 def to_inference_data(
-    run_or_model,
+    run_or_model: Run | TextVAE | tuple[TextVAE, Corpus],
     corpus: Corpus | None = None,
     split: str = "test",
     sentences: int | Sequence[int] = 16,
@@ -207,7 +212,7 @@ def load_inference_data(path: str | Path) -> az.InferenceData:
         return az.from_netcdf(path, engine="h5netcdf")
 
 
-def posterior_summary(idata: az.InferenceData, hdi_prob: float = 0.94):
+def posterior_summary(idata: az.InferenceData, hdi_prob: float = 0.94) -> pandas.DataFrame:
     """``az.summary`` of the posterior ``z`` (mean, sd, HDI) as a pandas DataFrame; the sampling
     diagnostics (r_hat, ess, mcse) are left out because guide draws are independent."""
     if not 0 < hdi_prob < 1:
@@ -234,7 +239,7 @@ class SplitPosteriors:
 
 @torch.no_grad()
 def encode_split(
-    run_or_model, corpus: Corpus | None = None, split: str = "test", batch_size: int = 256, seed: int = 0
+    run_or_model: Run | TextVAE | tuple[TextVAE, Corpus], corpus: Corpus | None = None, split: str = "test", batch_size: int = 256, seed: int = 0
 ) -> SplitPosteriors:
     """Encode every sentence of ``split`` (dropout off) into a :class:`SplitPosteriors`; ``seed``
     seeds the draws (torch's global RNG is restored)."""

@@ -19,6 +19,7 @@ its gradients are averaged over ranks, so all ranks hold the same discriminator.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -135,7 +136,7 @@ class AdversarialELBO(LatentPenaltyELBO):
             discriminator.requires_grad_(True)
         return self.weight * F.softplus(-logits).sum()
 
-    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
+    def loss_and_grads(self, model: Callable, guide: Callable, *args, **kwargs) -> float:
         """One discriminator step per particle, then the negative objective with its gradients."""
         self._train_discriminator, self._discriminator_losses = True, []
         try:

@@ -55,7 +55,7 @@ class TermsMixin:
         records, self._records = getattr(self, "_records", []), []
         self.last_terms = {key: sum(r[key] for r in records) / self.num_particles for key in (records or [{}])[0]}
 
-    def loss(self, model, guide, *args, **kwargs) -> float:
+    def loss(self, model: Callable, guide: Callable, *args, **kwargs) -> float:
         """The negative objective, averaged over particles, through the particle hook."""
         self._records = []
         loss = 0.0
@@ -66,14 +66,14 @@ class TermsMixin:
         self._publish_terms()
         return loss
 
-    def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
+    def differentiable_loss(self, model: Callable, guide: Callable, *args, **kwargs) -> torch.Tensor:
         """The negative objective as a differentiable surrogate (see ``Trace_ELBO``)."""
         self._records = []
         loss = super().differentiable_loss(model, guide, *args, **kwargs)
         self._publish_terms()
         return loss
 
-    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
+    def loss_and_grads(self, model: Callable, guide: Callable, *args, **kwargs) -> float:
         """The negative objective; runs backward on its surrogate (see ``Trace_ELBO``)."""
         self._records = []
         loss = super().loss_and_grads(model, guide, *args, **kwargs)
@@ -81,7 +81,7 @@ class TermsMixin:
         return loss
 
 
-def observed_negative_log_likelihood(model_trace) -> float:
+def observed_negative_log_likelihood(model_trace: poutine.Trace) -> float:
     """``-sum`` of the observed sites' scaled log-probabilities (``pyro.factor`` sites included)."""
     return -sum(
         float(site["log_prob_sum"].detach())

@@ -36,7 +36,9 @@ class LatentScaleMessenger(Messenger):
             msg["scale"] = self.scale * msg["scale"]
 
 
-def scale_latent(fn: Callable | None = None, scale: float = 1.0, sites: Iterable[str] | None = ("z",)):
+def scale_latent(
+    fn: Callable | None = None, scale: float = 1.0, sites: Iterable[str] | None = ("z",)
+) -> LatentScaleMessenger | Callable:
     """Handler form of :class:`LatentScaleMessenger`: ``scale_latent(model, 0.3)`` or a context manager."""
     messenger = LatentScaleMessenger(scale, sites)
     return messenger if fn is None else messenger(fn)

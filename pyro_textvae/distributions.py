@@ -134,7 +134,7 @@ class VonMisesFisher(TorchDistribution):
         """d, the dimension of the ambient space R^d."""
         return self.event_shape[0]
 
-    def expand(self, batch_shape, _instance=None) -> "VonMisesFisher":
+    def expand(self, batch_shape: torch.Size | tuple[int, ...], _instance: VonMisesFisher | None = None) -> VonMisesFisher:
         """The same distribution with loc and concentration expanded to ``batch_shape``."""
         new = self._get_checked_instance(VonMisesFisher, _instance)
         batch_shape = torch.Size(batch_shape)
@@ -165,7 +165,7 @@ class VonMisesFisher(TorchDistribution):
         mean_length = mean_resultant_length(self.dim, kappa)
         return kappa * (1 - mean_length) - _log_vmf_normalizer_plus_kappa(self.dim, kappa)
 
-    def rsample(self, sample_shape=torch.Size()) -> torch.Tensor:
+    def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
         """Reparameterised draw: x = Q(mu) (w, sqrt(1 - w^2) v), w from Wood's sampler, v uniform on
         S^{d-2}, Q(mu) orthogonal with Q e_1 = mu (see the class docstring for the kappa gradient)."""
         shape = self._extended_shape(sample_shape)
@@ -261,7 +261,9 @@ class HypersphericalUniform(TorchDistribution):
         """d, the dimension of the ambient space R^d."""
         return self.event_shape[0]
 
-    def expand(self, batch_shape, _instance=None) -> "HypersphericalUniform":
+    def expand(
+        self, batch_shape: torch.Size | tuple[int, ...], _instance: HypersphericalUniform | None = None
+    ) -> HypersphericalUniform:
         """The same distribution with batch shape ``batch_shape``."""
         new = self._get_checked_instance(HypersphericalUniform, _instance)
         new._log_area, new._device, new._dtype = self._log_area, self._device, self._dtype
@@ -274,7 +276,7 @@ class HypersphericalUniform(TorchDistribution):
         """E x = 0."""
         return torch.zeros(self.batch_shape + self.event_shape, dtype=self._dtype, device=self._device)
 
-    def rsample(self, sample_shape=torch.Size()) -> torch.Tensor:
+    def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
         """g / |g| with g ~ N(0, I_d)."""
         gaussian = torch.randn(self._extended_shape(sample_shape), dtype=self._dtype, device=self._device)
         return gaussian / torch.linalg.vector_norm(gaussian, dim=-1, keepdim=True)
