@@ -11,7 +11,8 @@
     [[methods]] name = "DG-VAE"; objective = "dg"; params = {mode = "marginal"}
                 train = {batch_size = 128}  # optional per-method [train] and [model] overrides
 
-and writes ``out/runs/<method>-seed<s>/`` (ordinary run folders), ``out/results.md`` and
+and writes ``out/experiment.toml`` (a copy of the file), ``out/runs/<method>-seed<s>/`` (ordinary
+run folders), ``out/results.md`` and
 ``out/results.csv`` (a row per method, mean +- std over seeds of every metric of
 :data:`evaluation.report.COLUMNS`), ``out/mi_vs_joint_kl.png`` (collapse on one axis, holes on the
 other, one point per method) and ``out/holes.png`` (the hole pictures side by side). A run whose
@@ -38,7 +39,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from inference.objectives import get_objective
-from inference.run import new_trainer, open_run, resume_trainer
+from inference.run import check_data_options, new_trainer, open_run, resume_trainer
 from inference.trainer import TrainConfig
 from pyro_textvae.io import atomic_write_bytes, dataclass_from_dict, load_json
 from pyro_textvae.model import TextVAEConfig
@@ -51,10 +52,12 @@ METHOD_KEYS = {"name", "objective", "params", "model", "train"}
 
 
 def load_experiment(path: str | Path) -> dict[str, Any]:
-    """Read and check an experiment TOML file; relative paths are resolved against its folder."""
+    """Read and check an experiment TOML file; relative paths are resolved against its folder, and
+    the file's bytes are kept under ``"source"`` (:func:`run_experiment` copies them to ``out``)."""
     path = Path(path)
     try:
-        config = tomllib.loads(path.read_text(encoding="utf-8"))
+        source = path.read_bytes()
+        config = tomllib.loads(source.decode("utf-8"))
     except FileNotFoundError:
         raise ValueError(f"{path}: experiment file not found") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
@@ -80,6 +83,7 @@ def load_experiment(path: str | Path) -> dict[str, Any]:
         evaluation_settings(**config.get("evaluate", {}))
     except ValueError as error:
         raise ValueError(f"{path}: [evaluate]: {error}") from None
+    check_data_options(config.get("data", {}), f"{path}: [data]")
     root = path.resolve().parent
     data = dict(config.get("data", {}))
     if data.get("path"):
@@ -87,7 +91,8 @@ def load_experiment(path: str | Path) -> dict[str, Any]:
     seeds = config.get("seeds", [0])
     if not isinstance(seeds, list) or not all(isinstance(s, int) and s >= 0 for s in seeds) or not seeds:
         raise ValueError(f"{path}: seeds must be a non-empty list of integers >= 0, got {seeds!r}")
-    return {**config, "out": str(root / config.get("out", "results")), "seeds": seeds, "data": data}
+    out = str(root / config.get("out", "results"))
+    return {**config, "out": out, "seeds": seeds, "data": data, "source": source}
 
 
 def _check_method(path: Path, config: dict, method: dict) -> None:
@@ -112,13 +117,20 @@ def run_experiment(
     config: dict[str, Any], progress: bool = True, seeds: list[int] | None = None
 ) -> dict[str, list[dict]]:
     """Train (or resume, or skip) and evaluate every method for ``seeds`` (default: the file's);
-    after each run, write the table and pictures of every evaluated run so far."""
+    after each run, write the table and pictures of every evaluated run so far. First every
+    existing run folder is checked against the file, then the file (``config`` from
+    :func:`load_experiment`) is copied to ``out/experiment.toml``, so a refused file is not recorded."""
     seeds = config["seeds"] if seeds is None else seeds
     out = Path(config["out"])
-    for method in config["methods"]:
-        for seed in seeds:
-            _train_and_evaluate(config, method, seed, out / "runs" / f"{method['name']}-seed{seed}", progress)
-            write_results(out, _evaluated_runs(config, seeds))
+    runs = [(method, seed, out / "runs" / f"{method['name']}-seed{seed}")
+            for method in config["methods"] for seed in seeds]
+    for method, seed, run_dir in runs:
+        if (run_dir / "config.json").exists():
+            _check_run_matches(run_dir, method, config["data"], *_run_options(config, method, seed))
+    atomic_write_bytes(out / "experiment.toml", config["source"])
+    for method, seed, run_dir in runs:
+        _train_and_evaluate(config, method, seed, run_dir, progress)
+        write_results(out, _evaluated_runs(config, seeds))
     return report_experiment(config, seeds)
 
 
@@ -161,11 +173,16 @@ def _current_evaluation(config: dict[str, Any], method: dict, seed: int, if_stal
     return evaluation
 
 
-def _train_and_evaluate(config: dict, method: dict, seed: int, run_dir: Path, progress: bool) -> dict:
-    train_options = {**config.get("train", {}), **method.get("train", {}), "seed": seed}
+def _run_options(config: dict, method: dict, seed: int) -> tuple[dict, dict]:
+    """The model and train options of one run: the file's, the method's over them, and the seed."""
     model = {**config.get("model", {}), **method.get("model", {})}
-    if (run_dir / "config.json").exists():
-        _check_run_matches(run_dir, method, model, train_options)
+    return model, {**config.get("train", {}), **method.get("train", {}), "seed": seed}
+
+
+def _train_and_evaluate(config: dict, method: dict, seed: int, run_dir: Path, progress: bool) -> dict:
+    """Evaluate a run trained to the end, resume an interrupted one, or train a new one; a folder
+    that disagrees with the file was refused by :func:`run_experiment` before any of them."""
+    model, train_options = _run_options(config, method, seed)
     evaluation = _current_evaluation(config, method, seed, "evaluating again")
     if evaluation is not None:
         return evaluation
@@ -182,10 +199,14 @@ def _train_and_evaluate(config: dict, method: dict, seed: int, run_dir: Path, pr
     return evaluate_run(open_run(run_dir), progress=progress, seed=seed, checkpoint="best", **options)
 
 
-def _check_run_matches(run_dir: Path, method: dict, model: dict, train: dict) -> None:
-    """Refuse to reuse a run folder whose stored config disagrees with the experiment file."""
+def _check_run_matches(run_dir: Path, method: dict, data: dict, model: dict, train: dict) -> None:
+    """Refuse to reuse a run folder whose stored config disagrees with the experiment file: its
+    objective, the file's params, model and train options, and every data option (a key missing on
+    either side counts as None; the corpus path as :func:`load_experiment` resolved it)."""
     stored = load_json(run_dir / "config.json")
+    stored_data = stored.get("data") if isinstance(stored.get("data"), dict) else {}
     expected = {("objective", "name"): method["objective"]}
+    expected |= {("data", k): data.get(k) for k in sorted(set(data) | set(stored_data))}
     expected |= {("objective", "params", k): v for k, v in method.get("params", {}).items()}
     expected |= {("model", k): v for k, v in model.items()}
     expected |= {("train", k): v for k, v in train.items()}

@@ -18,6 +18,8 @@ from typing import Any
 import torch
 
 from pyro_textvae.data import Corpus, Vocab, synthetic_splits
+from pyro_textvae.data.corpus import LABEL_MODES
+from pyro_textvae.data.synthetic import MAX_TOPICS
 from pyro_textvae.io import (
     CheckpointError,
     dataclass_from_dict,
@@ -39,10 +41,56 @@ CONFIG_VERSION = 1
 SYNTHETIC_DEFAULTS = {"num_train": 2000, "num_valid": 500, "num_test": 500, "num_topics": 4, "seed": 0}
 
 
-def load_corpus(data: dict[str, Any], vocab: Vocab | None = None) -> Corpus:
-    """The corpus a run's ``data`` config names: ``{"path": DIR}`` or ``{"synthetic": {...}}``."""
-    options = {k: data.get(k) for k in ("min_count", "max_vocab", "max_length")}
-    options["min_count"] = options["min_count"] or 1
+DATA_COUNTS = {"min_count": 1, "max_vocab": 0, "max_length": 1}  # option: its least value (None allowed)
+DATA_KEYS = {"path", "labels", "synthetic", *DATA_COUNTS}
+
+
+def _count_error(value: Any, minimum: int, allow_none: bool) -> str | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        return f"must be an integer >= {minimum}{' or None' if allow_none else ''}, got {value!r}"
+    return None
+
+
+def check_data_options(data: Any, where: str = "data options") -> None:
+    """Refuse a data config that :func:`load_corpus` would misread: unknown keys (a typo would
+    otherwise fall back to the synthetic corpus), both or an empty ``path``, a ``labels`` mode,
+    count or ``synthetic`` argument of the wrong kind; ``ValueError`` names ``where`` and the key."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where} must be a table of options, got {type(data).__name__}")
+    unknown = sorted(set(data) - DATA_KEYS)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; valid: {sorted(DATA_KEYS)}")
+    if "path" in data and (not isinstance(data["path"], str) or not data["path"]):
+        raise ValueError(f"{where}: path must be a corpus folder, got {data['path']!r}")
+    if "path" in data and "synthetic" in data:
+        raise ValueError(f"{where}: path and synthetic exclude each other (a corpus folder or the synthetic one)")
+    if data.get("labels", "auto") not in LABEL_MODES:
+        raise ValueError(f"{where}: labels must be one of {list(LABEL_MODES)}, got {data['labels']!r}")
+    for key, minimum in DATA_COUNTS.items():
+        problem = _count_error(data.get(key), minimum, allow_none=True)
+        if problem:
+            raise ValueError(f"{where}: {key} {problem}")
+    synthetic = data.get("synthetic") or {}
+    if not isinstance(synthetic, dict):
+        raise ValueError(f"{where}: synthetic must be a table of {sorted(SYNTHETIC_DEFAULTS)}, got {synthetic!r}")
+    unknown = sorted(set(synthetic) - set(SYNTHETIC_DEFAULTS))
+    if unknown:
+        raise ValueError(f"{where}: unknown synthetic key(s) {unknown}; valid: {sorted(SYNTHETIC_DEFAULTS)}")
+    for key, value in synthetic.items():
+        problem = _count_error(value, 0 if key == "seed" else 1, allow_none=False)
+        if problem or (key == "num_topics" and value > MAX_TOPICS):
+            raise ValueError(f"{where}: synthetic {key} {problem or f'must be at most {MAX_TOPICS}, got {value}'}")
+
+
+def load_corpus(data: dict[str, Any], vocab: Vocab | None = None, where: str = "data options") -> Corpus:
+    """The corpus a run's ``data`` config names: ``{"path": DIR}`` or ``{"synthetic": {...}}``, with
+    ``labels``, ``min_count`` (None: 1), ``max_vocab`` and ``max_length``; checked first by
+    :func:`check_data_options` (``where`` names the config in its errors)."""
+    check_data_options(data, where)
+    options = {k: data.get(k) for k in DATA_COUNTS}
+    options["min_count"] = 1 if options["min_count"] is None else options["min_count"]
     if data.get("path"):
         return Corpus.from_folder(data["path"], labels=data.get("labels", "auto"), vocab=vocab, **options)
     splits = synthetic_splits(**{**SYNTHETIC_DEFAULTS, **(data.get("synthetic") or {})})
@@ -80,34 +128,44 @@ def new_trainer(
     train: TrainConfig,
     overwrite: bool = False,
 ) -> Trainer:
-    """Build corpus, model and trainer for a new run and write ``config.json`` and ``vocab.json``
-    (rank 0 only when ``train.distributed``; the other ranks get its vocabulary)."""
+    """Build corpus, model and trainer for a new run, then write ``config.json`` and ``vocab.json``
+    (rank 0 only when ``train.distributed``; the other ranks get its vocabulary). Every option is
+    checked, the device included, before the run folder is created, so bad options leave nothing
+    behind that a corrected rerun would need ``--overwrite`` for."""
     chosen = get_objective(objective)
     resolved = chosen.resolve(params)
     if train.distributed:
         init_process_group()
     made: dict[str, Corpus] = {}
 
-    def write_run() -> list[str]:
-        corpus = made["corpus"] = load_corpus(data)
+    def build_vocab() -> list[str]:
+        made["corpus"] = load_corpus(data)
+        return made["corpus"].vocab.itos
+
+    itos = broadcast_from_rank_zero(build_vocab) if train.distributed else build_vocab()
+    corpus = made["corpus"] if "corpus" in made else load_corpus(data, vocab=Vocab(itos))
+    model_config = _model_config(chosen, resolved, model_options, corpus)
+    torch.manual_seed(train.seed)
+    trainer = Trainer(TextVAE(model_config), corpus, chosen, resolved, train, Path(run_dir))
+
+    def write_run() -> None:
         folder = prepare_run_dir(run_dir, overwrite)
         config = {
             "version": CONFIG_VERSION,
             "data": data,
-            "model": _model_config(chosen, resolved, model_options, corpus).to_dict(),
+            "model": model_config.to_dict(),
             "objective": {"name": objective, "params": resolved},
             "train": train.to_dict(),
             "corpus": corpus.summary(),
         }
         save_json(folder / "config.json", config)
         corpus.vocab.to_json(folder / "vocab.json")
-        return corpus.vocab.itos
 
-    itos = broadcast_from_rank_zero(write_run) if train.distributed else write_run()
-    corpus = made["corpus"] if "corpus" in made else load_corpus(data, vocab=Vocab(itos))
-    torch.manual_seed(train.seed)
-    vae = TextVAE(_model_config(chosen, resolved, model_options, corpus))
-    return Trainer(vae, corpus, chosen, resolved, train, Path(run_dir))
+    if train.distributed:
+        broadcast_from_rank_zero(write_run)
+    else:
+        write_run()
+    return trainer
 
 
 def _model_config(chosen, resolved: dict, model_options: dict, corpus: Corpus) -> TextVAEConfig:
@@ -154,7 +212,7 @@ def resume_trainer(
     if device is not None:
         train_options["device"] = device
     train = dataclass_from_dict(TrainConfig, train_options, f"{run_dir / 'config.json'} [train]")
-    corpus = load_corpus(config["data"], vocab=Vocab(itos))
+    corpus = load_corpus(config["data"], vocab=Vocab(itos), where=f"{run_dir / 'config.json'} [data]")
     vae = TextVAE(TextVAEConfig.from_dict(config["model"]))
     objective = get_objective(config["objective"]["name"])
     return Trainer(vae, corpus, objective, objective.resolve(config["objective"]["params"]), train, run_dir)
@@ -186,7 +244,8 @@ def open_run(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu")
     if checkpoint not in ("best", "last"):
         raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
     config = _read_config(run_dir)
-    corpus = load_corpus(config["data"], vocab=Vocab.from_json(run_dir / "vocab.json"))
+    vocab = Vocab.from_json(run_dir / "vocab.json")
+    corpus = load_corpus(config["data"], vocab=vocab, where=f"{run_dir / 'config.json'} [data]")
     vae = TextVAE(TextVAEConfig.from_dict(config["model"]))
     path = run_dir / f"{checkpoint}.pt"
     load_model_state(vae, load_checkpoint(path, device), path)

@@ -61,7 +61,7 @@ from .distributed import (
 from .elbo import elbo_terms
 from .handlers import scale_latent
 from .objectives import Objective
-from .optim import ClippedOptim, NonFiniteError
+from .optim import OPTIMIZERS, ClippedOptim, NonFiniteError
 
 EVAL_BATCH = 256
 
@@ -94,12 +94,17 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.distributed is None:
             self.distributed = launched_by_torchrun()
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"--optimizer must be one of {sorted(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.lr is None:
             self.lr = 0.5 if self.optimizer == "sgd" else 1e-3
+        for name in ("lr", "clip_norm"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        for name in ("decay_patience", "max_decays", "checkpoint_every", "skip_nonfinite"):
+        for name in ("seed", "decay_patience", "max_decays", "checkpoint_every", "skip_nonfinite"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if not 0 < self.lr_decay < 1:
@@ -263,7 +268,11 @@ class Trainer:
             save_checkpoint(self.run_dir / "last.pt", state)
 
     def fit(self, resume: bool = False) -> dict:
-        """Train until ``epochs`` or early stop; return the last epoch's metrics."""
+        """Train until ``epochs`` or early stop; return the last epoch's metrics.
+
+        An epoch's line is on disk in ``metrics.jsonl`` before ``last.pt`` counts the epoch done,
+        so a crash between the two leaves one line too many, which the resume drops (it keeps
+        as many lines as ``last.pt`` has epochs), never one too few."""
         cfg = self.config
         pyro.enable_validation(cfg.validate_args)
         metrics_path = self.run_dir / "metrics.jsonl"
@@ -280,6 +289,7 @@ class Trainer:
             history.append(record)
             if self.is_main:
                 append_jsonl(metrics_path, record)
+            self._save_last()
             if record["stop"]:
                 break
         return history[-1] if history else {}
@@ -345,5 +355,4 @@ class Trainer:
                 self.optim.scale_lr(cfg.lr_decay)
         record["stop"] = st["decays"] > cfg.max_decays
         st.update(epoch=epoch + 1, batch=0, sums={})
-        self._save_last()
         return record

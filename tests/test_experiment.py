@@ -53,6 +53,7 @@ def test_miniature_experiment_fills_every_column_and_draws_the_scatter(tmp_path,
     config.write_text(CONFIG)
     assert main(["experiment", str(config), "--no-progress"]) == 0
     out = tmp_path / "results"
+    assert (out / "experiment.toml").read_bytes() == config.read_bytes()
     with open(out / "results.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [row["method"] for row in rows] == ["VAE", "DG-VAE"]
@@ -85,7 +86,10 @@ def test_miniature_experiment_fills_every_column_and_draws_the_scatter(tmp_path,
      ("[[methods]]\nname='a'\nobjective='elbo'\ntrain=3", "method 'a': train must be a table"),
      ("[evaluate]\niw_sample=3\n[[methods]]\nname='a'\nobjective='elbo'", "[evaluate]: unknown evaluation option(s) ['iw_sample']"),
      ("[evaluate]\nseed=3\n[[methods]]\nname='a'\nobjective='elbo'", "[evaluate]: seed and checkpoint are"),
-     ("[evaluate]\ndevice='cpu'\n[[methods]]\nname='a'\nobjective='elbo'", "unknown evaluation option(s) ['device']")],
+     ("[evaluate]\ndevice='cpu'\n[[methods]]\nname='a'\nobjective='elbo'", "unknown evaluation option(s) ['device']"),
+     ("[data]\npth='corpus'\nmin_cnt=3\n[[methods]]\nname='a'\nobjective='elbo'",
+      "bad.toml: [data]: unknown key(s) ['min_cnt', 'pth']; valid: ['labels', 'max_length', 'max_vocab', 'min_count'"),
+     ("[data]\nmin_count=0\n[[methods]]\nname='a'\nobjective='elbo'", "[data]: min_count must be an integer >= 1")],
 )
 def test_bad_experiment_files_are_named(tmp_path, text, message):
     path = tmp_path / "bad.toml"
@@ -123,6 +127,14 @@ def test_a_run_folder_that_disagrees_with_the_file_is_not_reused(tmp_path, capsy
     config.write_text(CONFIG.replace('objective = "dg"', 'objective = "dg"\ntrain = {batch_size = 8}'))
     assert main(["experiment", str(config), "--no-progress"]) == 2
     assert "train.batch_size is 16 but the experiment asks for 8" in capsys.readouterr().err
+    config.write_text(CONFIG.replace("num_train = 64", "num_train = 48"))
+    assert main(["experiment", str(config), "--no-progress"]) == 2
+    assert re.search(r"VAE-seed0/config.json: data.synthetic is \{.*'num_train': 64.*\} but the experiment asks "
+                     r"for \{.*'num_train': 48", capsys.readouterr().err)
+    config.write_text(CONFIG.replace("[data]", "[data]\nmin_count = 2"))
+    assert main(["experiment", str(config), "--no-progress"]) == 2
+    assert "VAE-seed0/config.json: data.min_count is None but the experiment asks for 2" in capsys.readouterr().err
+    assert (tmp_path / "results" / "experiment.toml").read_text() == CONFIG
 
 
 def test_an_evaluation_made_with_other_settings_is_redone_without_retraining(tmp_path, capsys):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import pickle
+from pathlib import Path
 
 import pyro
 import pyro.distributions as dist
@@ -13,6 +14,7 @@ from pyro import poutine
 from pyro.infer import Trace_ELBO
 from pyro.poutine.messenger import Messenger
 
+import inference.trainer as trainer_module
 from inference.handlers import scale_latent
 from inference.optim import ClippedOptim
 from inference.run import new_trainer, open_run, resume_trainer
@@ -124,6 +126,39 @@ def test_resume_from_a_mid_epoch_checkpoint(tmp_path):
     resume_trainer(tmp_path / "crashed").fit(resume=True)
     straight, resumed = _parameters(tmp_path / "straight"), _parameters(tmp_path / "crashed")
     assert all(torch.equal(straight[k], resumed[k]) for k in straight), {k: float((straight[k] - resumed[k]).abs().max()) for k in straight}
+
+
+def _lines_without_timing(run_dir):
+    return [{k: v for k, v in record.items() if k != "seconds"} for record in read_jsonl(run_dir / "metrics.jsonl")]
+
+
+@pytest.mark.parametrize("crash", ["after the metrics line", "after last.pt"])
+def test_a_crash_at_the_end_of_an_epoch_keeps_each_metrics_line_once(tmp_path, monkeypatch, crash):
+    """A crash between epoch 2's metrics line and its ``last.pt``, or right after its ``last.pt``:
+    the resumed run's metrics.jsonl holds epochs 1..3 once each, as an uninterrupted run's does."""
+    _train(tmp_path, "straight", epochs=3).fit()
+    trainer = _train(tmp_path, "crashed", epochs=3)
+    save_checkpoint = trainer_module.save_checkpoint
+    saved = {"last.pt": 0}
+
+    def crash_at_second_last_pt(path, state):
+        if Path(path).name == "last.pt":
+            saved["last.pt"] += 1
+            if saved["last.pt"] == 2 and crash == "after the metrics line":
+                raise KeyboardInterrupt
+        save_checkpoint(path, state)
+        if saved["last.pt"] == 2 and crash == "after last.pt":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer_module, "save_checkpoint", crash_at_second_last_pt)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    monkeypatch.undo()
+    assert [r["epoch"] for r in read_jsonl(tmp_path / "crashed" / "metrics.jsonl")] == [1, 2]
+    assert load_checkpoint(tmp_path / "crashed" / "last.pt")["trainer"]["epoch"] == (crash == "after last.pt") + 1
+    resume_trainer(tmp_path / "crashed").fit(resume=True)
+    assert [r["epoch"] for r in read_jsonl(tmp_path / "crashed" / "metrics.jsonl")] == [1, 2, 3]
+    assert _lines_without_timing(tmp_path / "crashed") == _lines_without_timing(tmp_path / "straight")
 
 
 def test_existing_run_folder_is_not_overwritten(tmp_path):
