@@ -78,6 +78,7 @@ def test_clipped_optim_clips_the_global_norm():
     ClippedOptim("sgd", lr=1.0, clip_norm=6.5)([pyro.param("a").unconstrained(), pyro.param("b").unconstrained()])
     assert torch.allclose(a.detach(), -torch.tensor([1.5, 2.0]))
     assert torch.allclose(b.detach(), -torch.tensor([6.0]))
+    assert a.grad is None and b.grad is None, "gradients are released after the step, not refilled with zeros"
     with pytest.raises(ValueError, match="unknown optimizer"):
         ClippedOptim("rmsprop", lr=1.0)
 
