@@ -36,7 +36,11 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from matplotlib.axes import Axes
+from matplotlib.backend_bases import RendererBase
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.transforms import Bbox
 
 from inference.objectives import get_objective
 from inference.run import check_data_options, new_trainer, open_run, resume_trainer
@@ -260,26 +264,59 @@ def write_results(out: Path, results: dict[str, list[dict]]) -> None:
 
 def plot_collapse_against_holes(results: dict[str, list[dict]], path: str | Path | None = None) -> Figure:
     """MI and AU against joint-KL, one point per method (mean over seeds): collapse sits at the
-    bottom (MI, AU near 0), holes to the right (large joint-KL); DG-VAE should sit top-left."""
+    bottom (MI, AU near 0), holes to the right (large joint-KL); DG-VAE should sit top-left.
+    Labels of methods that sit close together are moved apart (:func:`_label_apart`)."""
     fig = Figure(figsize=(10.0, 4.5))
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    panels = []
     for ax, (label, keys) in zip(fig.subplots(1, 2), (("MI (nats)", ("mi",)), ("active units", ("active_units", "au")))):
+        points = []
         for name, runs in results.items():
             x, _ = _mean_std([metric_value(r, ("holes", "joint_kl")) for r in runs])
             y, _ = _mean_std([metric_value(r, keys) for r in runs])
-            if x is None or y is None:
-                continue
-            ax.scatter([x], [y], s=40)
-            ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            if x is not None and y is not None:
+                ax.scatter([x], [y], s=40)
+                points.append((x, y, name))
         ax.set_xscale("symlog", linthresh=0.1)
         ax.set_xlabel("joint-KL = E_p[log p(z) - log q_D(z)] (holes; symlog scale)")
         ax.set_ylabel(label + " (collapse when 0)")
         ax.grid(alpha=0.3)
+        panels.append((ax, points))
     fig.tight_layout()
+    for ax, points in panels:
+        _label_apart(ax, points, renderer)
     if path is not None:
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=100)
         atomic_write_bytes(path, buffer.getvalue())
     return fig
+
+
+_LINE = 11  # points: a label's height at fontsize 8, plus a gap
+_LABEL_OFFSETS = [(dx, dy) for step in range(8) for dy in (4 + step * _LINE, 4 - (step + 1) * _LINE) for dx in (4, -4)]
+
+
+def _label_apart(ax: Axes, points: list[tuple[float, float, str]], renderer: RendererBase) -> None:
+    """Label each point at the first offset (right or left of it, then a line higher or lower, and
+    so on) where its text overlaps no label placed before it; a label off its first line gets a
+    leader line to its point."""
+    ax.set_xlim(ax.get_xlim())
+    ax.set_ylim(ax.get_ylim())
+    placed: list[Bbox] = []
+    for x, y, name in points:
+        for dx, dy in _LABEL_OFFSETS:
+            text = ax.annotate(name, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=8,
+                               ha="left" if dx > 0 else "right", va="bottom")
+            box = text.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in placed) or (dx, dy) == _LABEL_OFFSETS[-1]:
+                break
+            text.remove()
+        if abs(dy) > _LINE:
+            text.remove()
+            text = ax.annotate(name, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=8,
+                               ha="left" if dx > 0 else "right", va="bottom",
+                               arrowprops={"arrowstyle": "-", "color": "0.5", "lw": 0.5})
+        placed.append(box)
 
 
 def _hole_pictures(out: Path, config: dict, results: dict[str, list[dict]]) -> None:

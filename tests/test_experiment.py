@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import re
 import statistics
 import struct
 from pathlib import Path
 
 import pytest
+from matplotlib.text import Text
 
-from evaluation.experiment import load_experiment
+from evaluation.experiment import load_experiment, plot_collapse_against_holes
 from evaluation.tables import COLUMNS
 from pyro_textvae.cli import main
 from pyro_textvae.io import load_json
@@ -162,3 +164,17 @@ def test_the_shipped_experiment_files_are_valid(name):
     path = Path(__file__).resolve().parents[1] / "examples" / name
     config = load_experiment(path)
     assert Path(config["data"]["path"]).name == "short_yelp" and len(config["methods"]) >= 11
+
+
+def test_labels_of_methods_that_sit_together_do_not_overlap():
+    """Collapsed methods share one spot of the scatter (MI 0, joint-KL about 0): their labels are
+    moved apart, in both panels."""
+    together = {f"method {i}": [{"mi": 0.001 * i, "active_units": {"au": 0}, "holes": {"joint_kl": 0.003}}]
+                for i in range(6)}
+    apart = {"DG-VAE": [{"mi": 3.0, "active_units": {"au": 16}, "holes": {"joint_kl": 0.15}}]}
+    figure = plot_collapse_against_holes({**together, **apart})
+    renderer = figure.canvas.get_renderer()
+    for ax in figure.axes:
+        boxes = [Text.get_window_extent(label, renderer) for label in ax.texts]  # the text, not its leader line
+        assert len(boxes) == 7
+        assert not any(a.overlaps(b) for a, b in itertools.combinations(boxes, 2))
