@@ -13,7 +13,7 @@ oversubscribe the cores and make the comparison meaningless). Reported per confi
 * pure all-reduce: the median time of the same all-reduce of a gradient-sized buffer with the
   ranks already in step (after a barrier), as a share of the median step.
 
-Usage: ``python benchmarks/scaling.py --procs 1,2 --steps 15 --batch-size 16``
+Usage: ``python benchmarks/scaling.py --procs 1,2 --steps 15 --batch-size 16 --seed 0``
 (``--objective dg-global`` for the density gap over the global batch).
 """
 from __future__ import annotations
@@ -63,12 +63,12 @@ def _worker(rank: int, world: int, port: int, args: argparse.Namespace, out: str
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(args.threads)
     corpus = Corpus.from_folder(SHORT_YELP) if SHORT_YELP.is_dir() else synthetic_corpus()
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
     sizes = {"embed_dim": args.embed_dim, "hidden_dim": args.hidden_dim, "latent_dim": 32}
     vae = TextVAE(TextVAEConfig(vocab_size=len(corpus.vocab), **sizes))
     objective, params = _objective(args.objective)
     config = TrainConfig(batch_size=args.batch_size, optimizer="adam", progress=False, validate_args=False,
-                         distributed=world > 1)
+                         distributed=world > 1, seed=args.seed)
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(vae, corpus, objective, params, config, run_dir)
     pyro.clear_param_store()
@@ -76,7 +76,7 @@ def _worker(rank: int, world: int, port: int, args: argparse.Namespace, out: str
     hook_times: list[float] = []
     if trainer.optim.grad_hook is not None:
         trainer.optim.grad_hook = _timed(trainer.optim.grad_hook, hook_times)
-    batches = iterate_batches(corpus.splits["train"], trainer.global_batch_size, shuffle=True, seed=0)
+    batches = iterate_batches(corpus.splits["train"], trainer.global_batch_size, shuffle=True, seed=args.seed)
     step_times = []
     for index, batch in zip(range(args.warmup + args.steps), batches):
         local = trainer.local_batch(batch)
@@ -115,6 +115,7 @@ def main() -> None:
     parser.add_argument("--embed-dim", type=int, default=128)
     parser.add_argument("--hidden-dim", type=int, default=256)
     parser.add_argument("--objective", choices=["elbo", "dg-local", "dg-global"], default="elbo")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the model's initialisation and the batch order")
     args = parser.parse_args()
     procs = [int(n) for n in args.procs.split(",")]
     if any(n < 1 for n in procs):
@@ -122,7 +123,8 @@ def main() -> None:
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
     print(f"{os.cpu_count()} cores; objective {args.objective}; batch {args.batch_size} per process; "
-          f"embed {args.embed_dim}, hidden {args.hidden_dim}; {args.steps} timed steps after {args.warmup}")
+          f"embed {args.embed_dim}, hidden {args.hidden_dim}; {args.steps} timed steps after {args.warmup}; "
+          f"seed {args.seed}")
     with tempfile.TemporaryDirectory() as folder:
         for world in procs:
             out = str(Path(folder) / f"{world}.pt")

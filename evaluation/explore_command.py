@@ -4,24 +4,34 @@
 (``hole.png``, ``posteriors.png``, ``forest.png``, ``dimensions.png``, ``ppc_length.png``), the
 posterior summary ``summary.csv`` (``az.summary``, statistics only) and the per-dimension numbers
 ``dimensions.csv``; the InferenceData goes into the run folder as netCDF
-(:data:`evaluation.arviz_data.NETCDF_NAME`). ``textvae explore RUN1 RUN2 ... --out DIR`` does
+(:data:`evaluation.arviz_data.NETCDF_NAME`). Its options (the run folders, ``--seed``,
+``--draws``, ``--dims``, ...) go into ``DIR/explore_config.json`` (not ``config.json``: DIR may
+be a run folder). ``textvae explore RUN1 RUN2 ... --out DIR`` does
 this for each run in ``DIR/<run name>/`` and lays their hole pictures side by side in
 ``DIR/hole_comparison.png`` (Zhang et al. 2022, Figure 1, from our own runs).
 
 ``textvae toy --out DIR`` trains the 2-D toy (:mod:`evaluation.toy`) under each objective and
-writes ``toy_grid.png`` (one row per objective, columns at increasing steps) and ``toy_kl.csv``.
+writes ``toy_grid.png`` (one row per objective, columns at increasing steps), ``toy_kl.csv``, its
+options in ``config.json`` (``objectives``, their ``params`` and every :class:`evaluation.toy.ToyConfig`
+field: ``steps``, ``seed``, ...) and the numbers of ``toy_kl.csv`` in ``metrics.json``
+(``{"kl": [record, ...]}``, :func:`evaluation.toy.toy_kl_records`).
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import io
 from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
 
-from pyro_textvae.io import atomic_write_bytes
+from pyro_textvae.io import atomic_write_bytes, save_json
+
+EXPLORE_CONFIG = "explore_config.json"
+EXPLORE_OPTIONS = ("split", "sentences", "draws", "chains", "dims", "point", "prior_samples", "checkpoint",
+                   "device", "dpi", "seed")
 
 
 def _dims(text: str) -> list[int]:
@@ -55,7 +65,7 @@ def add_explore_commands(subparsers: argparse._SubParsersAction) -> None:
     explore.set_defaults(func=explore_command)
 
     toy = subparsers.add_parser("toy", help="the 2-D toy of collapse and holes under several objectives")
-    toy.add_argument("--out", required=True, help="folder for toy_grid.png and toy_kl.csv")
+    toy.add_argument("--out", required=True, help="folder for toy_grid.png, toy_kl.csv, config.json, metrics.json")
     toy.add_argument("--objectives", default=None, help="comma list (default: elbo,ae,aae,wae-mmd,dg)")
     toy.add_argument("--steps", type=int, default=300)
     toy.add_argument("--dpi", type=int, default=100)
@@ -129,6 +139,8 @@ def explore_command(args: argparse.Namespace) -> None:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     out = Path(args.out)
     runs = [open_run(path, checkpoint=args.checkpoint, device=args.device) for path in args.runs]
+    options = {name: getattr(args, name) for name in EXPLORE_OPTIONS}
+    save_json(out / EXPLORE_CONFIG, {"runs": [str(run.path.resolve()) for run in runs], **options})
     if len(runs) == 1:
         _explore_run(runs[0], out, args)
         return
@@ -139,9 +151,17 @@ def explore_command(args: argparse.Namespace) -> None:
 
 
 def toy_command(args: argparse.Namespace) -> None:
-    """``textvae toy``: train the toy under each objective, draw the grid, write the KL table."""
+    """``textvae toy``: train the toy under each objective, draw the grid, write the KL table and
+    the ``config.json`` and ``metrics.json`` of the module docstring."""
     from .plots import plot_toy_grid
-    from .toy import TOY_OBJECTIVES, ToyConfig, grid_kl, train_toy_objectives
+    from .toy import (
+        TOY_KL_COLUMNS,
+        TOY_OBJECTIVES,
+        TOY_PARAMS,
+        ToyConfig,
+        toy_kl_records,
+        train_toy_objectives,
+    )
 
     matplotlib.use("Agg")
     objectives = TOY_OBJECTIVES if not args.objectives else tuple(n.strip() for n in args.objectives.split(","))
@@ -150,12 +170,15 @@ def toy_command(args: argparse.Namespace) -> None:
     config = ToyConfig(steps=args.steps, seed=args.seed)
     runs = train_toy_objectives(objectives, config)
     out = Path(args.out)
+    params = {name: TOY_PARAMS.get(name, {}) for name in objectives}
+    save_json(out / "config.json", {"objectives": list(objectives), "params": params, "dpi": args.dpi,
+                                    **dataclasses.asdict(config)})
     plot_toy_grid(runs, path=out / "toy_grid.png", dpi=args.dpi)
-    rows = []
-    for name, run in runs.items():
-        for snap in run.snapshots:
-            kl = grid_kl(snap.loc, snap.scale)
-            rows.append([name, snap.step, kl["kl"], kl["reverse_kl"]])
-        print(f"{name:10s} KL(q_D || p) = {rows[-1][2]:.3f}   KL(p || q_D) = {rows[-1][3]:.3f}")
-    _write_csv(out / "toy_kl.csv", ("objective", "step", "kl_aggregate_prior", "kl_prior_aggregate"), rows)
+    records = toy_kl_records(runs)
+    for name in runs:
+        last = [record for record in records if record["objective"] == name][-1]
+        print(f"{name:10s} KL(q_D || p) = {last['kl_aggregate_prior']:.3f}   "
+              f"KL(p || q_D) = {last['kl_prior_aggregate']:.3f}")
+    _write_csv(out / "toy_kl.csv", TOY_KL_COLUMNS, [[record[key] for key in TOY_KL_COLUMNS] for record in records])
+    save_json(out / "metrics.json", {"kl": records})
     print(f"toy grid -> {out / 'toy_grid.png'}")

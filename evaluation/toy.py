@@ -38,6 +38,7 @@ TOY_OBJECTIVES = ("elbo", "ae", "aae", "wae-mmd", "dg")
 TOY_PARAMS = {"dg": {"mode": "joint"}}
 LATENT_DIM = 2
 SNAPSHOT_FRACTIONS = (0.0, 1 / 12, 1 / 3, 1.0)
+TOY_KL_COLUMNS = ("objective", "step", "kl_aggregate_prior", "kl_prior_aggregate")
 
 
 def default_snapshot_steps(steps: int) -> tuple[int, ...]:
@@ -263,3 +264,14 @@ def grid_kl(loc: np.ndarray, scale: np.ndarray, limit: float = 6.0, points: int 
         "reverse_kl": float(area * (p * (log_p - log_q)).sum()),
         "mass": float(area * q.sum()),
     }
+
+
+def toy_kl_records(runs: Mapping[str, ToyRun]) -> list[dict]:
+    """One record per objective and snapshot, keys :data:`TOY_KL_COLUMNS`: the step and
+    KL(q_D || p), KL(p || q_D) of :func:`grid_kl` on the snapshot's posteriors."""
+    records = []
+    for name, run in runs.items():
+        for snap in run.snapshots:
+            kl = grid_kl(snap.loc, snap.scale)
+            records.append(dict(zip(TOY_KL_COLUMNS, (name, snap.step, kl["kl"], kl["reverse_kl"]))))
+    return records

@@ -1,9 +1,11 @@
 """The paper's comparison from Python: train, evaluate and tabulate several objectives.
 
     python examples/compare_objectives.py examples/short_yelp.toml     # the real comparison (long)
+    python examples/compare_objectives.py examples/short_yelp.toml --seed 1   # only seed 1 of it
     python examples/compare_objectives.py --quick --seed 0             # synthetic corpus, minutes
 
-Same as ``textvae experiment CONFIG.toml``; see :mod:`evaluation.experiment` for the file format.
+Same as ``textvae experiment CONFIG.toml [--seed S]``: with a CONFIG file, ``--seed`` trains only
+that seed (default: the file's ``seeds``); see :mod:`evaluation.experiment` for the file format.
 """
 from __future__ import annotations
 
@@ -48,18 +50,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config", nargs="?", help="experiment TOML file")
     parser.add_argument("--quick", action="store_true", help="a small synthetic comparison instead")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the --quick comparison")
+    parser.add_argument("--seed", type=int,
+                        help="with CONFIG: train only this seed (default: the file's seeds); "
+                             "with --quick: the comparison's seed (default 0)")
     args = parser.parse_args()
     if args.quick == bool(args.config):
         parser.error("give a CONFIG file or --quick")
+    if args.seed is not None and args.seed < 0:
+        parser.error(f"--seed must be >= 0, got {args.seed}")
+    seeds = None if args.seed is None else [args.seed]
     if args.quick:
+        seed = args.seed or 0
         path = Path(tempfile.mkdtemp()) / "quick.toml"
-        out = Path("results") / f"quick-seed{args.seed}"
-        path.write_text(QUICK.format(seed=args.seed, out=out.resolve()))
+        out = Path("results") / f"quick-seed{seed}"
+        path.write_text(QUICK.format(seed=seed, out=out.resolve()))
     else:
         path = Path(args.config)
     config = load_experiment(path)
-    run_experiment(config)
+    run_experiment(config, seeds=seeds)
     print((Path(config["out"]) / "results.md").read_text(), end="")
 
 

@@ -5,8 +5,11 @@ minute or two on a laptop CPU), then for each run: exports the InferenceData (ne
 folder), prints the ``az.summary`` statistics of a few sentences' posteriors and draws the
 pictures of :mod:`evaluation.plots`; finally the two hole pictures side by side.
 
-    python examples/explore_posteriors.py --out explore-example
-    python examples/explore_posteriors.py runs/a runs/b --out explore-example
+    python examples/explore_posteriors.py --out explore-example --seed 0
+    python examples/explore_posteriors.py runs/a runs/b --out explore-example --seed 0
+
+``--seed`` seeds the example runs (corpus and training) and every draw of the exploration; the
+options go into ``OUT/explore_config.json``.
 """
 from __future__ import annotations
 
@@ -30,15 +33,16 @@ from evaluation.plots import (
 )
 from inference.run import open_run
 from inference.trainer import TrainConfig
+from pyro_textvae.io import save_json
 
 
-def train_examples(folder: Path, epochs: int) -> list[Path]:
-    """Two small runs on the synthetic corpus: the plain VAE and DG-VAE."""
+def train_examples(folder: Path, epochs: int, seed: int = 0) -> list[Path]:
+    """Two small runs on the synthetic corpus: the plain VAE and DG-VAE (corpus and training seeded by ``seed``)."""
     from inference.run import new_trainer
 
-    data = {"synthetic": {"num_train": 1000, "num_valid": 200, "num_test": 200, "seed": 0}}
+    data = {"synthetic": {"num_train": 1000, "num_valid": 200, "num_test": 200, "seed": seed}}
     model = {"embed_dim": 32, "hidden_dim": 64, "latent_dim": 8}
-    train = TrainConfig(epochs=epochs, batch_size=32, optimizer="adam", progress=False)
+    train = TrainConfig(epochs=epochs, batch_size=32, optimizer="adam", progress=False, seed=seed)
     paths = []
     for objective in ("elbo", "dg"):
         path = folder / objective
@@ -52,18 +56,21 @@ def main() -> None:
     parser.add_argument("runs", nargs="*", help="run folders (default: train two small ones)")
     parser.add_argument("--out", default="explore-example")
     parser.add_argument("--epochs", type=int, default=4, help="epochs of the example runs")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the example runs and of the posterior draws")
     args = parser.parse_args()
     out = Path(args.out)
-    paths = [Path(p) for p in args.runs] or train_examples(out / "runs", args.epochs)
+    paths = [Path(p) for p in args.runs] or train_examples(out / "runs", args.epochs, args.seed)
+    save_json(out / "explore_config.json", {"runs": [str(p.resolve()) for p in paths], "epochs": args.epochs,
+                                            "seed": args.seed})
 
     compared = []
     for path in paths:
         run = open_run(path)
-        idata = to_inference_data(run, split="test", sentences=8, draws=100, chains=2, seed=0)
+        idata = to_inference_data(run, split="test", sentences=8, draws=100, chains=2, seed=args.seed)
         print(f"{path}: InferenceData saved to {save_inference_data(idata, run.path)}")
         print(posterior_summary(idata).head(8).to_string())
-        posteriors = encode_split(run, split="test")
-        stats = dimension_statistics(posteriors)
+        posteriors = encode_split(run, split="test", seed=args.seed)
+        stats = dimension_statistics(posteriors, seed=args.seed)
         print(f"{path}: E_x KL per dimension {stats['kl'].round(3)}, Var of means {stats['mean_variance'].round(3)}")
         pictures = out / path.name
         plot_hole_picture(posteriors, path=pictures / "hole.png")

@@ -147,12 +147,20 @@ def _report(record: dict, run_dir: Path) -> None:
                                      f"{k}={record.get(k)}" for k in keys))
 
 
+def _decoding_generator(args: argparse.Namespace) -> torch.Generator:
+    """The generator of ``--strategy sample`` on ``--device``, seeded with ``--seed``."""
+    return torch.Generator(device=args.device).manual_seed(args.seed)
+
+
 def _reconstruct(args: argparse.Namespace) -> None:
+    """``textvae reconstruct``: decode each sentence from its posterior center (``mu`` or the vMF
+    mean direction); ``--strategy sample`` draws its words from a generator seeded with ``--seed``."""
     from evaluation.generation import decode, posterior_center
     from inference.run import open_run
 
     run = open_run(args.run, device=args.device)
     vocab = run.corpus.vocab
+    generator = _decoding_generator(args)
     for sentence in args.sentences:
         words = sentence.split()
         if not words:
@@ -160,18 +168,21 @@ def _reconstruct(args: argparse.Namespace) -> None:
         batch = make_batch([vocab.encode(words)]).to(args.device)
         with torch.no_grad():
             z = posterior_center(run.vae.posterior_distribution(batch.tokens, batch.mask))
-        out = decode(run.vae, z, args.strategy, args.max_length, args.beam_width)
+        out = decode(run.vae, z, args.strategy, args.max_length, args.beam_width, generator=generator)
         print(" ".join(vocab.decode(out[0])))
 
 
 def _sample(args: argparse.Namespace) -> None:
+    """``textvae sample``: decode ``-n`` prior draws; the draws (``torch.manual_seed``) and the
+    words of ``--strategy sample`` (a generator) both follow ``--seed``."""
     from evaluation.generation import decode
     from inference.run import open_run
 
     run = open_run(args.run, device=args.device)
     torch.manual_seed(args.seed)
     z = run.vae.prior(args.n, args.device).sample()
-    for ids in decode(run.vae, z, args.strategy, args.max_length, args.beam_width, args.temperature):
+    for ids in decode(run.vae, z, args.strategy, args.max_length, args.beam_width, args.temperature,
+                      _decoding_generator(args)):
         print(" ".join(run.corpus.vocab.decode(ids)))
 
 
@@ -188,7 +199,7 @@ def _add_decoding(p: argparse.ArgumentParser) -> None:
     p.add_argument("--beam-width", type=int, default=5)
     p.add_argument("--max-length", type=int, default=30)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the prior draws and of --strategy sample")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,11 +2,16 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
+import torch
 
+from evaluation.generation import decode, posterior_center
+from inference.elbo import elbo_terms
+from inference.run import open_run
 from pyro_textvae.cli import main
-from pyro_textvae.data import write_synthetic
+from pyro_textvae.data import make_batch, write_synthetic
 
 TINY = ["--synthetic-train", "64", "--embed-dim", "8", "--hidden-dim", "16", "--latent-dim", "3",
         "--batch-size", "16", "--optimizer", "adam", "--no-progress"]
@@ -37,14 +42,44 @@ def test_resume_adds_the_missing_epochs(tiny_run, tmp_path):
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
 
 
+def _printed(capsys, argv) -> list[str]:
+    assert main(argv) == 0
+    return capsys.readouterr().out.splitlines()
+
+
 def test_sample_and_reconstruct_print_sentences_from_the_vocabulary(tiny_run, capsys):
     vocab = set(json.loads((tiny_run / "vocab.json").read_text()))
-    assert main(["sample", str(tiny_run), "-n", "3", "--max-length", "5"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    lines = _printed(capsys, ["sample", str(tiny_run), "-n", "3", "--max-length", "5"])
     assert len(lines) == 3 and all(len(line.split()) <= 5 and set(line.split()) <= vocab for line in lines)
-    assert main(["reconstruct", str(tiny_run), "the food is good", "--strategy", "beam", "--max-length", "6"]) == 0
-    out = capsys.readouterr().out.splitlines()
-    assert len(out) == 1 and set(out[0].split()) <= vocab
+    out = _printed(capsys, ["reconstruct", str(tiny_run), "the food is good", "--strategy", "beam",
+                            "--max-length", "6"])
+    assert len(out) == 1 and len(out[0].split()) <= 6 and set(out[0].split()) <= vocab
+
+
+@pytest.mark.parametrize("command, lines", [(["sample", "-n", "4"], 4),
+                                            (["reconstruct", "the food is good", "bad service"], 2)])
+def test_seed_fixes_sampled_decoding(tiny_run, capsys, command, lines):
+    """Same --seed: the same sentences; another --seed: other sentences (after one epoch the
+    decoder is close to uniform over the vocabulary, so two seeds agreeing on every one of the
+    30-word lines has negligible probability)."""
+    argv = [command[0], str(tiny_run), *command[1:], "--strategy", "sample", "--max-length", "30"]
+    first = _printed(capsys, [*argv, "--seed", "5"])
+    torch.manual_seed(123)
+    assert _printed(capsys, [*argv, "--seed", "5"]) == first
+    assert _printed(capsys, [*argv, "--seed", "6"]) != first
+    assert len(first) == lines
+
+
+def test_greedy_reconstruct_decodes_the_posterior_center(tiny_run, capsys):
+    run = open_run(tiny_run)
+    sentences = ["the food is good", "bad service"]
+    expected = []
+    for sentence in sentences:
+        batch = make_batch([run.corpus.vocab.encode(sentence.split())])
+        with torch.no_grad():
+            center = posterior_center(run.vae.posterior_distribution(batch.tokens, batch.mask))
+        expected.append(" ".join(run.corpus.vocab.decode(decode(run.vae, center, "greedy", 7)[0])))
+    assert _printed(capsys, ["reconstruct", str(tiny_run), *sentences, "--max-length", "7"]) == expected
 
 
 def test_objectives_lists_every_registered_name(capsys):
@@ -112,11 +147,28 @@ def test_density_gap_options_reach_the_objective(tmp_path):
     assert (params["num_samples"], params["agg_size"], params["mode"]) == (4, 8, "joint")
 
 
+def _vmf_uniform_kl_on_s2(kappa: float) -> float:
+    """KL(vMF(kappa) || U(S^2)) in R^3 in closed form: C_3 = kappa / (4 pi sinh kappa) and
+    A_3 = coth kappa - 1/kappa give kappa A_3 + log C_3 + log 4 pi = kappa coth kappa - 1 + log(kappa / sinh kappa)."""
+    return kappa / math.tanh(kappa) - 1 + math.log(kappa) - (kappa + math.log1p(-math.exp(-2 * kappa)) - math.log(2))
+
+
 def test_vmf_latent_trains_with_elbo_and_with_the_density_gap(tmp_path):
+    kl = _vmf_uniform_kl_on_s2(20.0)
     for objective in ("elbo", "dg"):
         out = tmp_path / objective
         assert main(["train", "--epochs", "1", "--out", str(out), "--objective", objective,
                      "--latent", "vmf", "--kappa", "20", *TINY]) == 0
         config = json.loads((out / "config.json").read_text())
         assert config["model"]["latent"] == "vmf" and config["model"]["kappa"] == 20.0
+        run = open_run(out)
+        batch = make_batch(run.corpus.splits["valid"].ids[:16])
+        posterior = run.vae.posterior_distribution(batch.tokens, batch.mask)
+        draws = posterior.sample((5,))
+        assert draws.shape == (5, 16, 3)
+        torch.testing.assert_close(draws.norm(dim=-1), torch.ones(5, 16))
+        terms = elbo_terms(run.vae.model, run.vae.guide, batch.tokens, batch.mask)
+        torch.testing.assert_close(terms["kl"], torch.full((16,), kl), rtol=1e-5, atol=1e-5)
+        valid = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+        assert valid["valid_kl"] == pytest.approx(kl, rel=1e-5)
     assert json.loads((tmp_path / "dg" / "config.json").read_text())["objective"]["params"]["mode"] == "joint"

@@ -2,10 +2,14 @@
 heights, densities, sentence labels); the explore and toy commands write every file."""
 
 import argparse
+import dataclasses
+import json
 import math
+import re
 import shutil
 import struct
 
+import arviz as az
 import numpy as np
 import pytest
 import torch
@@ -18,7 +22,7 @@ from evaluation.arviz_data import (
     load_inference_data,
     to_inference_data,
 )
-from evaluation.explore_command import add_explore_commands
+from evaluation.explore_command import EXPLORE_CONFIG, add_explore_commands
 from evaluation.plots import (
     most_active_dims,
     plot_dimension_bars,
@@ -30,8 +34,16 @@ from evaluation.plots import (
     plot_toy_grid,
     prior_radii,
 )
-from evaluation.toy import ToyRun, ToySnapshot, aggregate_log_density
-from inference.run import new_trainer
+from evaluation.toy import (
+    TOY_KL_COLUMNS,
+    ToyConfig,
+    ToyRun,
+    ToySnapshot,
+    aggregate_log_density,
+    toy_kl_records,
+    train_toy_objectives,
+)
+from inference.run import new_trainer, open_run
 from inference.trainer import TrainConfig
 from pyro_textvae.io import CheckpointError
 
@@ -166,19 +178,64 @@ def test_sentence_posteriors_plot_one_panel_per_sentence(idata, tmp_path):
         plot_sentence_posteriors(idata, max_sentences=0)
 
 
-def test_sentence_forest_labels_carry_the_sentences(idata, tmp_path):
-    fig = plot_sentence_forest(idata, latent_dims=[0], path=tmp_path / "forest.png", figsize=(5, 6), dpi=40)
+def _forest_rows(ax):
+    """{(model, sentence label): (HDI low, Q1, median, Q3, HDI high)} of an ``az.plot_forest`` axis:
+    per row a thin line (the HDI), a thick one (the quartiles) and a marker (the median)."""
+    by_y = {}
+    for collection in ax.collections:
+        for segment in collection.get_segments():
+            (low, y), (high, _) = segment
+            by_y.setdefault(round(y, 6), []).append((collection.get_linewidth()[0], low, high))
+    medians = {round(line.get_ydata()[0], 6): line.get_xdata()[0] for line in ax.lines}
+    rows = {}
+    for tick, label in zip(ax.get_yticks(), ax.get_yticklabels()):
+        model, text = re.fullmatch(r"(q\(z\|x\)|p\(z\)): z?\[(.*?)(?:\.\.\.)?\]", label.get_text()).groups()
+        (_, q1, q3), (_, low, high) = sorted(by_y[round(tick, 6)], reverse=True)
+        rows[model, text] = (low, q1, medians[round(tick, 6)], q3, high)
+    return rows
+
+
+def test_sentence_forest_shows_each_sentences_hdi_quartiles_and_median(idata, tmp_path):
+    fig = plot_sentence_forest(idata, latent_dims=[1], path=tmp_path / "forest.png", figsize=(5, 6), dpi=40)
     assert png_size(tmp_path / "forest.png") == (200, 240)
-    labels = " ".join(t.get_text() for t in fig.axes[0].get_yticklabels())
-    for text in idata.posterior["sentence_text"].values:
-        assert text[:15] in labels
+    rows = _forest_rows(fig.axes[0])
+    texts = idata.posterior["sentence_text"].values
+    assert len(rows) == 2 * len(texts)
+    for (model, label), plotted in rows.items():
+        [index] = [i for i, text in enumerate(texts) if text.startswith(label)]
+        group = idata.posterior if model == "q(z|x)" else idata.prior
+        draws = group["z"].isel(sentence=index).sel(latent_dim=1).values.ravel()
+        q1, median, q3 = np.percentile(draws, [25, 50, 75])
+        low, high = az.hdi(draws, hdi_prob=0.94)
+        assert np.mean((draws >= low) & (draws <= high)) >= 0.94
+        np.testing.assert_allclose(plotted, (low, q1, median, q3, high), rtol=1e-6)
 
 
 def test_length_ppc_plots_observed_and_prior_predictive(idata, tmp_path):
+    """Every step line is a histogram density: its ``y[1:]`` is the density of the data on its edges
+    ``x``. The observed line is that of ``observed_data["length"]``, the dashed mean that of every
+    prior-predictive length, and each thin curve that of one prior-predictive draw."""
+    rng = np.random.default_rng(0)
+    predictive = idata.prior_predictive["length"]
+    predictive.values[...] = rng.integers(1, 15, size=predictive.shape)
     fig = plot_length_ppc(idata, path=tmp_path / "ppc.png", figsize=(5, 3), dpi=40)
     assert png_size(tmp_path / "ppc.png") == (200, 120)
-    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
-    assert "Observed" in legend and any("Prior predictive" in t for t in legend)
+    lines = {line.get_label(): line for line in fig.axes[0].lines}
+
+    def assert_histogram_of(line, values):
+        edges, density = line.get_xdata(), line.get_ydata()
+        assert edges[0] <= values.min() and values.max() <= edges[-1] and density[0] == density[1]
+        np.testing.assert_allclose(density[1:], np.histogram(values, bins=edges, density=True)[0])
+
+    assert_histogram_of(lines["Observed"], idata.observed_data["length"].values)
+    assert_histogram_of(lines["Prior predictive mean"], predictive.values.ravel())
+    draws = predictive.values.reshape(-1, predictive.sizes["sentence"])
+    curves = [line for line in fig.axes[0].lines if line.get_label().startswith("_child")]
+    assert len(curves) == len(draws)
+    for curve in curves:
+        edges, density = curve.get_xdata(), curve.get_ydata()
+        assert any(edges[0] <= draw.min() and draw.max() <= edges[-1]
+                   and np.allclose(density[1:], np.histogram(draw, bins=edges, density=True)[0]) for draw in draws)
 
 
 def test_toy_grid_shows_the_aggregated_posterior_density(tmp_path):
@@ -224,12 +281,22 @@ def test_explore_command_writes_every_picture_and_compares_runs(tmp_path):
     assert idata.posterior["z"].shape == (2, 5, 3, SMALL["latent_dim"])
     rows = (tmp_path / "one" / "dimensions.csv").read_text().splitlines()
     assert rows[0] == "latent_dim,kl,mean_variance,marginal_kl" and len(rows) == 1 + SMALL["latent_dim"]
+    stats = dimension_statistics(encode_split(open_run(first), split="test", seed=0), num_prior_samples=500, seed=0)
+    table = np.array([[float(v) for v in row.split(",")] for row in rows[1:]])
+    np.testing.assert_array_equal(table[:, 0], np.arange(SMALL["latent_dim"]))
+    for column, key in enumerate(("kl", "mean_variance", "marginal_kl"), start=1):
+        np.testing.assert_allclose(table[:, column], stats[key], rtol=1e-12)
+    assert json.loads((tmp_path / "one" / EXPLORE_CONFIG).read_text()) == {
+        "runs": [str(first.resolve())], "split": "test", "sentences": 3, "draws": 5, "chains": 2, "dims": None,
+        "point": "draw", "prior_samples": 500, "checkpoint": "best", "device": "cpu", "dpi": 20, "seed": 0}
     assert len((tmp_path / "one" / "summary.csv").read_text().splitlines()) == 1 + 3 * SMALL["latent_dim"]
 
     args = parser.parse_args(["explore", str(first), str(second), "--out", str(tmp_path / "two"), "--sentences",
                               "2", "--draws", "3", "--prior-samples", "200", "--dpi", "20", "--dims", "0,1"])
     args.func(args)
     assert png_size(tmp_path / "two" / "hole_comparison.png") == (160, 80)
+    options = json.loads((tmp_path / "two" / EXPLORE_CONFIG).read_text())
+    assert options["runs"] == [str(first.resolve()), str(second.resolve())] and options["dims"] == [0, 1]
     assert (tmp_path / "two" / "elbo" / "hole.png").is_file() and (tmp_path / "two" / "copy" / "forest.png").is_file()
 
     with pytest.raises(ValueError, match="--draws"):
@@ -242,9 +309,9 @@ def test_explore_command_writes_every_picture_and_compares_runs(tmp_path):
         parser.parse_args(["explore", str(first), "--out", "x", "--dims", "0"])
 
 
-def test_toy_command_writes_the_grid_and_the_kl_table(tmp_path):
+def test_toy_command_writes_the_grid_the_kl_table_its_config_and_metrics(tmp_path):
     args = _parser().parse_args(["toy", "--out", str(tmp_path), "--objectives", "elbo,ae", "--steps", "24",
-                                 "--dpi", "20"])
+                                 "--dpi", "20", "--seed", "2"])
     args.func(args)
     columns = 4  # steps 0, 2, 8, 24
     width, height = png_size(tmp_path / "toy_grid.png")
@@ -252,6 +319,14 @@ def test_toy_command_writes_the_grid_and_the_kl_table(tmp_path):
     rows = (tmp_path / "toy_kl.csv").read_text().splitlines()
     assert len(rows) == 1 + 2 * columns and rows[1].startswith("elbo,0,")
     assert math.isclose(float(rows[1].split(",")[2]), 0.0, abs_tol=1e-9)
+    config = ToyConfig(steps=24, seed=2)
+    expected = {"objectives": ["elbo", "ae"], "params": {"elbo": {}, "ae": {}}, "dpi": 20,
+                **dataclasses.asdict(config)}
+    assert json.loads((tmp_path / "config.json").read_text()) == json.loads(json.dumps(expected))
+    metrics = json.loads((tmp_path / "metrics.json").read_text())["kl"]
+    assert metrics == toy_kl_records(train_toy_objectives(("elbo", "ae"), config))
+    assert [[record[key] for key in TOY_KL_COLUMNS] for record in metrics] == [
+        [name, int(step), float(kl), float(reverse)] for name, step, kl, reverse in (r.split(",") for r in rows[1:])]
     with pytest.raises(ValueError, match="unknown objective"):
         args = _parser().parse_args(["toy", "--out", str(tmp_path), "--objectives", "nope"])
         args.func(args)
