@@ -40,6 +40,7 @@ from matplotlib.axes import Axes
 from matplotlib.backend_bases import RendererBase
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 from matplotlib.transforms import Bbox
 
 from inference.objectives import get_objective
@@ -298,25 +299,29 @@ _LABEL_OFFSETS = [(dx, dy) for step in range(8) for dy in (4 + step * _LINE, 4 -
 
 def _label_apart(ax: Axes, points: list[tuple[float, float, str]], renderer: RendererBase) -> None:
     """Label each point at the first offset (right or left of it, then a line higher or lower, and
-    so on) where its text overlaps no label placed before it; a label off its first line gets a
-    leader line to its point."""
+    so on) where its text overlaps no label placed before it and stays inside the axes (failing
+    that, the first with no overlap); a label off its first line gets a leader line to its point."""
     ax.set_xlim(ax.get_xlim())
     ax.set_ylim(ax.get_ylim())
+    frame = ax.get_window_extent(renderer)
     placed: list[Bbox] = []
     for x, y, name in points:
-        for dx, dy in _LABEL_OFFSETS:
-            text = ax.annotate(name, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=8,
-                               ha="left" if dx > 0 else "right", va="bottom")
-            box = text.get_window_extent(renderer)
-            if not any(box.overlaps(other) for other in placed) or (dx, dy) == _LABEL_OFFSETS[-1]:
-                break
-            text.remove()
-        if abs(dy) > _LINE:
-            text.remove()
-            text = ax.annotate(name, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=8,
-                               ha="left" if dx > 0 else "right", va="bottom",
-                               arrowprops={"arrowstyle": "-", "color": "0.5", "lw": 0.5})
-        placed.append(box)
+        boxes = {}
+        for offset in _LABEL_OFFSETS:
+            probe = _label(ax, name, (x, y), offset)
+            boxes[offset] = probe.get_window_extent(renderer)
+            probe.remove()
+        free = [o for o, box in boxes.items() if not any(box.overlaps(other) for other in placed)]
+        inside = [o for o in free if frame.contains(boxes[o].x0, boxes[o].y0) and frame.contains(boxes[o].x1, boxes[o].y1)]
+        offset = (inside or free or _LABEL_OFFSETS[-1:])[0]
+        _label(ax, name, (x, y), offset, leader=abs(offset[1]) > _LINE)
+        placed.append(boxes[offset])
+
+
+def _label(ax: Axes, name: str, point: tuple[float, float], offset: tuple[int, int], leader: bool = False) -> Text:
+    return ax.annotate(name, point, textcoords="offset points", xytext=offset, fontsize=8,
+                       ha="left" if offset[0] > 0 else "right", va="bottom",
+                       arrowprops={"arrowstyle": "-", "color": "0.5", "lw": 0.5} if leader else None)
 
 
 def _hole_pictures(out: Path, config: dict, results: dict[str, list[dict]]) -> None:

@@ -173,6 +173,7 @@ def test_labels_of_methods_that_sit_together_do_not_overlap():
                 for i in range(6)}
     apart = {"DG-VAE": [{"mi": 3.0, "active_units": {"au": 16}, "holes": {"joint_kl": 0.15}}]}
     figure = plot_collapse_against_holes({**together, **apart})
+    figure.canvas.draw()
     renderer = figure.canvas.get_renderer()
     for ax in figure.axes:
         boxes = [Text.get_window_extent(label, renderer) for label in ax.texts]  # the text, not its leader line
