@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import itertools
 import re
 import statistics
@@ -11,7 +12,11 @@ from pathlib import Path
 import pytest
 from matplotlib.text import Text
 
-from evaluation.experiment import load_experiment, plot_collapse_against_holes
+from evaluation.experiment import (
+    load_experiment,
+    plot_collapse_against_holes,
+    write_results,
+)
 from evaluation.tables import COLUMNS
 from pyro_textvae.cli import main
 from pyro_textvae.io import load_json
@@ -179,3 +184,19 @@ def test_labels_of_methods_that_sit_together_do_not_overlap():
         boxes = [Text.get_window_extent(label, renderer) for label in ax.texts]  # the text, not its leader line
         assert len(boxes) == 7
         assert not any(a.overlaps(b) for a, b in itertools.combinations(boxes, 2))
+
+
+def test_the_scatter_redrawn_from_results_csv_shows_the_means_over_seeds(tmp_path):
+    """examples/redraw_scatter.py reads back from results.csv the means that the scatter of the
+    evaluations shows (MI, AU, joint-KL over the seeds of each method)."""
+    spec = importlib.util.spec_from_file_location(
+        "redraw_scatter", Path(__file__).resolve().parents[1] / "examples" / "redraw_scatter.py")
+    redraw = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(redraw)
+    runs = {"A": [{"mi": 1.0, "active_units": {"au": 3}, "holes": {"joint_kl": 0.5}},
+                  {"mi": 2.0, "active_units": {"au": 6}, "holes": {"joint_kl": 1.5}}],
+            "B": [{"mi": 0.25, "active_units": {"au": 0}, "holes": {"joint_kl": 0.01}}]}
+    write_results(tmp_path, runs)
+    read_back = redraw.results_from_csv(tmp_path / "results.csv")
+    assert read_back == {"A": [{"mi": 1.5, "active_units": {"au": 4.5}, "holes": {"joint_kl": 1.0}}],
+                         "B": [{"mi": 0.25, "active_units": {"au": 0.0}, "holes": {"joint_kl": 0.01}}]}
