@@ -185,8 +185,9 @@ def _run_options(config: dict, method: dict, seed: int) -> tuple[dict, dict]:
 
 
 def _train_and_evaluate(config: dict, method: dict, seed: int, run_dir: Path, progress: bool) -> dict:
-    """Evaluate a run trained to the end, resume an interrupted one, or train a new one; a folder
-    that disagrees with the file was refused by :func:`run_experiment` before any of them."""
+    """Evaluate a run trained to the end, resume an interrupted one, or train a new one (then
+    evaluate it on the [train] device); a folder that disagrees with the file was refused by
+    :func:`run_experiment` before any of them."""
     model, train_options = _run_options(config, method, seed)
     evaluation = _current_evaluation(config, method, seed, "evaluating again")
     if evaluation is not None:
@@ -201,7 +202,9 @@ def _train_and_evaluate(config: dict, method: dict, seed: int, run_dir: Path, pr
                               train, overwrite=True)
         trainer.fit()
     options = config.get("evaluate", {})
-    return evaluate_run(open_run(run_dir), progress=progress, seed=seed, checkpoint="best", **options)
+    device = train_options.get("device", "cpu")
+    return evaluate_run(open_run(run_dir, device=device), progress=progress, seed=seed, checkpoint="best",
+                        device=device, **options)
 
 
 def _check_run_matches(run_dir: Path, method: dict, data: dict, model: dict, train: dict) -> None:
