@@ -21,7 +21,8 @@ other settings is evaluated again, and left out of a ``--report-only`` table), a
 run resumes from its ``last.pt``, both only if the folder's ``config.json`` agrees with the file
 (otherwise the run is named, not reused);
 ``--seed S [S ...]`` trains only those seeds (so seeds can run in separate processes), and the
-table covers every evaluated run of the file's seeds and those; ``--report-only`` writes the
+table covers every evaluated run of the file's seeds and those; ``--method NAME`` (repeatable)
+keeps only those methods, ``--out DIR`` writes into another results folder; ``--report-only`` writes the
 table and pictures of the runs evaluated so far.
 """
 from __future__ import annotations
@@ -346,16 +347,33 @@ def add_experiment_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("config", help="experiment TOML file (see evaluation/experiment.py)")
     parser.add_argument("--seed", type=int, nargs="+", metavar="S",
                         help="train and evaluate only these seeds (default: the file's seeds)")
+    parser.add_argument("--method", action="append", metavar="NAME",
+                        help="only this method of the file (repeatable); the table then has only these")
+    parser.add_argument("--out", metavar="DIR", help="results folder instead of the file's out")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--report-only", action="store_true",
                         help="only write the table and pictures of the runs evaluated so far")
     parser.set_defaults(func=_experiment_command)
 
 
+def select_methods(config: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """``config`` with only the methods called ``names`` (in the file's order); an unknown name
+    raises ``ValueError`` listing the file's."""
+    known = [method["name"] for method in config["methods"]]
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ValueError(f"--method: no method {unknown} in the file; its methods: {known}")
+    return {**config, "methods": [method for method in config["methods"] if method["name"] in names]}
+
+
 def _experiment_command(args: argparse.Namespace) -> None:
     config = load_experiment(args.config)
     if args.seed is not None and any(seed < 0 for seed in args.seed):
         raise ValueError(f"--seed: seeds must be integers >= 0, got {args.seed}")
+    if args.method:
+        config = select_methods(config, args.method)
+    if args.out:
+        config = {**config, "out": str(Path(args.out).resolve())}
     if args.report_only:
         report_experiment(config, args.seed)
     else:

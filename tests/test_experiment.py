@@ -200,3 +200,17 @@ def test_the_scatter_redrawn_from_results_csv_shows_the_means_over_seeds(tmp_pat
     read_back = redraw.results_from_csv(tmp_path / "results.csv")
     assert read_back == {"A": [{"mi": 1.5, "active_units": {"au": 4.5}, "holes": {"joint_kl": 1.0}}],
                          "B": [{"mi": 0.25, "active_units": {"au": 0.0}, "holes": {"joint_kl": 0.01}}]}
+
+
+def test_one_method_into_another_folder(tmp_path, capsys):
+    config = tmp_path / "mini.toml"
+    config.write_text(CONFIG)
+    other = tmp_path / "other"
+    assert main(["experiment", str(config), "--no-progress", "--method", "DG-VAE", "--out", str(other)]) == 0
+    assert [p.name for p in (other / "runs").iterdir()] == ["DG-VAE-seed0"]
+    assert not (tmp_path / "results").exists()
+    with open(other / "results.csv") as handle:
+        assert [row["method"] for row in csv.DictReader(handle)] == ["DG-VAE"]
+    capsys.readouterr()
+    assert main(["experiment", str(config), "--method", "DG", "--report-only"]) == 2
+    assert "--method: no method ['DG'] in the file; its methods: ['VAE', 'DG-VAE']" in capsys.readouterr().err
