@@ -115,7 +115,7 @@ def init_process_group() -> None:
     if missing:
         raise ValueError(
             f"--distributed needs the environment torchrun sets (missing {', '.join(missing)}); launch with "
-            "`torchrun --nproc-per-node N -m pyro_textvae.cli train ...`"
+            "`torchrun --nproc-per-node N -m pyro_textvae.cli train|evaluate ...`"
         )
     with_cuda = torch.cuda.is_available() and dist.is_nccl_available()
     dist.init_process_group("cpu:gloo,cuda:nccl" if with_cuda else "gloo")
