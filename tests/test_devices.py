@@ -7,8 +7,9 @@ import json
 
 import pytest
 import torch
+import torch.distributed as dist
 
-from inference.distributed import resolve_device
+from inference.distributed import init_distributed, resolve_device
 from inference.run import new_trainer, resume_trainer
 from inference.trainer import TrainConfig
 from pyro_textvae.io import load_checkpoint, restore_rng_state, rng_state
@@ -87,3 +88,24 @@ def test_a_run_trained_on_a_gpu_resumes_on_a_cpu(tmp_path):
     resume_trainer(tmp_path / "moved", epochs=2, device="cpu").fit(resume=True)
     straight, moved = (load_checkpoint(tmp_path / name / "last.pt")["model"] for name in ("straight", "moved"))
     assert all(torch.equal(straight[key], moved[key]) for key in straight)
+
+
+def test_a_gpu_machine_joins_one_group_with_gloo_for_the_cpu_and_nccl_for_cuda(two_gpus, monkeypatch):
+    """Under torchrun on a machine with GPUs, process k of a node joins the group
+    ``cpu:gloo,cuda:nccl`` and computes on GPU k (torch.distributed's calls are replaced)."""
+    calls = {}
+    for name, value in dict(RANK="1", WORLD_SIZE="2", LOCAL_RANK="1", LOCAL_WORLD_SIZE="2",
+                            MASTER_ADDR="127.0.0.1", MASTER_PORT="29500").items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "is_nccl_available", lambda: True)
+    monkeypatch.setattr(dist, "init_process_group", lambda backend: calls.update(backend=backend))
+    monkeypatch.setattr(dist, "get_rank", lambda: 1)
+    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
+    monkeypatch.setattr(dist, "get_backend", lambda: "cpu:gloo,cuda:nccl")
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: calls.update(device=device))
+    context = init_distributed("cuda")
+    assert calls == {"backend": "cpu:gloo,cuda:nccl", "device": torch.device("cuda", 1)}
+    assert (context.rank, context.world_size, context.local_rank, context.device) == (1, 2, 1, torch.device("cuda", 1))
+    with pytest.raises(ValueError, match="names one GPU for 2 processes"):
+        init_distributed("cuda:0")
