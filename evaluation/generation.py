@@ -30,6 +30,13 @@ def _forbid_specials(logits: torch.Tensor) -> torch.Tensor:
     return logits.index_fill(-1, torch.tensor([PAD_ID, BOS_ID], device=logits.device), float("-inf"))
 
 
+def _indexed(device: torch.device) -> torch.device:
+    """``cuda`` as ``cuda:K`` of the current GPU (a generator made on ``"cuda"`` reports no index)."""
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
 def _trim(rows: list[list[int]]) -> list[list[int]]:
     out = []
     for row in rows:
@@ -57,7 +64,7 @@ def decode(
     ``generator`` (``strategy="sample"``; default: torch's global RNG) must be on ``z``'s device."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown decoding strategy {strategy!r}; valid: {', '.join(STRATEGIES)}")
-    if generator is not None and generator.device != z.device:
+    if generator is not None and _indexed(generator.device) != _indexed(z.device):
         raise ValueError(f"decode: the generator is on {generator.device} but z on {z.device}")
     if max_length < 1 or beam_width < 1 or temperature <= 0:
         raise ValueError("max_length and beam_width must be >= 1 and temperature > 0")

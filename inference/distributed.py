@@ -28,7 +28,10 @@ from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
-from torch.distributed._functional_collectives import all_gather_single
+try:
+    from torch.distributed._functional_collectives import all_gather_single
+except ImportError:  # torch < 2.13: the same differentiable all-gather under its earlier name
+    from torch.distributed._functional_collectives import all_gather_tensor_autograd as all_gather_single
 from torch.distributions import Distribution, Independent
 
 from pyro_textvae.data import Batch
@@ -255,7 +258,8 @@ def gather_rows(rows: torch.Tensor) -> tuple[torch.Tensor, int]:
     gradients flowing back to the rank that owns each row; returns the result and the position
     of this rank's first row in it. Uses ``all_gather_single`` of
     ``torch.distributed._functional_collectives``, the differentiable all-gather that PyTorch 2.13
-    names as the replacement of the deprecated ``torch.distributed.nn.functional.all_gather``."""
+    names as the replacement of the deprecated ``torch.distributed.nn.functional.all_gather``
+    (``all_gather_tensor_autograd``, the same function, before 2.13)."""
     if not is_distributed():
         return rows, 0
     sizes = torch.tensor([rows.shape[0]], device=rows.device)

@@ -4,11 +4,14 @@ replaced where a GPU would be needed)."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
 import torch.distributed as dist
 
+from evaluation.generation import _indexed
 from inference.distributed import init_distributed, resolve_device
 from inference.run import new_trainer, resume_trainer
 from inference.trainer import TrainConfig
@@ -72,9 +75,9 @@ def test_checkpoints_carry_the_cuda_generator_of_the_training_device(monkeypatch
 
 
 
-def test_a_run_trained_on_a_gpu_resumes_on_a_cpu(tmp_path):
+def test_a_run_trained_on_a_gpu_resumes_on_a_cpu(tmp_path, monkeypatch):
     """``--resume RUN --device cpu`` continues a run whose config names a GPU (one this machine
-    lacks): it ends where the uninterrupted run ends, bit for bit."""
+    lacks, or is made to lack): it ends where the uninterrupted run ends, bit for bit."""
     def config(epochs):
         return TrainConfig(epochs=epochs, batch_size=16, optimizer="adam", progress=False, seed=5)
     new_trainer(tmp_path / "straight", DATA, SMALL, "elbo", {}, config(2)).fit()
@@ -83,8 +86,10 @@ def test_a_run_trained_on_a_gpu_resumes_on_a_cpu(tmp_path):
     stored = json.loads(path.read_text())
     stored["train"]["device"] = "cuda"
     path.write_text(json.dumps(stored))
-    with pytest.raises(ValueError, match="CUDA is not available"):
-        resume_trainer(tmp_path / "moved", epochs=2)
+    with monkeypatch.context() as without_gpu:
+        without_gpu.setattr(torch.cuda, "is_available", lambda: False)
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resume_trainer(tmp_path / "moved", epochs=2)
     resume_trainer(tmp_path / "moved", epochs=2, device="cpu").fit(resume=True)
     straight, moved = (load_checkpoint(tmp_path / name / "last.pt")["model"] for name in ("straight", "moved"))
     assert all(torch.equal(straight[key], moved[key]) for key in straight)
@@ -109,3 +114,21 @@ def test_a_gpu_machine_joins_one_group_with_gloo_for_the_cpu_and_nccl_for_cuda(t
     assert (context.rank, context.world_size, context.local_rank, context.device) == (1, 2, 1, torch.device("cuda", 1))
     with pytest.raises(ValueError, match="names one GPU for 2 processes"):
         init_distributed("cuda:0")
+
+
+def test_the_differentiable_all_gather_of_older_torch_is_used_where_the_new_name_is_missing():
+    """torch 2.11 (the GPU image's) has the all-gather under its earlier name only."""
+    code = ("import torch.distributed._functional_collectives as f\n"
+            "expected = f.all_gather_tensor_autograd\n"
+            "del f.all_gather_single\n"
+            "import inference.distributed as d\n"
+            "assert d.all_gather_single is expected\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_generator_made_on_cuda_counts_as_on_the_current_gpu(monkeypatch):
+    """``torch.Generator(device="cuda").device`` has no index; z on the current GPU has one."""
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    assert _indexed(torch.device("cuda")) == torch.device("cuda", 1) == _indexed(torch.device("cuda", 1))
+    assert _indexed(torch.device("cpu")) == torch.device("cpu")
