@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 
 import pyro
 import pytest
@@ -28,7 +27,7 @@ from pyro_textvae.io import load_checkpoint
 from pyro_textvae.model import TextVAE, TextVAEConfig
 
 from .conftest import SMALL
-from .test_distributed import _objective, common_noise
+from .test_distributed import _free_port, _objective, common_noise
 
 DEVICE = torch.device(os.environ.get("TEXTVAE_TEST_DEVICE", "cuda"))
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS, if set before its first use
@@ -135,11 +134,8 @@ def test_vmf_draws_on_the_device_have_the_mean_resultant_length_of_their_kappa()
 
 @contextlib.contextmanager
 def _one_process_group(monkeypatch):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     for key, value in dict(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", LOCAL_WORLD_SIZE="1",
-                           MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)).items():
+                           MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port())).items():
         monkeypatch.setenv(key, value)
     try:
         yield
