@@ -6,6 +6,7 @@
     seeds = [0, 1]
     [data]      path = "../../shared/data/short_yelp"   # or: synthetic = {num_train = 2000}
     [model]     hidden_dim = 512            # TextVAEConfig options shared by every method
+    [schedule]  name = "paper"; max_epochs = 40   # optional: inference.protocol.named_schedule
     [train]     epochs = 10                 # TrainConfig options shared by every method
     [evaluate]  iw_samples = 500            # options of evaluation.report.evaluate_run
     [[methods]] name = "DG-VAE"; objective = "dg"; params = {mode = "marginal"}
@@ -45,15 +46,16 @@ from matplotlib.text import Text
 from matplotlib.transforms import Bbox
 
 from inference.objectives import get_objective
+from inference.protocol import named_schedule
 from inference.run import check_data_options, new_trainer, open_run, resume_trainer
 from inference.trainer import TrainConfig
 from pyro_textvae.io import atomic_write_bytes, dataclass_from_dict, load_json
 from pyro_textvae.model import TextVAEConfig
 
 from .report import evaluate_run, evaluation_settings
-from .tables import COLUMNS, eval_filename, markdown_table, metric_value
+from .tables import COLUMNS, eval_filename, format_mean_std, markdown_table, metric_value
 
-SECTIONS = {"out", "seeds", "data", "model", "train", "evaluate", "methods"}
+SECTIONS = {"out", "seeds", "data", "model", "schedule", "train", "evaluate", "methods"}
 METHOD_KEYS = {"name", "objective", "params", "model", "train"}
 
 
@@ -79,7 +81,8 @@ def load_experiment(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path}: every [[methods]] entry needs a string name and objective")
     if len(set(names)) != len(names):
         raise ValueError(f"{path}: method names must be unique, got {names}")
-    for method in methods:
+    config = _apply_schedule(path, config)
+    for method in config["methods"]:
         _check_method(path, config, method)
     if not isinstance(config.get("evaluate", {}), dict):
         raise ValueError(f"{path}: evaluate must be a table")
@@ -99,6 +102,27 @@ def load_experiment(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path}: seeds must be a non-empty list of integers >= 0, got {seeds!r}")
     out = str(root / config.get("out", "results"))
     return {**config, "out": out, "seeds": seeds, "data": data, "source": source}
+
+
+def _apply_schedule(path: Path, config: dict) -> dict:
+    """A ``[schedule]`` (:func:`inference.protocol.named_schedule`: ``name`` and overrides) sets the
+    [train] plateau options and every method's ``warmup_epochs`` where the objective has one;
+    [train], a method's ``train`` and ``params`` override it. Without the section nothing changes."""
+    if "schedule" not in config:
+        return config
+    schedule = named_schedule(config["schedule"], f"{path}: [schedule]")
+    methods = []
+    for method in config["methods"]:
+        try:
+            defaults = get_objective(method["objective"]).defaults
+        except ValueError as error:
+            raise ValueError(f"{path}: method {method['name']!r}: {error}") from None
+        params = method.get("params", {})
+        methods.append({**method, "params": {**schedule.objective_params(defaults), **params}}
+                       if isinstance(params, dict) else method)
+    train = config.get("train", {})
+    train = {**schedule.train_options(), **train} if isinstance(train, dict) else train
+    return {**config, "train": train, "methods": methods}
 
 
 def _check_method(path: Path, config: dict, method: dict) -> None:
@@ -229,9 +253,13 @@ def _check_run_matches(run_dir: Path, method: dict, data: dict, model: dict, tra
 
 
 def _mean_std(values: list[Any]) -> tuple[float | None, float | None]:
-    numbers = [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(float(v))]
+    """Mean and sample std of the numbers among ``values`` (std None for one); NaN for the mean
+    when any of them is not finite (a diverged run)."""
+    numbers = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
     if not numbers:
         return None, None
+    if not all(math.isfinite(number) for number in numbers):
+        return math.nan, None
     return statistics.fmean(numbers), statistics.stdev(numbers) if len(numbers) > 1 else None
 
 
@@ -245,19 +273,11 @@ def results_table(results: dict[str, list[dict]]) -> tuple[list[str], list[list[
     return columns, rows
 
 
-def _format(cell: Any) -> str:
-    if not isinstance(cell, tuple):
-        return str(cell)
-    mean, std = cell
-    if mean is None:
-        return "-"
-    return f"{mean:.4g}" if std is None else f"{mean:.4g} ± {std:.2g}"
-
-
 def write_results(out: Path, results: dict[str, list[dict]]) -> None:
     """``results.md`` (mean ± std) and ``results.csv`` (mean and std columns) in ``out``."""
     columns, rows = results_table(results)
-    table = markdown_table(columns, [[_format(cell) for cell in row] for row in rows])
+    table = markdown_table(columns, [[format_mean_std(column, *cell) if isinstance(cell, tuple) else cell
+                                      for column, cell in zip(columns, row)] for row in rows])
     atomic_write_bytes(out / "results.md", table.encode())
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -279,7 +299,7 @@ def plot_collapse_against_holes(results: dict[str, list[dict]], path: str | Path
         for name, runs in results.items():
             x, _ = _mean_std([metric_value(r, ("holes", "joint_kl")) for r in runs])
             y, _ = _mean_std([metric_value(r, keys) for r in runs])
-            if x is not None and y is not None:
+            if x is not None and y is not None and math.isfinite(x) and math.isfinite(y):
                 ax.scatter([x], [y], s=40)
                 points.append((x, y, name))
         ax.set_xscale("symlog", linthresh=0.1)

@@ -1,5 +1,9 @@
 """Tables of evaluation results: the metric columns, ``eval.json`` look-ups, Markdown and CSV.
 
+Numbers are printed as papers print them (:func:`format_mean_std`): a fixed number of decimals per
+column (:data:`DECIMALS`, 2 unless listed), N as an integer, a non-finite value as "diverged", and a
+perplexity of :data:`PPL_LIMIT` or more as ``exp(log PPL)``.
+
 :func:`compare_runs` gathers the ``eval.json`` of several runs (written by
 :func:`evaluation.report.evaluate_run`) into one :class:`ComparisonTable`, a row per run and a
 column per metric of :data:`COLUMNS` (``dg-vae.md`` sec. 5), as Markdown and CSV.
@@ -8,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +38,33 @@ COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("interp distinct-1", ("interpolation", "distinct", "1")),
     ("interp distinct-2", ("interpolation", "distinct", "2")),
 )
+
+
+DECIMALS: dict[str, int] = {
+    "N": 0, "seeds": 0, "AU": 1, "CU(0.03)": 1,
+    **{name: 3 for name, _ in COLUMNS if name.startswith(("prior BLEU", "interp", "probe"))},
+}
+PPL_LIMIT = 1e4
+
+
+def format_mean_std(column: str, mean: float | None, std: float | None = None) -> str:
+    """``mean ± std`` with the column's decimals (``41.39 ± 0.22``; ``-`` when ``mean`` is None, no
+    ``± std`` when ``std`` is None or for N), "diverged" when ``mean`` is not finite, and
+    ``exp(24.98)`` for a PPL of at least :data:`PPL_LIMIT` (the log of the mean PPL; no spread)."""
+    if mean is None:
+        return "-"
+    if not math.isfinite(mean):
+        return "diverged"
+    if column == "PPL" and mean >= PPL_LIMIT:
+        return f"exp({math.log(mean):.2f})"
+    decimals = DECIMALS.get(column, 2)
+
+    def fixed(value: float) -> str:
+        return f"{round(value, decimals) + 0.0:.{decimals}f}"  # + 0.0: no "-0.00"
+
+    if std is None or column == "N" or not math.isfinite(std):
+        return fixed(mean)
+    return f"{fixed(mean)} ± {fixed(std)}"
 
 
 def eval_filename(split: str, suffix: str = "json") -> str:
@@ -73,8 +105,10 @@ class ComparisonTable:
     rows: list[list[Any]]
 
     def markdown(self) -> str:
-        """A Markdown table, floats to 4 significant digits, missing values as ``-``."""
-        return markdown_table(self.columns, self.rows)
+        """A Markdown table, numbers by :func:`format_mean_std`, missing values as ``-``."""
+        rows = [[format_mean_std(column, value) if isinstance(value, float) else value
+                 for column, value in zip(self.columns, row)] for row in self.rows]
+        return markdown_table(self.columns, rows)
 
     def csv(self) -> str:
         """CSV by the ``csv`` module, floats at full precision, missing values empty."""
@@ -107,3 +141,25 @@ def compare_runs(run_dirs: Sequence[str | Path], out_prefix: str | Path | None =
         atomic_write_bytes(f"{out_prefix}.md", table.markdown().encode())
         atomic_write_bytes(f"{out_prefix}.csv", table.csv().encode())
     return table
+
+
+def table_from_results_csv(path: str | Path, columns: Sequence[str] | None = None) -> str:
+    """The Markdown table of a ``results.csv`` (``method``, ``seeds`` and ``NAME mean`` / ``NAME std``
+    columns, as :func:`evaluation.experiment.write_results` writes it), the ``columns`` named (default:
+    every metric in the file) formatted by :func:`format_mean_std`; an unknown column raises
+    ``ValueError`` naming the file."""
+    with open(path, newline="") as handle:
+        records = list(csv.DictReader(handle))
+    names = [key[: -len(" mean")] for key in (records[0] if records else {}) if key.endswith(" mean")]
+    columns = list(columns) if columns is not None else names
+    unknown = [column for column in columns if column not in names]
+    if unknown:
+        raise ValueError(f"{path}: no column(s) {unknown}; it has {names}")
+
+    def number(text: str) -> float | None:
+        return float(text) if text != "" else None
+
+    rows = [[record["method"], record["seeds"]]
+            + [format_mean_std(c, number(record[f"{c} mean"]), number(record[f"{c} std"])) for c in columns]
+            for record in records]
+    return markdown_table(["method", "seeds", *columns], rows)

@@ -27,9 +27,11 @@ from .density_gap_elbo import DensityGapELBO
 from .elbo import LoggedTrace_ELBO
 from .free_bits import FreeBitsELBO, SentenceFreeBitsELBO
 from .mmd import WassersteinMMDELBO
+from .protocol import PAPER_SCHEDULE
 from .schedules import ConstantSchedule, CyclicalSchedule, LinearWarmup
 
 Schedule = Callable[[int], float]
+WARMUP = PAPER_SCHEDULE.warmup_epochs  # the KL warm-up of every objective that has one
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ def _model_option(**options: Any) -> Callable[[dict], dict]:
     return lambda params: dict(options)
 
 
-_DG_DEFAULTS = {"warmup_epochs": 10.0, "num_samples": 32, "agg_size": 0, "mode": "marginal", "agg": "local"}
+_DG_DEFAULTS = {"warmup_epochs": WARMUP, "num_samples": 32, "agg_size": 0, "mode": "marginal", "agg": "local"}
 
 OBJECTIVES: dict[str, Objective] = {
     o.name: o
@@ -91,7 +93,7 @@ OBJECTIVES: dict[str, Objective] = {
         Objective(
             "elbo",
             "VAE: ELBO with the KL weight warmed up linearly from 0 to 1",
-            {"warmup_epochs": 10.0},
+            {"warmup_epochs": WARMUP},
             lambda p: LoggedTrace_ELBO(),
             _warmup,
         ),
@@ -105,28 +107,28 @@ OBJECTIVES: dict[str, Objective] = {
         Objective(
             "cyclical",
             "cyclical annealing: the warm-up restarts every cycle",
-            {"cycle_epochs": 20.0, "warmup_epochs": 10.0},
+            {"cycle_epochs": 20.0, "warmup_epochs": WARMUP},
             lambda p: LoggedTrace_ELBO(),
             lambda p, n: CyclicalSchedule(round(p["cycle_epochs"] * n), max(1, round(p["warmup_epochs"] * n))),
         ),
         Objective(
             "free-bits",
             "free bits, fine: per-dimension batch-mean KL counted only above target_kl / d",
-            {"target_kl": 4.0, "warmup_epochs": 10.0},
+            {"target_kl": 4.0, "warmup_epochs": WARMUP},
             lambda p: FreeBitsELBO(p["target_kl"]),
             _warmup,
         ),
         Objective(
             "free-bits-sentence",
             "free bits, coarse: per-sentence KL counted only above target_kl",
-            {"target_kl": 4.0, "warmup_epochs": 10.0},
+            {"target_kl": 4.0, "warmup_epochs": WARMUP},
             lambda p: SentenceFreeBitsELBO(p["target_kl"]),
             _warmup,
         ),
         Objective(
             "bn",
             "BN-VAE: batch-normalised posterior mean with fixed scale gamma (E[KL] >= d gamma^2 / 2)",
-            {"gamma": 0.7, "warmup_epochs": 10.0},
+            {"gamma": 0.7, "warmup_epochs": WARMUP},
             lambda p: LoggedTrace_ELBO(),
             _warmup,
             lambda p: {"posterior": "bn", "bn_gamma": p["gamma"]},
@@ -134,7 +136,7 @@ OBJECTIVES: dict[str, Objective] = {
         Objective(
             "delta",
             "delta-VAE: posterior squeezed so every dimension's KL is at least delta",
-            {"delta": 0.15, "warmup_epochs": 10.0},
+            {"delta": 0.15, "warmup_epochs": WARMUP},
             lambda p: LoggedTrace_ELBO(),
             _warmup,
             lambda p: {"posterior": "delta", "delta": p["delta"]},
@@ -142,7 +144,7 @@ OBJECTIVES: dict[str, Objective] = {
         Objective(
             "vmf",
             "vMF-VAE: von Mises-Fisher posterior with fixed kappa, uniform prior on the sphere",
-            {"kappa": 13.0, "warmup_epochs": 10.0},
+            {"kappa": 13.0, "warmup_epochs": WARMUP},
             lambda p: LoggedTrace_ELBO(),
             _warmup,
             lambda p: {"latent": "vmf", "kappa": p["kappa"]},
@@ -164,7 +166,7 @@ OBJECTIVES: dict[str, Objective] = {
         Objective(
             "skip",
             "skip-VAE: z also feeds every decoder output",
-            {"warmup_epochs": 10.0},
+            {"warmup_epochs": WARMUP},
             lambda p: LoggedTrace_ELBO(),
             _warmup,
             _model_option(skip=True),
@@ -172,7 +174,7 @@ OBJECTIVES: dict[str, Objective] = {
         Objective(
             "bow",
             "bow-VAE: auxiliary bag-of-words log-likelihood of the sentence predicted from z",
-            {"warmup_epochs": 10.0},
+            {"warmup_epochs": WARMUP},
             lambda p: LoggedTrace_ELBO(),
             _warmup,
             _model_option(bow=True),

@@ -62,27 +62,29 @@ from .elbo import elbo_terms
 from .handlers import scale_latent
 from .objectives import Objective
 from .optim import OPTIMIZERS, ClippedOptim, NonFiniteError
+from .protocol import PAPER_SCHEDULE, PlateauSchedule, PlateauState
 
 EVAL_BATCH = 256
 
 
 @dataclass
 class TrainConfig:
-    """Options of :class:`Trainer`; defaults are the paper's (``dg-vae.md`` sec. 1).
+    """Options of :class:`Trainer`; defaults are the paper's (``dg-vae.md`` sec. 1): the plateau
+    rule's from :data:`inference.protocol.PAPER_SCHEDULE` (``epochs`` is its ``max_epochs``).
 
     ``batch_size`` is per process: with ``distributed`` over N ranks a step sees N x batch_size
     sentences. ``distributed=None`` turns it on exactly when launched by ``torchrun`` with more
     than one process (``WORLD_SIZE > 1``).
     """
 
-    epochs: int = 100
+    epochs: int = PAPER_SCHEDULE.max_epochs
     batch_size: int = 32
     optimizer: str = "sgd"
     lr: float | None = None
     clip_norm: float = 5.0
-    decay_patience: int = 5
-    lr_decay: float = 0.5
-    max_decays: int = 5
+    decay_patience: int = PAPER_SCHEDULE.decay_patience
+    lr_decay: float = PAPER_SCHEDULE.lr_decay
+    max_decays: int = PAPER_SCHEDULE.max_decays
     seed: int = 0
     checkpoint_every: int = 0
     skip_nonfinite: int = 0
@@ -112,6 +114,11 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def plateau(self) -> PlateauSchedule:
+        """The learning-rate halving and early-stop rule of these options."""
+        return PlateauSchedule(self.epochs, self.decay_patience, self.lr_decay, self.max_decays)
 
 
 class Trainer:
@@ -342,17 +349,14 @@ class Trainer:
         record.update({f"valid_{k}": v for k, v in self.evaluate_split(self.corpus.splits["valid"]).items()})
         if self.context:
             record = broadcast_from_rank_zero(lambda: record)
-        improved = record["valid_elbo_loss"] < st["best"]
-        if improved:
-            st["best"], st["bad_epochs"] = record["valid_elbo_loss"], 0
-            if self.is_main:
-                save_checkpoint(self.run_dir / "best.pt", {"model": self.vae.state_dict(), "epoch": epoch + 1})
-        else:
-            st["bad_epochs"] += 1
-            if st["bad_epochs"] >= cfg.decay_patience > 0:
-                st["decays"] += 1
-                st["bad_epochs"] = 0
-                self.optim.scale_lr(cfg.lr_decay)
-        record["stop"] = st["decays"] > cfg.max_decays
+        decision = cfg.plateau.after_epoch(PlateauState(st["best"], st["bad_epochs"], st["decays"]), epoch + 1,
+                                           record["valid_elbo_loss"])
+        st.update(best=decision.state.best, bad_epochs=decision.state.bad_epochs, decays=decision.state.decays)
+        if decision.improved and self.is_main:
+            save_checkpoint(self.run_dir / "best.pt", {"model": self.vae.state_dict(), "epoch": epoch + 1})
+        if decision.halve:
+            self.optim.scale_lr(cfg.lr_decay)
+        record.update(halved=decision.halve, decays=st["decays"], stop=decision.stop)
+        record["early_stop"] = st["decays"] > cfg.max_decays
         st.update(epoch=epoch + 1, batch=0, sums={})
         return record

@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -20,6 +21,9 @@ from evaluation.experiment import add_experiment_commands
 from evaluation.explore_command import add_explore_commands
 from pyro_textvae.data import CorpusError, make_batch
 from pyro_textvae.io import CheckpointError
+
+if TYPE_CHECKING:
+    from inference.trainer import TrainConfig
 
 DG_ALIASES = {"dg_samples": "num_samples", "agg_size": "agg_size", "dg_mode": "mode", "dg_agg": "agg",
               "warmup_epochs": "warmup_epochs"}
@@ -70,13 +74,19 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
                            help="DG under torchrun: aggregate each process's batch or the global batch")
     objective.add_argument("--warmup-epochs", type=float, help="KL warm-up length in epochs")
     train = p.add_argument_group("training")
-    train.add_argument("--epochs", type=int, help="default 100 with --data, 20 on the synthetic corpus")
+    train.add_argument("--schedule", metavar="NAME", help="a named schedule (inference/protocol.py; 'paper': "
+                       "warm-up 10, halve lr after 5 bad epochs, at most 5 times, 100 epochs); the options "
+                       "below override its fields")
+    train.add_argument("--epochs", type=int, help="default 100 with --data, 20 on the synthetic corpus "
+                                                  "(with --schedule: its max_epochs)")
     train.add_argument("--batch-size", type=int, default=32)
     train.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
     train.add_argument("--lr", type=float, help="default 0.5 (sgd) or 1e-3 (adam)")
     train.add_argument("--clip-norm", type=float, default=5.0)
-    train.add_argument("--decay-patience", type=int, default=5)
-    train.add_argument("--max-decays", type=int, default=5)
+    train.add_argument("--decay-patience", type=int, help="halve lr after N epochs without a better "
+                                                          "validation loss (default: the paper schedule's)")
+    train.add_argument("--lr-decay", type=float, help="the factor of each halving")
+    train.add_argument("--max-decays", type=int, help="stop at the plateau after N halvings")
     train.add_argument("--checkpoint-every", type=int, default=0, help="also checkpoint every N steps")
     train.add_argument("--skip-nonfinite", type=int, default=0, help="skip up to N non-finite batches")
     train.add_argument("--no-validate-args", action="store_true", help="turn Pyro's checks off (faster)")
@@ -101,7 +111,6 @@ def _train(args: argparse.Namespace) -> None:
 
 def _train_runs(args: argparse.Namespace) -> None:
     from inference.run import new_trainer, resume_trainer
-    from inference.trainer import TrainConfig
 
     if args.resume:
         trainer = resume_trainer(args.resume, epochs=args.epochs, distributed=True if args.distributed else None,
@@ -124,19 +133,41 @@ def _train_runs(args: argparse.Namespace) -> None:
             params[name] = [str(getattr(args, flag))]
     if args.latent == "vmf" and args.objective == "dg" and "mode" not in params:
         params["mode"] = ["joint"]
-    train = TrainConfig(
-        epochs=args.epochs or (100 if args.data else 20), batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
-        clip_norm=args.clip_norm, decay_patience=args.decay_patience, max_decays=args.max_decays,
-        seed=args.seed, checkpoint_every=args.checkpoint_every, skip_nonfinite=args.skip_nonfinite,
-        validate_args=not args.no_validate_args, device=args.device or "cpu", progress=not args.no_progress,
-        distributed=True if args.distributed else None,
-    )
+    train, params = _train_config(args, params)
     runs = _sweep(params)
     swept = [k for k, v in params.items() if len(v) > 1]
     for run_params in runs:
         out = args.out + "".join(f"-{k}={run_params[k]}" for k in swept)
         trainer = new_trainer(out, data, model, args.objective, run_params, train, args.overwrite)
         _report(trainer.fit(), trainer.run_dir)
+
+
+def _train_config(
+    args: argparse.Namespace, params: dict[str, list[str]]
+) -> tuple[TrainConfig, dict[str, list[str]]]:
+    """The run's :class:`~inference.trainer.TrainConfig` and objective parameters: a ``--schedule``
+    fills in the plateau options and the warm-up that were not given; without one the unset plateau
+    options keep ``TrainConfig``'s defaults (the paper's) and ``--epochs`` is 100 (20 synthetic)."""
+    from inference.objectives import get_objective
+    from inference.protocol import named_schedule
+    from inference.trainer import TrainConfig
+
+    plateau = {"epochs": args.epochs, "decay_patience": args.decay_patience, "lr_decay": args.lr_decay,
+               "max_decays": args.max_decays}
+    if args.schedule is not None:
+        schedule = named_schedule(args.schedule, "--schedule")
+        plateau = {**schedule.train_options(), **{k: v for k, v in plateau.items() if v is not None}}
+        defaults = get_objective(args.objective).defaults
+        params = {**{k: [str(v)] for k, v in schedule.objective_params(defaults).items()}, **params}
+    elif args.epochs is None:
+        plateau["epochs"] = 100 if args.data else 20
+    config = TrainConfig(
+        batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, clip_norm=args.clip_norm,
+        seed=args.seed, checkpoint_every=args.checkpoint_every, skip_nonfinite=args.skip_nonfinite,
+        validate_args=not args.no_validate_args, device=args.device or "cpu", progress=not args.no_progress,
+        distributed=True if args.distributed else None, **{k: v for k, v in plateau.items() if v is not None},
+    )
+    return config, params
 
 
 def _report(record: dict, run_dir: Path) -> None:

@@ -11,7 +11,7 @@ import torch
 
 from evaluation.evaluate_command import add_evaluate_commands
 from evaluation.report import collect_posteriors, evaluate_run, iw_subset_positions
-from evaluation.tables import COLUMNS, compare_runs, metric_value
+from evaluation.tables import COLUMNS, compare_runs, format_mean_std, metric_value
 from inference.elbo import elbo_terms
 from inference.run import Run, new_trainer, open_run
 from inference.trainer import TrainConfig
@@ -138,7 +138,7 @@ def test_compare_runs_table_cells_match_each_eval_json(trained_run, tmp_path):
         for column, (name, keys) in enumerate(COLUMNS, start=3):
             value = metric_value(result, keys)
             assert float(csv_rows[index + 1][column]) == value, name
-            expected = f"{value:.4g}" if isinstance(value, float) else str(value)
+            expected = format_mean_std(name, value) if isinstance(value, float) else str(value)
             assert markdown_rows[index + 2][column] == expected, name
     assert table.rows[0][table.columns.index("MI")] != table.rows[1][table.columns.index("MI")]
 
