@@ -1,25 +1,22 @@
 """Metrics, generation, run evaluation and ArviZ pictures for pyro-textvae.
 
-The ArviZ-based names (``to_inference_data``, the ``plot_*`` functions) are imported on first use,
-since importing ArviZ takes seconds.
+Every name is imported on first use (PEP 562): importing ArviZ takes seconds, torch about one,
+and the command-line parser is built from the ``*_command`` modules without either.
 """
-from .generation import decode, posterior_center
-from .latent_metrics import (
-    active_units,
-    hole_metrics,
-    mutual_information,
-    posterior_kl_per_dim,
-)
-from .likelihood import importance_log_likelihood, perplexity
-from .text_metrics import (
-    bleu_precision_recall,
-    distinct_n,
-    interpolation_scores,
-    rouge,
-    self_bleu,
-)
-
 _LAZY = {
+    "decode": "generation",
+    "posterior_center": "generation",
+    "active_units": "latent_metrics",
+    "hole_metrics": "latent_metrics",
+    "mutual_information": "latent_metrics",
+    "posterior_kl_per_dim": "latent_metrics",
+    "importance_log_likelihood": "likelihood",
+    "perplexity": "likelihood",
+    "bleu_precision_recall": "text_metrics",
+    "distinct_n": "text_metrics",
+    "interpolation_scores": "text_metrics",
+    "rouge": "text_metrics",
+    "self_bleu": "text_metrics",
     "to_inference_data": "arviz_data",
     "save_inference_data": "arviz_data",
     "load_inference_data": "arviz_data",
@@ -33,22 +30,7 @@ _LAZY = {
     "compare_runs": "tables",
 }
 
-__all__ = [
-    "decode",
-    "posterior_center",
-    "active_units",
-    "hole_metrics",
-    "mutual_information",
-    "posterior_kl_per_dim",
-    "importance_log_likelihood",
-    "perplexity",
-    "bleu_precision_recall",
-    "distinct_n",
-    "interpolation_scores",
-    "rouge",
-    "self_bleu",
-    *_LAZY,
-]
+__all__ = list(_LAZY)
 
 
 def __getattr__(name: str):

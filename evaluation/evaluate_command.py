@@ -10,19 +10,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
-from inference.distributed import close_distributed, init_distributed, launched_by_torchrun, rank_and_world_size
-from inference.run import open_run
-
-from .report import evaluate_run
-from .tables import compare_runs, eval_filename
+from inference.train_config import launched_by_torchrun
+from pyro_textvae.options import at_least
 
 
 def _evaluate(args: argparse.Namespace) -> None:
     """Handler of ``textvae evaluate``: open the run's checkpoint, evaluate, print ``eval.md``
     (under torchrun, or with ``--distributed``: the importance sampling shared out over the
     processes, rank 0 printing and writing)."""
+    from inference.distributed import close_distributed, init_distributed
+
     device = args.device
     if args.distributed or launched_by_torchrun():
         device = init_distributed(args.device).device
@@ -32,7 +29,13 @@ def _evaluate(args: argparse.Namespace) -> None:
         close_distributed()
 
 
-def _evaluate_on(args: argparse.Namespace, device: torch.device | str) -> None:
+def _evaluate_on(args: argparse.Namespace, device) -> None:
+    from inference.distributed import rank_and_world_size
+    from inference.run import open_run
+
+    from .report import evaluate_run
+    from .tables import eval_filename
+
     run = open_run(args.run, checkpoint=args.checkpoint, device=device)
     evaluate_run(
         run,
@@ -57,36 +60,52 @@ def _evaluate_on(args: argparse.Namespace, device: torch.device | str) -> None:
 
 
 def _compare(args: argparse.Namespace) -> None:
-    """Handler of ``textvae compare``: print the table and write it as Markdown and CSV."""
+    """Handler of ``textvae compare``: print the table; with ``--out PREFIX`` also write it as
+    ``PREFIX.md`` and ``PREFIX.csv``."""
+    from .tables import compare_runs
+
     table = compare_runs(args.runs, out_prefix=args.out, split=args.split)
     print(table.markdown(), end="")
-    print(f"wrote {args.out}.md and {args.out}.csv")
+    if args.out:
+        print(f"wrote {args.out}.md and {args.out}.csv")
 
 
 def add_evaluate_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register ``evaluate`` and ``compare`` on the ``textvae`` sub-parsers (handlers in ``func``)."""
-    evaluate = subparsers.add_parser("evaluate", help="compute every metric of a run into eval.json and eval.md")
+    evaluate = subparsers.add_parser("evaluate", help="compute every metric of a run into eval.json and eval.md",
+                                     description="Compute every metric of a run on one split; write eval.json "
+                                                 "and eval.md into the run folder and print eval.md.")
     evaluate.add_argument("run", help="run folder")
-    evaluate.add_argument("--split", default="test", choices=["train", "valid", "test"])
-    evaluate.add_argument("--checkpoint", default="best", choices=["best", "last"])
-    evaluate.add_argument("--iw-samples", type=int, default=500, help="importance samples K per sentence")
-    evaluate.add_argument("--iw-subset", type=int, metavar="N",
+    evaluate.add_argument("--split", default="test", choices=["train", "valid", "test"], help="split evaluated")
+    evaluate.add_argument("--checkpoint", default="best", choices=["best", "last"],
+                          help="best.pt (best validation -ELBO) or last.pt")
+    evaluate.add_argument("--iw-samples", type=at_least(1), default=500, metavar="K",
+                          help="importance samples K per sentence")
+    evaluate.add_argument("--iw-subset", type=at_least(1), metavar="N",
                           help="score log p(x) on a seeded subset of N sentences (default: all)")
-    evaluate.add_argument("--iw-batch-size", type=int, default=32, help="sentences per importance-sampling batch")
-    evaluate.add_argument("--iw-chunk", type=int, default=50, help="importance samples evaluated at a time")
-    evaluate.add_argument("--prior-samples", type=int, default=1000 * 128, help="prior draws for the hole metrics")
-    evaluate.add_argument("--dg-samples", type=int, default=1, help="draws per posterior for the density-gap KL")
-    evaluate.add_argument("--num-generate", type=int, default=1000, help="prior samples decoded for BLEU")
-    evaluate.add_argument("--num-interpolations", type=int, default=100, help="pairs of sentences interpolated")
-    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--iw-batch-size", type=at_least(1), default=32, metavar="N",
+                          help="sentences per importance-sampling batch")
+    evaluate.add_argument("--iw-chunk", type=at_least(1), default=50, metavar="N",
+                          help="importance samples evaluated at a time")
+    evaluate.add_argument("--prior-samples", type=at_least(1), default=1000 * 128, metavar="N",
+                          help="prior draws for the hole metrics")
+    evaluate.add_argument("--dg-samples", type=at_least(1), default=1, metavar="M",
+                          help="draws per posterior for the density-gap KL")
+    evaluate.add_argument("--num-generate", type=at_least(1), default=1000, metavar="N",
+                          help="prior samples decoded for BLEU")
+    evaluate.add_argument("--num-interpolations", type=at_least(1), default=100, metavar="N",
+                          help="pairs of sentences interpolated")
+    evaluate.add_argument("--seed", type=at_least(0), default=0, help="seed of every random draw of the evaluation")
     evaluate.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K (cuda: one GPU per local rank)")
     evaluate.add_argument("--distributed", action="store_true",
                           help="share the importance sampling over torch.distributed processes "
                                "(automatic under torchrun with > 1 process)")
-    evaluate.add_argument("--no-progress", action="store_true")
+    evaluate.add_argument("--no-progress", action="store_true", help="no progress bars")
     evaluate.set_defaults(func=_evaluate)
-    compare = subparsers.add_parser("compare", help="one table of the evaluated metrics of several runs")
+    compare = subparsers.add_parser("compare", help="one table of the evaluated metrics of several runs",
+                                    description="Print one table, a row per run, of the runs' eval.json.")
     compare.add_argument("runs", nargs="+", metavar="RUN", help="run folders holding eval.json")
-    compare.add_argument("--split", default="test", choices=["train", "valid", "test"])
-    compare.add_argument("--out", default="comparison", metavar="PREFIX", help="writes PREFIX.md and PREFIX.csv")
+    compare.add_argument("--split", default="test", choices=["train", "valid", "test"], help="split compared")
+    compare.add_argument("--out", metavar="PREFIX",
+                         help="also write the table as PREFIX.md and PREFIX.csv (default: print it only)")
     compare.set_defaults(func=_compare)

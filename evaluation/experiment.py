@@ -28,7 +28,6 @@ table and pictures of the runs evaluated so far.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import math
@@ -361,21 +360,6 @@ def _hole_pictures(out: Path, config: dict, results: dict[str, list[dict]]) -> N
     atomic_write_bytes(out / "holes.png", buffer.getvalue())
 
 
-def add_experiment_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``textvae experiment CONFIG.toml``."""
-    parser = subparsers.add_parser("experiment", help="train and evaluate several objectives from a TOML file")
-    parser.add_argument("config", help="experiment TOML file (see evaluation/experiment.py)")
-    parser.add_argument("--seed", type=int, nargs="+", metavar="S",
-                        help="train and evaluate only these seeds (default: the file's seeds)")
-    parser.add_argument("--method", action="append", metavar="NAME",
-                        help="only this method of the file (repeatable); the table then has only these")
-    parser.add_argument("--out", metavar="DIR", help="results folder instead of the file's out")
-    parser.add_argument("--no-progress", action="store_true")
-    parser.add_argument("--report-only", action="store_true",
-                        help="only write the table and pictures of the runs evaluated so far")
-    parser.set_defaults(func=_experiment_command)
-
-
 def select_methods(config: dict[str, Any], names: list[str]) -> dict[str, Any]:
     """``config`` with only the methods called ``names`` (in the file's order); an unknown name
     raises ``ValueError`` listing the file's."""
@@ -384,18 +368,3 @@ def select_methods(config: dict[str, Any], names: list[str]) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"--method: no method {unknown} in the file; its methods: {known}")
     return {**config, "methods": [method for method in config["methods"] if method["name"] in names]}
-
-
-def _experiment_command(args: argparse.Namespace) -> None:
-    config = load_experiment(args.config)
-    if args.seed is not None and any(seed < 0 for seed in args.seed):
-        raise ValueError(f"--seed: seeds must be integers >= 0, got {args.seed}")
-    if args.method:
-        config = select_methods(config, args.method)
-    if args.out:
-        config = {**config, "out": str(Path(args.out).resolve())}
-    if args.report_only:
-        report_experiment(config, args.seed)
-    else:
-        run_experiment(config, progress=not args.no_progress, seeds=args.seed)
-    print((Path(config["out"]) / "results.md").read_text(), end="")

@@ -25,9 +25,7 @@ import io
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
-
-from pyro_textvae.io import atomic_write_bytes, save_json
+from pyro_textvae.options import at_least
 
 EXPLORE_CONFIG = "explore_config.json"
 EXPLORE_OPTIONS = ("split", "sentences", "draws", "chains", "dims", "point", "prior_samples", "checkpoint",
@@ -46,34 +44,45 @@ def _dims(text: str) -> list[int]:
 
 def add_explore_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register ``explore`` and ``toy`` on ``subparsers`` (each with ``set_defaults(func=...)``)."""
-    explore = subparsers.add_parser("explore", help="pictures of collapse and holes of one or more runs (ArviZ)")
+    explore = subparsers.add_parser("explore", help="pictures of collapse and holes of one or more runs (ArviZ)",
+                                    description="Pictures and CSV files of the posteriors of one or more runs.")
     explore.add_argument("runs", nargs="+", metavar="RUN", help="run folder(s); several: a side-by-side hole picture")
-    explore.add_argument("--out", required=True, help="folder for the pictures and CSV files")
-    explore.add_argument("--split", default="test", choices=["train", "valid", "test"])
-    explore.add_argument("--sentences", type=int, default=16, help="sentences in the InferenceData (random, seeded)")
-    explore.add_argument("--draws", type=int, default=100, help="draws per chain from q(z|x) and p(z)")
-    explore.add_argument("--chains", type=int, default=2, help="pseudo-chains (guide draws are independent)")
-    explore.add_argument("--dims", type=_dims,
-                         help="two latent dimensions K1,K2 for the hole picture (default: the most active)")
+    explore.add_argument("--out", required=True, metavar="DIR", help="folder for the pictures and CSV files")
+    explore.add_argument("--split", default="test", choices=["train", "valid", "test"], help="split encoded")
+    explore.add_argument("--sentences", type=at_least(1), default=16, metavar="N",
+                         help="sentences in the InferenceData (random, seeded)")
+    explore.add_argument("--draws", type=at_least(1), default=100, metavar="N",
+                         help="draws per chain from q(z|x) and p(z)")
+    explore.add_argument("--chains", type=at_least(1), default=2, metavar="N",
+                         help="pseudo-chains (guide draws are independent)")
+    explore.add_argument("--dims", type=_dims, metavar="K1,K2",
+                         help="two latent dimensions for the hole picture (default: the two most active)")
     explore.add_argument("--point", choices=["draw", "center"], default="draw",
                          help="one draw z ~ q(z|x) or the posterior center per sentence in the hole picture")
-    explore.add_argument("--prior-samples", type=int, default=10_000, help="prior draws for marginal-KL")
-    explore.add_argument("--checkpoint", choices=["best", "last"], default="best")
-    explore.add_argument("--device", default="cpu")
-    explore.add_argument("--dpi", type=int, default=100)
-    explore.add_argument("--seed", type=int, default=0)
+    explore.add_argument("--prior-samples", type=at_least(1), default=10_000, metavar="N",
+                         help="prior draws for marginal-KL")
+    explore.add_argument("--checkpoint", choices=["best", "last"], default="best", help="checkpoint explored")
+    explore.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K")
+    explore.add_argument("--dpi", type=at_least(1), default=100, help="resolution of the pictures")
+    explore.add_argument("--seed", type=at_least(0), default=0, help="seed of the sentences and draws")
     explore.set_defaults(func=explore_command)
 
-    toy = subparsers.add_parser("toy", help="the 2-D toy of collapse and holes under several objectives")
-    toy.add_argument("--out", required=True, help="folder for toy_grid.png, toy_kl.csv, config.json, metrics.json")
-    toy.add_argument("--objectives", default=None, help="comma list (default: elbo,ae,aae,wae-mmd,dg)")
-    toy.add_argument("--steps", type=int, default=300)
-    toy.add_argument("--dpi", type=int, default=100)
-    toy.add_argument("--seed", type=int, default=0)
+    toy = subparsers.add_parser("toy", help="the 2-D toy of collapse and holes under several objectives",
+                                description="Train the 2-D toy under each objective and draw its aggregated "
+                                            "posteriors against the prior.")
+    toy.add_argument("--out", required=True, metavar="DIR",
+                     help="folder for toy_grid.png, toy_kl.csv, config.json, metrics.json")
+    toy.add_argument("--objectives", default=None, metavar="NAME,...",
+                     help="comma list of objectives (default: elbo,ae,aae,wae-mmd,dg)")
+    toy.add_argument("--steps", type=at_least(1), default=300, help="training steps per objective")
+    toy.add_argument("--dpi", type=at_least(1), default=100, help="resolution of the picture")
+    toy.add_argument("--seed", type=at_least(0), default=0, help="seed of the data and the training")
     toy.set_defaults(func=toy_command)
 
 
 def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence]) -> None:
+    from pyro_textvae.io import atomic_write_bytes
+
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(header)
@@ -90,6 +99,8 @@ def _run_names(paths: Sequence[str]) -> list[str]:
 
 def _explore_run(run, out: Path, args: argparse.Namespace):
     """Every picture and CSV of one opened run into ``out``; returns its :class:`SplitPosteriors`."""
+    from pyro_textvae.io import atomic_write_bytes
+
     from .arviz_data import (
         dimension_statistics,
         encode_split,
@@ -129,14 +140,14 @@ def _explore_run(run, out: Path, args: argparse.Namespace):
 def explore_command(args: argparse.Namespace) -> None:
     """``textvae explore``: see the module docstring. Bad options raise ValueError; a bad run
     folder raises CheckpointError (from ``open_run``)."""
+    import matplotlib
+
     from inference.run import open_run
+    from pyro_textvae.io import save_json
 
     from .plots import plot_hole_comparison
 
     matplotlib.use("Agg")
-    for name in ("sentences", "draws", "chains", "prior_samples", "dpi"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     out = Path(args.out)
     runs = [open_run(path, checkpoint=args.checkpoint, device=args.device) for path in args.runs]
     options = {name: getattr(args, name) for name in EXPLORE_OPTIONS}
@@ -153,6 +164,10 @@ def explore_command(args: argparse.Namespace) -> None:
 def toy_command(args: argparse.Namespace) -> None:
     """``textvae toy``: train the toy under each objective, draw the grid, write the KL table and
     the ``config.json`` and ``metrics.json`` of the module docstring."""
+    import matplotlib
+
+    from pyro_textvae.io import save_json
+
     from .plots import plot_toy_grid
     from .toy import (
         TOY_KL_COLUMNS,
@@ -165,8 +180,6 @@ def toy_command(args: argparse.Namespace) -> None:
 
     matplotlib.use("Agg")
     objectives = TOY_OBJECTIVES if not args.objectives else tuple(n.strip() for n in args.objectives.split(","))
-    if args.steps < 1:
-        raise ValueError(f"--steps must be >= 1, got {args.steps}")
     config = ToyConfig(steps=args.steps, seed=args.seed)
     runs = train_toy_objectives(objectives, config)
     out = Path(args.out)

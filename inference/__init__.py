@@ -1,32 +1,35 @@
-"""Objectives (Pyro ELBO subclasses), schedules and training for pyro-textvae."""
-from .adversarial import AdversarialELBO
-from .density_gap import density_gap_kl
-from .density_gap_elbo import DensityGapELBO
-from .elbo import LoggedTrace_ELBO, elbo_terms
-from .free_bits import FreeBitsELBO, SentenceFreeBitsELBO
-from .handlers import scale_latent
-from .mmd import WassersteinMMDELBO, mmd_u_statistic
-from .objectives import OBJECTIVES, Objective, get_objective
-from .schedules import ConstantSchedule, CyclicalSchedule, LinearWarmup
-from .trainer import TrainConfig, Trainer
+"""Objectives (Pyro ELBO subclasses), schedules and training for pyro-textvae.
 
-__all__ = [
-    "AdversarialELBO",
-    "DensityGapELBO",
-    "FreeBitsELBO",
-    "LoggedTrace_ELBO",
-    "SentenceFreeBitsELBO",
-    "WassersteinMMDELBO",
-    "mmd_u_statistic",
-    "density_gap_kl",
-    "elbo_terms",
-    "scale_latent",
-    "OBJECTIVES",
-    "Objective",
-    "get_objective",
-    "ConstantSchedule",
-    "CyclicalSchedule",
-    "LinearWarmup",
-    "TrainConfig",
-    "Trainer",
-]
+The names below are imported on first use (PEP 562), so that reading :mod:`inference.train_config`
+(the options the command line shows) imports neither torch nor Pyro.
+"""
+from importlib import import_module
+
+_LAZY = {
+    "AdversarialELBO": "adversarial",
+    "density_gap_kl": "density_gap",
+    "DensityGapELBO": "density_gap_elbo",
+    "LoggedTrace_ELBO": "elbo",
+    "elbo_terms": "elbo",
+    "FreeBitsELBO": "free_bits",
+    "SentenceFreeBitsELBO": "free_bits",
+    "scale_latent": "handlers",
+    "WassersteinMMDELBO": "mmd",
+    "mmd_u_statistic": "mmd",
+    "OBJECTIVES": "objectives",
+    "Objective": "objectives",
+    "get_objective": "objectives",
+    "ConstantSchedule": "schedules",
+    "CyclicalSchedule": "schedules",
+    "LinearWarmup": "schedules",
+    "TrainConfig": "train_config",
+    "Trainer": "trainer",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -55,11 +55,6 @@ class DistributedContext:
         return self.rank == 0
 
 
-def launched_by_torchrun() -> bool:
-    """True when the environment of a ``torchrun`` launch with more than one process is set."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
-
-
 def is_distributed() -> bool:
     """True when a ``torch.distributed`` process group is initialised in this process."""
     return dist.is_available() and dist.is_initialized()

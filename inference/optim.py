@@ -26,7 +26,7 @@ class NonFiniteError(FloatingPointError):
     """A training step produced a non-finite loss or gradient."""
 
 
-OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
+OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}  # keys: train_config.OPTIMIZER_NAMES
 
 
 class ClippedOptim(PyroOptim):

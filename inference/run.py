@@ -32,13 +32,13 @@ from pyro_textvae.model import TextVAE, TextVAEConfig
 from .distributed import (
     broadcast_from_rank_zero,
     init_process_group,
-    launched_by_torchrun,
+    resolve_device,
 )
 from .objectives import get_objective
-from .trainer import TrainConfig, Trainer
+from .train_config import SYNTHETIC_DEFAULTS, TrainConfig, launched_by_torchrun
+from .trainer import Trainer
 
 CONFIG_VERSION = 1
-SYNTHETIC_DEFAULTS = {"num_train": 2000, "num_valid": 500, "num_test": 500, "num_topics": 4, "seed": 0}
 
 
 DATA_COUNTS = {"min_count": 1, "max_vocab": 0, "max_length": 1}  # option: its least value (None allowed)
@@ -238,11 +238,14 @@ def load_model_state(vae: TextVAE, state: dict, path: Path) -> None:
     vae.load_state_dict(model_state)
 
 
-def open_run(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu") -> Run:
-    """Load a run folder's config, corpus (with its saved vocabulary) and model from ``best.pt``/``last.pt``."""
+def open_run(run_dir: str | Path, checkpoint: str = "best", device: str | torch.device = "cpu") -> Run:
+    """Load a run folder's config, corpus (with its saved vocabulary) and model from ``best.pt``/``last.pt``
+    onto ``device`` (checked first: a device that does not exist is a ``ValueError`` naming ``--device``,
+    not an unreadable checkpoint)."""
     run_dir = Path(run_dir)
     if checkpoint not in ("best", "last"):
         raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
+    device = resolve_device(device) if isinstance(device, str) else device
     config = _read_config(run_dir)
     vocab = Vocab.from_json(run_dir / "vocab.json")
     corpus = load_corpus(config["data"], vocab=vocab, where=f"{run_dir / 'config.json'} [data]")

@@ -1,5 +1,20 @@
-"""pyro-textvae: sentence VAEs in Pyro without posterior collapse or holes (DG-VAE and baselines)."""
-from .distributions import HypersphericalUniform, VonMisesFisher
-from .model import TextVAE, TextVAEConfig
+"""pyro-textvae: sentence VAEs in Pyro without posterior collapse or holes (DG-VAE and baselines).
 
-__all__ = ["TextVAE", "TextVAEConfig", "VonMisesFisher", "HypersphericalUniform"]
+The names below are imported on first use (PEP 562), so ``textvae --help`` does not import torch.
+"""
+from importlib import import_module
+
+_LAZY = {
+    "TextVAE": "model",
+    "TextVAEConfig": "config",
+    "VonMisesFisher": "distributions",
+    "HypersphericalUniform": "distributions",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,7 +3,8 @@ experiment.
 
 ``textvae train`` with no ``--data`` trains on the embedded synthetic corpus, so the bare command
 runs anywhere in a few minutes. Every command takes ``--seed``; a run writes its config, metrics
-and checkpoints into one folder (``--out``).
+and checkpoints into one folder (``--out``). The parser is built without importing torch, Pyro
+or ArviZ (each handler imports what it needs), so ``--help`` and option errors answer at once.
 """
 from __future__ import annotations
 
@@ -12,19 +13,26 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-import torch
 
 from evaluation.evaluate_command import add_evaluate_commands
-from evaluation.experiment import add_experiment_commands
+from evaluation.experiment_command import add_experiment_commands
 from evaluation.explore_command import add_explore_commands
-from pyro_textvae.data import CorpusError, make_batch
-from pyro_textvae.io import CheckpointError
+from inference.train_config import (
+    DEFAULT_LR,
+    OPTIMIZER_NAMES,
+    SYNTHETIC_DEFAULTS,
+    SYNTHETIC_EPOCHS,
+    TrainConfig,
+)
+from pyro_textvae.config import LATENTS, TextVAEConfig
+from pyro_textvae.errors import CheckpointError
+from pyro_textvae.options import Parser, at_least, positive_float
 
-if TYPE_CHECKING:
-    from inference.trainer import TrainConfig
+DESCRIPTION = """Sentence VAEs in Pyro without posterior collapse or holes: DG-VAE and its baselines.
 
+Train a run folder with `textvae train`, then evaluate, sample, reconstruct or explore it;
+`textvae experiment` trains and evaluates a list of objectives from a TOML file.
+`textvae COMMAND --help` lists a command's options and their defaults."""
 DG_ALIASES = {"dg_samples": "num_samples", "agg_size": "agg_size", "dg_mode": "mode", "dg_agg": "agg",
               "warmup_epochs": "warmup_epochs"}
 
@@ -48,71 +56,90 @@ def _sweep(params: dict[str, list[str]]) -> list[dict[str, str]]:
 
 def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     data = p.add_argument_group("data")
-    data.add_argument("--data", help="corpus folder with train.txt, valid.txt, test.txt (default: synthetic)")
+    data.add_argument("--data", metavar="DIR", help="corpus folder with train.txt, valid.txt, test.txt "
+                                                    "(default: the embedded synthetic corpus)")
     data.add_argument("--synthetic", action="store_true", help="use the embedded synthetic corpus (the default)")
-    data.add_argument("--synthetic-train", type=int, default=2000, help="synthetic training sentences")
-    data.add_argument("--labels", choices=["auto", "yes", "no"], default="auto", help="label<TAB> prefix")
-    data.add_argument("--min-count", type=int, default=1)
-    data.add_argument("--max-vocab", type=int)
-    data.add_argument("--max-length", type=int, help="drop (and count) longer sentences")
+    data.add_argument("--synthetic-train", type=at_least(1), default=SYNTHETIC_DEFAULTS["num_train"], metavar="N",
+                      help="training sentences of the synthetic corpus")
+    data.add_argument("--labels", choices=["auto", "yes", "no"], default="auto",
+                      help="whether lines start with label<TAB> (auto: detected)")
+    data.add_argument("--min-count", type=at_least(1), default=1, metavar="N",
+                      help="keep words seen at least N times in the training split")
+    data.add_argument("--max-vocab", type=at_least(1), metavar="N", help="keep the N most frequent words (default: all)")
+    data.add_argument("--max-length", type=at_least(1), metavar="N",
+                      help="drop (and count) sentences longer than N words (default: keep all)")
     model = p.add_argument_group("model")
-    model.add_argument("--embed-dim", type=int, default=128)
-    model.add_argument("--hidden-dim", type=int, default=512)
-    model.add_argument("--latent-dim", type=int, default=32)
-    model.add_argument("--dropout-in", type=float, default=0.5)
-    model.add_argument("--dropout-out", type=float, default=0.5)
-    model.add_argument("--latent", choices=["normal", "vmf"], default="normal")
-    model.add_argument("--kappa", type=float, default=13.0, help="vMF concentration (--latent vmf)")
-    objective = p.add_argument_group("objective")
-    objective.add_argument("--objective", default="elbo", help="see `textvae objectives`")
+    model.add_argument("--embed-dim", type=int, default=TextVAEConfig.embed_dim, help="word embedding size")
+    model.add_argument("--hidden-dim", type=int, default=TextVAEConfig.hidden_dim, help="LSTM state size")
+    model.add_argument("--latent-dim", type=int, default=TextVAEConfig.latent_dim, help="dimension d of z")
+    model.add_argument("--dropout-in", type=float, default=TextVAEConfig.dropout_in,
+                       help="dropout on the decoder's input embeddings")
+    model.add_argument("--dropout-out", type=float, default=TextVAEConfig.dropout_out,
+                       help="dropout on the decoder's LSTM outputs")
+    model.add_argument("--latent", choices=LATENTS, default=TextVAEConfig.latent,
+                       help="Gaussian z with a N(0, I) prior, or von Mises-Fisher z with a uniform prior on the sphere")
+    model.add_argument("--kappa", type=float, default=TextVAEConfig.kappa, help="vMF concentration (--latent vmf)")
+    objective = p.add_argument_group("objective (`textvae objectives` lists each one's parameters and defaults)")
+    objective.add_argument("--objective", default="elbo", help="training objective")
     objective.add_argument("--param", action="append", default=[], metavar="NAME=VALUE[,VALUE...]",
-                           help="objective parameter; a comma list trains one run per value")
-    objective.add_argument("--dg-samples", type=int, help="DG: samples per posterior M")
-    objective.add_argument("--agg-size", type=int, help="DG: aggregation size b (0 = the batch)")
-    objective.add_argument("--dg-mode", choices=["marginal", "joint"], help="DG: estimator")
+                           help="objective parameter (repeatable); a comma list trains one run per value")
+    objective.add_argument("--dg-samples", type=int, metavar="M",
+                           help="DG: samples per posterior (default: the objective's)")
+    objective.add_argument("--agg-size", type=int, metavar="B",
+                           help="DG: aggregation size, 0 = the batch (default: the objective's)")
+    objective.add_argument("--dg-mode", choices=["marginal", "joint"],
+                           help="DG: per-dimension or joint density gap (default: the objective's)")
     objective.add_argument("--dg-agg", choices=["local", "global"],
-                           help="DG under torchrun: aggregate each process's batch or the global batch")
-    objective.add_argument("--warmup-epochs", type=float, help="KL warm-up length in epochs")
+                           help="DG under torchrun: aggregate each process's batch or the global batch "
+                                "(default: the objective's)")
+    objective.add_argument("--warmup-epochs", type=float, metavar="E",
+                           help="KL warm-up length in epochs (default: the objective's)")
     train = p.add_argument_group("training")
     train.add_argument("--schedule", metavar="NAME", help="a named schedule (inference/protocol.py; 'paper': "
                        "warm-up 10, halve lr after 5 bad epochs, at most 5 times, 100 epochs); the options "
                        "below override its fields")
-    train.add_argument("--epochs", type=int, help="default 100 with --data, 20 on the synthetic corpus "
-                                                  "(with --schedule: its max_epochs)")
-    train.add_argument("--batch-size", type=int, default=32)
-    train.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
-    train.add_argument("--lr", type=float, help="default 0.5 (sgd) or 1e-3 (adam)")
-    train.add_argument("--clip-norm", type=float, default=5.0)
-    train.add_argument("--decay-patience", type=int, help="halve lr after N epochs without a better "
-                                                          "validation loss (default: the paper schedule's)")
-    train.add_argument("--lr-decay", type=float, help="the factor of each halving")
-    train.add_argument("--max-decays", type=int, help="stop at the plateau after N halvings")
-    train.add_argument("--checkpoint-every", type=int, default=0, help="also checkpoint every N steps")
-    train.add_argument("--skip-nonfinite", type=int, default=0, help="skip up to N non-finite batches")
-    train.add_argument("--no-validate-args", action="store_true", help="turn Pyro's checks off (faster)")
-    train.add_argument("--device", help="cpu (default), cuda or cuda:K (cuda: one GPU per local rank); "
-                                        "with --resume: the run's own device unless given")
+    train.add_argument("--epochs", type=int, metavar="N", help=f"epochs to train (default: {TrainConfig.epochs} "
+                       f"with --data, {SYNTHETIC_EPOCHS} on the synthetic corpus; with --schedule: its max_epochs)")
+    train.add_argument("--batch-size", type=int, default=TrainConfig.batch_size, help="sentences per step and process")
+    train.add_argument("--optimizer", choices=OPTIMIZER_NAMES, default=TrainConfig.optimizer, help="optimiser")
+    train.add_argument("--lr", type=float, help="learning rate (default: "
+                       + ", ".join(f"{lr:g} with {name}" for name, lr in DEFAULT_LR.items()) + ")")
+    train.add_argument("--clip-norm", type=float, default=TrainConfig.clip_norm, help="global gradient-norm clip")
+    train.add_argument("--decay-patience", type=int, metavar="N", help="halve the learning rate after N epochs "
+                       f"without a better validation -ELBO (default: {TrainConfig.decay_patience}, or the --schedule's)")
+    train.add_argument("--lr-decay", type=float, metavar="F",
+                       help=f"the factor of each halving (default: {TrainConfig.lr_decay}, or the --schedule's)")
+    train.add_argument("--max-decays", type=int, metavar="N", help="stop at the plateau after N halvings "
+                       f"(default: {TrainConfig.max_decays}, or the --schedule's)")
+    train.add_argument("--checkpoint-every", type=int, default=TrainConfig.checkpoint_every, metavar="N",
+                       help="also checkpoint every N steps (0: at the end of each epoch only)")
+    train.add_argument("--skip-nonfinite", type=int, default=TrainConfig.skip_nonfinite, metavar="N",
+                       help="skip up to N batches with a non-finite loss or gradient instead of stopping")
+    train.add_argument("--no-validate-args", action="store_true", help="turn Pyro's argument checks off (faster)")
+    train.add_argument("--device", help=f"cpu, cuda or cuda:K (cuda: one GPU per local rank) (default: "
+                                        f"{TrainConfig.device}; with --resume: the run's own device)")
     train.add_argument("--distributed", action="store_true",
                        help="train with torch.distributed (automatic under torchrun with > 1 process)")
-    train.add_argument("--no-progress", action="store_true")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/textvae", help="run folder")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--seed", type=int, default=TrainConfig.seed,
+                   help="seed of the parameters, the batches and the synthetic corpus")
+    p.add_argument("--out", default="runs/textvae", metavar="RUN", help="run folder")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     p.add_argument("--resume", metavar="RUN",
                    help="continue RUN from last.pt (other options come from RUN, except --epochs and --device)")
 
 
 def _train(args: argparse.Namespace) -> None:
+    _train_runs(args)
     from inference.distributed import close_distributed
 
-    _train_runs(args)
     close_distributed()
 
 
 def _train_runs(args: argparse.Namespace) -> None:
-    from inference.run import new_trainer, resume_trainer
-
     if args.resume:
+        from inference.run import resume_trainer
+
         trainer = resume_trainer(args.resume, epochs=args.epochs, distributed=True if args.distributed else None,
                                  device=args.device)
         trainer.config.progress = not args.no_progress
@@ -134,6 +161,8 @@ def _train_runs(args: argparse.Namespace) -> None:
     if args.latent == "vmf" and args.objective == "dg" and "mode" not in params:
         params["mode"] = ["joint"]
     train, params = _train_config(args, params)
+    from inference.run import new_trainer
+
     runs = _sweep(params)
     swept = [k for k, v in params.items() if len(v) > 1]
     for run_params in runs:
@@ -145,27 +174,28 @@ def _train_runs(args: argparse.Namespace) -> None:
 def _train_config(
     args: argparse.Namespace, params: dict[str, list[str]]
 ) -> tuple[TrainConfig, dict[str, list[str]]]:
-    """The run's :class:`~inference.trainer.TrainConfig` and objective parameters: a ``--schedule``
+    """The run's :class:`~inference.train_config.TrainConfig` and objective parameters: a ``--schedule``
     fills in the plateau options and the warm-up that were not given; without one the unset plateau
-    options keep ``TrainConfig``'s defaults (the paper's) and ``--epochs`` is 100 (20 synthetic)."""
-    from inference.objectives import get_objective
+    options keep ``TrainConfig``'s defaults (the paper's) and ``--epochs`` is ``TrainConfig.epochs``
+    (``SYNTHETIC_EPOCHS`` on the synthetic corpus). Checked before torch is imported."""
     from inference.protocol import named_schedule
-    from inference.trainer import TrainConfig
 
     plateau = {"epochs": args.epochs, "decay_patience": args.decay_patience, "lr_decay": args.lr_decay,
                "max_decays": args.max_decays}
     if args.schedule is not None:
+        from inference.objectives import get_objective
+
         schedule = named_schedule(args.schedule, "--schedule")
         plateau = {**schedule.train_options(), **{k: v for k, v in plateau.items() if v is not None}}
         defaults = get_objective(args.objective).defaults
         params = {**{k: [str(v)] for k, v in schedule.objective_params(defaults).items()}, **params}
     elif args.epochs is None:
-        plateau["epochs"] = 100 if args.data else 20
+        plateau["epochs"] = TrainConfig.epochs if args.data else SYNTHETIC_EPOCHS
     config = TrainConfig(
         batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, clip_norm=args.clip_norm,
         seed=args.seed, checkpoint_every=args.checkpoint_every, skip_nonfinite=args.skip_nonfinite,
-        validate_args=not args.no_validate_args, device=args.device or "cpu", progress=not args.no_progress,
-        distributed=True if args.distributed else None, **{k: v for k, v in plateau.items() if v is not None},
+        validate_args=not args.no_validate_args, device=args.device or TrainConfig.device,
+        progress=not args.no_progress, distributed=True if args.distributed else None, **{k: v for k, v in plateau.items() if v is not None},
     )
     return config, params
 
@@ -178,25 +208,29 @@ def _report(record: dict, run_dir: Path) -> None:
                                      f"{k}={record.get(k)}" for k in keys))
 
 
-def _decoding_generator(args: argparse.Namespace) -> torch.Generator:
-    """The generator of ``--strategy sample`` on ``--device``, seeded with ``--seed``."""
+def _decoding_generator(args: argparse.Namespace):
+    """The ``torch.Generator`` of ``--strategy sample`` on ``--device``, seeded with ``--seed``."""
+    import torch
+
     return torch.Generator(device=args.device).manual_seed(args.seed)
 
 
 def _reconstruct(args: argparse.Namespace) -> None:
     """``textvae reconstruct``: decode each sentence from its posterior center (``mu`` or the vMF
     mean direction); ``--strategy sample`` draws its words from a generator seeded with ``--seed``."""
+    import torch
+
     from evaluation.generation import decode, posterior_center
     from inference.run import open_run
+    from pyro_textvae.data import make_batch
 
+    if any(not sentence.split() for sentence in args.sentences):
+        raise ValueError("reconstruct: an empty sentence")
     run = open_run(args.run, device=args.device)
     vocab = run.corpus.vocab
     generator = _decoding_generator(args)
     for sentence in args.sentences:
-        words = sentence.split()
-        if not words:
-            raise ValueError("reconstruct: an empty sentence")
-        batch = make_batch([vocab.encode(words)]).to(args.device)
+        batch = make_batch([vocab.encode(sentence.split())]).to(args.device)
         with torch.no_grad():
             z = posterior_center(run.vae.posterior_distribution(batch.tokens, batch.mask))
         out = decode(run.vae, z, args.strategy, args.max_length, args.beam_width, generator=generator)
@@ -206,6 +240,8 @@ def _reconstruct(args: argparse.Namespace) -> None:
 def _sample(args: argparse.Namespace) -> None:
     """``textvae sample``: decode ``-n`` prior draws; the draws (``torch.manual_seed``) and the
     words of ``--strategy sample`` (a generator) both follow ``--seed``."""
+    import torch
+
     from evaluation.generation import decode
     from inference.run import open_run
 
@@ -225,33 +261,38 @@ def _objectives(args: argparse.Namespace) -> None:
         print(f"{objective.name:20s} {objective.description}\n{'':20s} parameters: {params}")
 
 
-def _add_decoding(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--strategy", choices=["greedy", "sample", "beam"], default="greedy")
-    p.add_argument("--beam-width", type=int, default=5)
-    p.add_argument("--max-length", type=int, default=30)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--seed", type=int, default=0, help="seed of the prior draws and of --strategy sample")
+def _add_decoding(p: argparse.ArgumentParser, seed_help: str) -> None:
+    p.add_argument("--strategy", choices=["greedy", "sample", "beam"], default="greedy",
+                   help="most likely word, a word drawn from the softmax, or beam search")
+    p.add_argument("--beam-width", type=at_least(1), default=5, help="beams of --strategy beam")
+    p.add_argument("--max-length", type=at_least(1), default=30, help="words decoded at most")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K")
+    p.add_argument("--seed", type=at_least(0), default=0, help=seed_help)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``textvae`` argument parser with one sub-command per task."""
-    parser = argparse.ArgumentParser(prog="textvae", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="train a sentence VAE into a run folder")
+    """The ``textvae`` argument parser with one sub-command per task (no torch imported)."""
+    parser = Parser(prog="textvae", description=DESCRIPTION)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    train = sub.add_parser("train", help="train a sentence VAE into a run folder", description=(
+        "Train a sentence VAE into a run folder (config.json, vocab.json, metrics.jsonl, best.pt, last.pt)."))
     _add_train_arguments(train)
     train.set_defaults(func=_train)
-    rec = sub.add_parser("reconstruct", help="encode sentences and decode them back")
-    rec.add_argument("run")
-    rec.add_argument("sentences", nargs="+")
-    _add_decoding(rec)
+    rec = sub.add_parser("reconstruct", help="encode sentences and decode them back",
+                         description="Encode each sentence, decode it from its posterior center.")
+    rec.add_argument("run", help="run folder")
+    rec.add_argument("sentences", nargs="+", metavar="SENTENCE", help="words separated by spaces")
+    _add_decoding(rec, "seed of the words drawn by --strategy sample")
     rec.set_defaults(func=_reconstruct)
-    sample = sub.add_parser("sample", help="decode sentences from prior samples")
-    sample.add_argument("run")
-    sample.add_argument("-n", type=int, default=10)
-    sample.add_argument("--temperature", type=float, default=1.0)
-    _add_decoding(sample)
+    sample = sub.add_parser("sample", help="decode sentences from prior samples",
+                            description="Draw z from the prior and decode each draw.")
+    sample.add_argument("run", help="run folder")
+    sample.add_argument("-n", type=at_least(1), default=10, help="prior draws decoded")
+    sample.add_argument("--temperature", type=positive_float, default=1.0, help="softmax temperature of --strategy sample")
+    _add_decoding(sample, "seed of the prior draws and of the words drawn by --strategy sample")
     sample.set_defaults(func=_sample)
-    objectives = sub.add_parser("objectives", help="list the objectives and their parameters")
+    objectives = sub.add_parser("objectives", help="list the objectives and their parameters",
+                                description="List every objective, its parameters and their defaults.")
     objectives.set_defaults(func=_objectives)
     add_evaluate_commands(sub)
     add_explore_commands(sub)
@@ -261,11 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``textvae`` console script; errors in input end with one clear message."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (CorpusError, CheckpointError, FileExistsError, ValueError) as error:
+    except (CheckpointError, FileExistsError, ValueError) as error:  # a CorpusError is a ValueError
         print(f"textvae {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0

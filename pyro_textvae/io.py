@@ -21,9 +21,7 @@ from typing import Any
 
 import torch
 
-
-class CheckpointError(RuntimeError):
-    """A checkpoint or run file that is missing, unreadable, unsafe or does not fit the model."""
+from .errors import CheckpointError
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -1,0 +1,46 @@
+"""The ``textvae experiment`` sub-command (:mod:`evaluation.experiment` does the work); register
+it with :func:`add_experiment_commands`. Nothing heavy is imported until the command runs."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pyro_textvae.options import at_least
+
+
+def add_experiment_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``textvae experiment CONFIG.toml``."""
+    parser = subparsers.add_parser("experiment", help="train and evaluate several objectives from a TOML file",
+                                   description="Train and evaluate the methods of a TOML file into one results "
+                                               "folder (a table and pictures); a rerun skips what is done.")
+    parser.add_argument("config", help="experiment TOML file (see evaluation/experiment.py)")
+    parser.add_argument("--seed", type=at_least(0), nargs="+", metavar="S",
+                        help="train and evaluate only these seeds (default: the file's seeds)")
+    parser.add_argument("--method", action="append", metavar="NAME",
+                        help="only this method of the file (repeatable); the table then has only these")
+    parser.add_argument("--out", metavar="DIR", help="results folder instead of the file's out")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--report-only", action="store_true",
+                        help="only write the table and pictures of the runs evaluated so far")
+    parser.set_defaults(func=_experiment_command)
+
+
+def _experiment_command(args: argparse.Namespace) -> None:
+    """Handler of ``textvae experiment``: train, evaluate and report the file's methods."""
+    from .experiment import (
+        load_experiment,
+        report_experiment,
+        run_experiment,
+        select_methods,
+    )
+
+    config = load_experiment(args.config)
+    if args.method:
+        config = select_methods(config, args.method)
+    if args.out:
+        config = {**config, "out": str(Path(args.out).resolve())}
+    if args.report_only:
+        report_experiment(config, args.seed)
+    else:
+        run_experiment(config, progress=not args.no_progress, seeds=args.seed)
+    print((Path(config["out"]) / "results.md").read_text(), end="")

@@ -1,0 +1,72 @@
+"""Training options (:class:`TrainConfig`) and the synthetic corpus's defaults, importable without
+torch: the command line reads its defaults from here before it imports anything heavy."""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+
+from .protocol import PAPER_SCHEDULE, PlateauSchedule
+
+OPTIMIZER_NAMES = ("sgd", "adam")
+DEFAULT_LR = {"sgd": 0.5, "adam": 1e-3}  # the paper's, by optimiser
+SYNTHETIC_EPOCHS = 20  # the epochs of `textvae train` on the synthetic corpus (TrainConfig.epochs with --data)
+SYNTHETIC_DEFAULTS = {"num_train": 2000, "num_valid": 500, "num_test": 500, "num_topics": 4, "seed": 0}
+
+
+def launched_by_torchrun() -> bool:
+    """True when the environment of a ``torchrun`` launch with more than one process is set."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+@dataclass
+class TrainConfig:
+    """Options of :class:`~inference.trainer.Trainer`; defaults are the paper's (``dg-vae.md`` sec. 1): the
+    plateau rule's from :data:`inference.protocol.PAPER_SCHEDULE` (``epochs`` is its ``max_epochs``).
+
+    ``batch_size`` is per process: with ``distributed`` over N ranks a step sees N x batch_size
+    sentences. ``distributed=None`` turns it on exactly when launched by ``torchrun`` with more
+    than one process (``WORLD_SIZE > 1``).
+    """
+
+    epochs: int = PAPER_SCHEDULE.max_epochs
+    batch_size: int = 32
+    optimizer: str = "sgd"
+    lr: float | None = None
+    clip_norm: float = 5.0
+    decay_patience: int = PAPER_SCHEDULE.decay_patience
+    lr_decay: float = PAPER_SCHEDULE.lr_decay
+    max_decays: int = PAPER_SCHEDULE.max_decays
+    seed: int = 0
+    checkpoint_every: int = 0
+    skip_nonfinite: int = 0
+    validate_args: bool = True
+    device: str = "cpu"
+    progress: bool = True
+    distributed: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.distributed is None:
+            self.distributed = launched_by_torchrun()
+        if self.optimizer not in OPTIMIZER_NAMES:
+            raise ValueError(f"--optimizer must be one of {sorted(OPTIMIZER_NAMES)}, got {self.optimizer!r}")
+        if self.lr is None:
+            self.lr = DEFAULT_LR[self.optimizer]
+        for name in ("lr", "clip_norm"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        for name in ("seed", "decay_patience", "max_decays", "checkpoint_every", "skip_nonfinite"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if not 0 < self.lr_decay < 1:
+            raise ValueError(f"--lr-decay must be in (0, 1), got {self.lr_decay}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def plateau(self) -> PlateauSchedule:
+        """The learning-rate halving and early-stop rule of these options."""
+        return PlateauSchedule(self.epochs, self.decay_patience, self.lr_decay, self.max_decays)

@@ -1,0 +1,57 @@
+"""The options of a :class:`~pyro_textvae.model.TextVAE`, importable without torch (the command
+line reads its defaults from here before deciding whether to import anything heavy)."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+LATENTS = ("normal", "vmf")
+POSTERIORS = ("gaussian", "bn", "delta")
+
+
+@dataclass(frozen=True)
+class TextVAEConfig:
+    """Sizes and options of a :class:`TextVAE`; defaults are the paper's (``dg-vae.md`` sec. 1)."""
+
+    vocab_size: int
+    embed_dim: int = 128
+    hidden_dim: int = 512
+    latent_dim: int = 32
+    dropout_in: float = 0.5
+    dropout_out: float = 0.5
+    latent: str = "normal"
+    kappa: float = 13.0
+    posterior: str = "gaussian"
+    bn_gamma: float = 0.7
+    delta: float = 0.15
+    skip: bool = False
+    bow: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "embed_dim", "hidden_dim", "latent_dim"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"model option {name} must be a positive integer, got {value!r}")
+        if self.vocab_size < 5:
+            raise ValueError(f"model option vocab_size must be at least 5 (4 specials + 1 word), got {self.vocab_size}")
+        for name in ("dropout_in", "dropout_out"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"model option {name} must be in [0, 1), got {getattr(self, name)!r}")
+        if self.latent not in LATENTS:
+            raise ValueError(f"model option latent must be one of {LATENTS}, got {self.latent!r}")
+        if self.posterior not in POSTERIORS:
+            raise ValueError(f"model option posterior must be one of {POSTERIORS}, got {self.posterior!r}")
+        if self.latent == "vmf" and self.posterior != "gaussian":
+            raise ValueError("model option posterior must be 'gaussian' (the default) with latent='vmf'")
+        if self.latent == "vmf" and self.latent_dim < 2:
+            raise ValueError("model option latent_dim must be >= 2 for latent='vmf'")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TextVAEConfig":
+        """Build from a JSON dict, refusing unknown keys and wrong types with the option's name."""
+        from .io import dataclass_from_dict
+
+        return dataclass_from_dict(cls, values, "model config")

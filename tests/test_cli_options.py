@@ -1,0 +1,128 @@
+"""The ``textvae`` command line as a new user meets it: every option has help and shows its default
+(read from the option dataclasses), the parser imports no torch, and each bad option is refused
+in one line, with a non-zero exit, no traceback and nothing written."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from inference.train_config import SYNTHETIC_DEFAULTS, SYNTHETIC_EPOCHS, TrainConfig
+from pyro_textvae.cli import build_parser, main
+from pyro_textvae.config import TextVAEConfig
+
+from .test_cli import TINY
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    (action,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(action.choices)
+
+
+def _options(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    return [a for a in parser._actions if not isinstance(a, argparse._HelpAction)]
+
+
+@pytest.mark.parametrize("command", sorted(_subparsers(build_parser())))
+def test_every_option_has_help_and_its_default_is_shown(command):
+    parser = _subparsers(build_parser())[command]
+    text = " ".join(parser.format_help().split())
+    for action in _options(parser):
+        assert action.help, f"{command} {action.dest} has no help"
+        shown = action.default not in (None, False, []) and (action.option_strings or action.nargs == "?")
+        if shown:
+            assert f"(default: {action.default})" in text, f"{command} {action.dest}: default not shown"
+
+
+def test_the_top_level_help_is_plain_text():
+    text = build_parser().format_help()
+    assert "``" not in text and ":func:" not in text and "textvae COMMAND --help" in text
+
+
+def test_train_defaults_are_the_option_dataclasses_defaults():
+    args = build_parser().parse_args(["train"])
+    train_fields = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    model_fields = {f.name: f.default for f in dataclasses.fields(TextVAEConfig)}
+    for name in ("batch_size", "optimizer", "clip_norm", "seed", "checkpoint_every", "skip_nonfinite"):
+        assert getattr(args, name) == train_fields[name], name
+    for name in ("embed_dim", "hidden_dim", "latent_dim", "dropout_in", "dropout_out", "latent", "kappa"):
+        assert getattr(args, name) == model_fields[name], name
+    assert args.synthetic_train == SYNTHETIC_DEFAULTS["num_train"]
+    text = " ".join(_subparsers(build_parser())["train"].format_help().split())
+    assert f"default: {TrainConfig.epochs} with --data, {SYNTHETIC_EPOCHS} on the synthetic" in text
+    for name in ("decay_patience", "lr_decay", "max_decays"):  # None on the command line: a --schedule's
+        assert getattr(args, name) is None and f"(default: {train_fields[name]}, or the --schedule's)" in text
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["train", "--epochs", "two"],
+                                  ["sample", "RUN", "-n", "0"], ["evaluate", "RUN", "--iw-samples", "0"]])
+def test_help_and_option_errors_import_neither_torch_nor_pyro(argv):
+    code = ("import sys\nfrom pyro_textvae.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n"
+            "    pass\nheavy = [m for m in ('torch', 'pyro', 'arviz', 'matplotlib') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("options") / "run"
+    assert main(["train", "--epochs", "1", "--out", str(out), "--seed", "1", *TINY]) == 0
+    return out
+
+
+def _refused(argv: list[str], capsys) -> str:
+    """Run the command; check a non-zero exit and one line on stderr; return that line."""
+    try:
+        status = main(argv)
+    except SystemExit as exit_:
+        status = exit_.code
+    err = capsys.readouterr().err
+    assert status not in (0, None)
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err.rstrip("\n")
+
+
+RUN = "{run}"
+BAD_OPTIONS = [
+    (["train", "--epochs", "0"], "textvae train: error: --epochs must be >= 1, got 0"),
+    (["train", "--min-count", "0"], "textvae train: error: argument --min-count: must be >= 1, got 0"),
+    (["train", "--nonsense"], "textvae: error: unrecognized arguments: --nonsense (see textvae --help)"),
+    (["sample", RUN, "-n", "-1"], "textvae sample: error: argument -n: must be >= 1, got -1"),
+    (["sample", RUN, "--temperature", "0"], "textvae sample: error: argument --temperature: must be > 0, got 0"),
+    (["sample", RUN, "--beam-width", "0"], "textvae sample: error: argument --beam-width: must be >= 1, got 0"),
+    (["sample", RUN, "--max-length", "0"], "textvae sample: error: argument --max-length: must be >= 1, got 0"),
+    (["reconstruct", RUN, "a b", "--max-length", "x"],
+     "textvae reconstruct: error: argument --max-length: expects an integer, got 'x'"),
+    (["sample", RUN, "--device", "bogus"], "textvae sample: error: --device 'bogus' is not a torch device"),
+    (["reconstruct", RUN, "a", "--device", "bogus"], "textvae reconstruct: error: --device 'bogus' is not a torch"),
+    (["evaluate", RUN, "--device", "bogus", "--no-progress"], "textvae evaluate: error: --device 'bogus' is not a"),
+    (["evaluate", RUN, "--iw-samples", "0"], "textvae evaluate: error: argument --iw-samples: must be >= 1, got 0"),
+    (["explore", RUN, "--out", "{tmp}/x", "--sentences", "0"],
+     "textvae explore: error: argument --sentences: must be >= 1, got 0"),
+    (["toy", "--out", "{tmp}/toy", "--dpi", "0"], "textvae toy: error: argument --dpi: must be >= 1, got 0"),
+]
+
+
+@pytest.mark.parametrize("argv, message", BAD_OPTIONS, ids=[" ".join(a) for a, _ in BAD_OPTIONS])
+def test_a_bad_option_is_one_line_naming_it_and_leaves_nothing(argv, message, run_dir, tmp_path, capsys,
+                                                               monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in run_dir.iterdir())
+    argv = [a.format(run=run_dir, tmp=tmp_path) for a in argv]
+    if argv[0] == "train" and "--help" not in argv:
+        argv += ["--out", str(tmp_path / "new"), *TINY]
+    assert _refused(argv, capsys).startswith(message)
+    assert list(tmp_path.iterdir()) == [] and sorted(p.name for p in run_dir.iterdir()) == before
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the machine has a GPU")
+@pytest.mark.parametrize("command", [["sample"], ["reconstruct", "{run}", "a"], ["evaluate"]])
+def test_cuda_without_a_gpu_is_named_as_such_not_as_a_bad_checkpoint(command, run_dir, capsys):
+    argv = [a.format(run=run_dir) for a in command] + ([] if len(command) > 1 else [str(run_dir)])
+    line = _refused([*argv, "--device", "cuda"], capsys)
+    assert line == f"textvae {command[0]}: error: --device 'cuda' but CUDA is not available on this machine"
