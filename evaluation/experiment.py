@@ -11,6 +11,7 @@
     [evaluate]  iw_samples = 500            # options of evaluation.report.evaluate_run
     [[methods]] name = "DG-VAE"; objective = "dg"; params = {mode = "marginal"}
                 train = {batch_size = 128}  # optional per-method [train] and [model] overrides
+    [plots]     label_names = {"0" = "negative", "1" = "positive"}   # label names in holes.png
 
 and writes ``out/experiment.toml`` (a copy of the file), ``out/runs/<method>-seed<s>/`` (ordinary
 run folders), ``out/results.md`` and
@@ -37,13 +38,6 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from matplotlib.axes import Axes
-from matplotlib.backend_bases import RendererBase
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.text import Text
-from matplotlib.transforms import Bbox
-
 from inference.objectives import get_objective
 from inference.protocol import named_schedule
 from inference.run import check_data_options, new_trainer, open_run, resume_trainer
@@ -51,10 +45,18 @@ from inference.trainer import TrainConfig
 from pyro_textvae.io import atomic_write_bytes, dataclass_from_dict, load_json
 from pyro_textvae.model import TextVAEConfig
 
+from .figures import save_figure
 from .report import evaluate_run, evaluation_settings
-from .tables import COLUMNS, eval_filename, format_mean_std, markdown_table, metric_value
+from .scatter import plot_collapse_against_holes
+from .tables import (
+    COLUMNS,
+    eval_filename,
+    format_mean_std,
+    markdown_table,
+    metric_value,
+)
 
-SECTIONS = {"out", "seeds", "data", "model", "schedule", "train", "evaluate", "methods"}
+SECTIONS = {"out", "seeds", "data", "model", "schedule", "train", "evaluate", "methods", "plots"}
 METHOD_KEYS = {"name", "objective", "params", "model", "train"}
 
 
@@ -92,6 +94,7 @@ def load_experiment(path: str | Path) -> dict[str, Any]:
     except ValueError as error:
         raise ValueError(f"{path}: [evaluate]: {error}") from None
     check_data_options(config.get("data", {}), f"{path}: [data]")
+    _check_plots(path, config.get("plots", {}))
     root = path.resolve().parent
     data = dict(config.get("data", {}))
     if data.get("path"):
@@ -122,6 +125,15 @@ def _apply_schedule(path: Path, config: dict) -> dict:
     train = config.get("train", {})
     train = {**schedule.train_options(), **train} if isinstance(train, dict) else train
     return {**config, "train": train, "methods": methods}
+
+
+def _check_plots(path: Path, plots: Any) -> None:
+    """``[plots]`` holds only ``label_names``, a table of corpus label -> name shown in the hole pictures."""
+    names = plots.get("label_names", {}) if isinstance(plots, dict) else None
+    if names is None or set(plots) - {"label_names"}:
+        raise ValueError(f"{path}: [plots] takes only label_names = {{\"0\" = \"negative\", ...}}, got {plots!r}")
+    if not isinstance(names, dict) or not all(isinstance(v, str) for v in names.values()):
+        raise ValueError(f"{path}: [plots] label_names must map labels to names, got {names!r}")
 
 
 def _check_method(path: Path, config: dict, method: dict) -> None:
@@ -170,7 +182,7 @@ def report_experiment(config: dict[str, Any], seeds: list[int] | None = None) ->
     if not results:
         raise ValueError(f"no evaluated run under {out / 'runs'} yet")
     write_results(out, results)
-    plot_collapse_against_holes(results, out / "mi_vs_joint_kl.png")
+    save_figure(plot_collapse_against_holes(results), out / "mi_vs_joint_kl.png")
     _hole_pictures(out, config, results)
     return results
 
@@ -286,67 +298,6 @@ def write_results(out: Path, results: dict[str, list[dict]]) -> None:
     atomic_write_bytes(out / "results.csv", buffer.getvalue().encode())
 
 
-def plot_collapse_against_holes(results: dict[str, list[dict]], path: str | Path | None = None) -> Figure:
-    """MI and AU against joint-KL, one point per method (mean over seeds): collapse sits at the
-    bottom (MI, AU near 0), holes to the right (large joint-KL); DG-VAE should sit top-left.
-    Labels of methods that sit close together are moved apart (:func:`_label_apart`)."""
-    fig = Figure(figsize=(10.0, 4.5))
-    renderer = FigureCanvasAgg(fig).get_renderer()
-    panels = []
-    for ax, (label, keys) in zip(fig.subplots(1, 2), (("MI (nats)", ("mi",)), ("active units", ("active_units", "au")))):
-        points = []
-        for name, runs in results.items():
-            x, _ = _mean_std([metric_value(r, ("holes", "joint_kl")) for r in runs])
-            y, _ = _mean_std([metric_value(r, keys) for r in runs])
-            if x is not None and y is not None and math.isfinite(x) and math.isfinite(y):
-                ax.scatter([x], [y], s=40)
-                points.append((x, y, name))
-        ax.set_xscale("symlog", linthresh=0.1)
-        ax.set_xlabel("joint-KL = E_p[log p(z) - log q_D(z)] (holes; symlog scale)")
-        ax.set_ylabel(label + " (collapse when 0)")
-        ax.grid(alpha=0.3)
-        panels.append((ax, points))
-    fig.tight_layout()
-    for ax, points in panels:
-        _label_apart(ax, points, renderer)
-    if path is not None:
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=100)
-        atomic_write_bytes(path, buffer.getvalue())
-    return fig
-
-
-_LINE = 11  # points: a label's height at fontsize 8, plus a gap
-_LABEL_OFFSETS = [(dx, dy) for step in range(8) for dy in (4 + step * _LINE, 4 - (step + 1) * _LINE) for dx in (4, -4)]
-
-
-def _label_apart(ax: Axes, points: list[tuple[float, float, str]], renderer: RendererBase) -> None:
-    """Label each point at the first offset (right or left of it, then a line higher or lower, and
-    so on) where its text overlaps no label placed before it and stays inside the axes (failing
-    that, the first with no overlap); a label off its first line gets a leader line to its point."""
-    ax.set_xlim(ax.get_xlim())
-    ax.set_ylim(ax.get_ylim())
-    frame = ax.get_window_extent(renderer)
-    placed: list[Bbox] = []
-    for x, y, name in points:
-        boxes = {}
-        for offset in _LABEL_OFFSETS:
-            probe = _label(ax, name, (x, y), offset)
-            boxes[offset] = probe.get_window_extent(renderer)
-            probe.remove()
-        free = [o for o, box in boxes.items() if not any(box.overlaps(other) for other in placed)]
-        inside = [o for o in free if frame.contains(boxes[o].x0, boxes[o].y0) and frame.contains(boxes[o].x1, boxes[o].y1)]
-        offset = (inside or free or _LABEL_OFFSETS[-1:])[0]
-        _label(ax, name, (x, y), offset, leader=abs(offset[1]) > _LINE)
-        placed.append(boxes[offset])
-
-
-def _label(ax: Axes, name: str, point: tuple[float, float], offset: tuple[int, int], leader: bool = False) -> Text:
-    return ax.annotate(name, point, textcoords="offset points", xytext=offset, fontsize=8,
-                       ha="left" if offset[0] > 0 else "right", va="bottom",
-                       arrowprops={"arrowstyle": "-", "color": "0.5", "lw": 0.5} if leader else None)
-
-
 def _hole_pictures(out: Path, config: dict, results: dict[str, list[dict]]) -> None:
     from .arviz_data import encode_split
     from .plots import plot_hole_comparison
@@ -354,10 +305,8 @@ def _hole_pictures(out: Path, config: dict, results: dict[str, list[dict]]) -> N
     split = config.get("evaluate", {}).get("split", "test")
     panels = [(name, encode_split(open_run(out / "runs" / f"{name}-seed{runs[0]['seed']}"), split=split))
               for name, runs in results.items()]
-    figure = plot_hole_comparison(panels)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    atomic_write_bytes(out / "holes.png", buffer.getvalue())
+    figure = plot_hole_comparison(panels, label_names=config.get("plots", {}).get("label_names"))
+    save_figure(figure, out / "holes.png")
 
 
 def select_methods(config: dict[str, Any], names: list[str]) -> dict[str, Any]:

@@ -28,8 +28,8 @@ from pathlib import Path
 from pyro_textvae.options import at_least
 
 EXPLORE_CONFIG = "explore_config.json"
-EXPLORE_OPTIONS = ("split", "sentences", "draws", "chains", "dims", "point", "prior_samples", "checkpoint",
-                   "device", "dpi", "seed")
+EXPLORE_OPTIONS = ("split", "sentences", "draws", "chains", "dims", "point", "label_names", "prior_samples",
+                   "checkpoint", "device", "dpi", "seed")
 
 
 def _dims(text: str) -> list[int]:
@@ -40,6 +40,17 @@ def _dims(text: str) -> list[int]:
     if len(dims) != 2:
         raise argparse.ArgumentTypeError(f"--dims expects two integers K1,K2, got {text!r}")
     return dims
+
+
+def label_names(text: str) -> dict[str, str]:
+    """``"0=negative,1=positive"`` -> ``{"0": "negative", "1": "positive"}`` (``--label-names``)."""
+    names = {}
+    for pair in text.split(","):
+        label, sep, name = pair.partition("=")
+        if not sep or not label.strip() or not name.strip():
+            raise argparse.ArgumentTypeError(f"--label-names expects LABEL=NAME[,LABEL=NAME...], got {text!r}")
+        names[label.strip()] = name.strip()
+    return names
 
 
 def add_explore_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -59,6 +70,9 @@ def add_explore_commands(subparsers: argparse._SubParsersAction) -> None:
                          help="two latent dimensions for the hole picture (default: the two most active)")
     explore.add_argument("--point", choices=["draw", "center"], default="draw",
                          help="one draw z ~ q(z|x) or the posterior center per sentence in the hole picture")
+    explore.add_argument("--label-names", type=label_names, metavar="LABEL=NAME[,...]",
+                         help="names for the corpus labels in the hole pictures, e.g. 0=negative,1=positive "
+                              "(default: the labels themselves)")
     explore.add_argument("--prior-samples", type=at_least(1), default=10_000, metavar="N",
                          help="prior draws for marginal-KL")
     explore.add_argument("--checkpoint", choices=["best", "last"], default="best", help="checkpoint explored")
@@ -114,6 +128,7 @@ def _explore_run(run, out: Path, args: argparse.Namespace):
         plot_length_ppc,
         plot_sentence_forest,
         plot_sentence_posteriors,
+        save_figure,
     )
 
     out.mkdir(parents=True, exist_ok=True)
@@ -122,11 +137,12 @@ def _explore_run(run, out: Path, args: argparse.Namespace):
     print(f"{run.path}: InferenceData -> {save_inference_data(idata, run.path)}")
     posteriors = encode_split(run, split=args.split, seed=args.seed)
     stats = dimension_statistics(posteriors, num_prior_samples=args.prior_samples, seed=args.seed)
-    plot_hole_picture(posteriors, args.dims, args.point, path=out / "hole.png", dpi=args.dpi)
-    plot_sentence_posteriors(idata, path=out / "posteriors.png", dpi=args.dpi)
-    plot_sentence_forest(idata, path=out / "forest.png", dpi=args.dpi)
-    plot_dimension_bars(stats, path=out / "dimensions.png", dpi=args.dpi)
-    plot_length_ppc(idata, path=out / "ppc_length.png", dpi=args.dpi)
+    hole = plot_hole_picture(posteriors, args.dims, args.point, label_names=args.label_names)
+    save_figure(hole.figure, out / "hole.png", args.dpi)
+    save_figure(plot_sentence_posteriors(idata), out / "posteriors.png", args.dpi)
+    save_figure(plot_sentence_forest(idata), out / "forest.png", args.dpi)
+    save_figure(plot_dimension_bars(stats), out / "dimensions.png", args.dpi)
+    save_figure(plot_length_ppc(idata).figure, out / "ppc_length.png", args.dpi)
     summary = posterior_summary(idata)
     atomic_write_bytes(out / "summary.csv", summary.to_csv().encode("utf-8"))
     keys = ("kl", "mean_variance", "marginal_kl")
@@ -145,7 +161,7 @@ def explore_command(args: argparse.Namespace) -> None:
     from inference.run import open_run
     from pyro_textvae.io import save_json
 
-    from .plots import plot_hole_comparison
+    from .plots import plot_hole_comparison, save_figure
 
     matplotlib.use("Agg")
     out = Path(args.out)
@@ -157,7 +173,8 @@ def explore_command(args: argparse.Namespace) -> None:
         return
     names = _run_names(args.runs)
     compared = [(name, _explore_run(run, out / name, args)) for name, run in zip(names, runs)]
-    plot_hole_comparison(compared, args.dims, args.point, path=out / "hole_comparison.png", dpi=args.dpi)
+    figure = plot_hole_comparison(compared, args.dims, args.point, label_names=args.label_names)
+    save_figure(figure, out / "hole_comparison.png", args.dpi)
     print(f"hole pictures side by side -> {out / 'hole_comparison.png'}")
 
 
@@ -168,7 +185,7 @@ def toy_command(args: argparse.Namespace) -> None:
 
     from pyro_textvae.io import save_json
 
-    from .plots import plot_toy_grid
+    from .plots import plot_toy_grid, save_figure
     from .toy import (
         TOY_KL_COLUMNS,
         TOY_OBJECTIVES,
@@ -186,7 +203,7 @@ def toy_command(args: argparse.Namespace) -> None:
     params = {name: TOY_PARAMS.get(name, {}) for name in objectives}
     save_json(out / "config.json", {"objectives": list(objectives), "params": params, "dpi": args.dpi,
                                     **dataclasses.asdict(config)})
-    plot_toy_grid(runs, path=out / "toy_grid.png", dpi=args.dpi)
+    save_figure(plot_toy_grid(runs), out / "toy_grid.png", args.dpi)
     records = toy_kl_records(runs)
     for name in runs:
         last = [record for record in records if record["objective"] == name][-1]

@@ -30,6 +30,7 @@ from evaluation.plots import (
     plot_length_ppc,
     plot_sentence_forest,
     plot_sentence_posteriors,
+    save_figure,
 )
 from inference.run import open_run
 from inference.trainer import TrainConfig
@@ -73,13 +74,13 @@ def main() -> None:
         stats = dimension_statistics(posteriors, seed=args.seed)
         print(f"{path}: E_x KL per dimension {stats['kl'].round(3)}, Var of means {stats['mean_variance'].round(3)}")
         pictures = out / path.name
-        plot_hole_picture(posteriors, path=pictures / "hole.png")
-        plot_sentence_posteriors(idata, path=pictures / "posteriors.png")
-        plot_sentence_forest(idata, path=pictures / "forest.png")
-        plot_dimension_bars(stats, path=pictures / "dimensions.png")
-        plot_length_ppc(idata, path=pictures / "ppc_length.png")
+        save_figure(plot_hole_picture(posteriors).figure, pictures / "hole.png")
+        save_figure(plot_sentence_posteriors(idata), pictures / "posteriors.png")
+        save_figure(plot_sentence_forest(idata), pictures / "forest.png")
+        save_figure(plot_dimension_bars(stats), pictures / "dimensions.png")
+        save_figure(plot_length_ppc(idata).figure, pictures / "ppc_length.png")
         compared.append((path.name, posteriors))
-    plot_hole_comparison(compared, path=out / "hole_comparison.png")
+    save_figure(plot_hole_comparison(compared), out / "hole_comparison.png")
     print(f"pictures in {out}")
 
 

@@ -3,7 +3,7 @@
 ``textvae experiment`` draws ``mi_vs_joint_kl.png`` from the runs' ``eval.json`` files; the run
 folders are not kept in git, so this script draws the same picture from the per-method means of
 ``results.csv`` (the numbers the scatter shows) with
-:func:`evaluation.experiment.plot_collapse_against_holes`. Nothing random happens here.
+:func:`evaluation.scatter.plot_collapse_against_holes`. Nothing random happens here.
 
 Usage: ``python examples/redraw_scatter.py results/short_yelp/results.csv results/short_yelp/mi_vs_joint_kl.png``
 """
@@ -13,7 +13,8 @@ import argparse
 import csv
 from pathlib import Path
 
-from evaluation.experiment import plot_collapse_against_holes
+from evaluation.figures import save_figure
+from evaluation.scatter import plot_collapse_against_holes
 
 
 def results_from_csv(path: Path) -> dict[str, list[dict]]:
@@ -36,7 +37,7 @@ def main() -> None:
     parser.add_argument("results_csv", type=Path)
     parser.add_argument("out_png", type=Path)
     args = parser.parse_args()
-    plot_collapse_against_holes(results_from_csv(args.results_csv), args.out_png)
+    save_figure(plot_collapse_against_holes(results_from_csv(args.results_csv)), args.out_png)
     print(f"wrote {args.out_png}")
 
 

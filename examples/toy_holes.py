@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from evaluation.plots import plot_toy_grid
+from evaluation.plots import plot_toy_grid, save_figure
 from evaluation.toy import TOY_OBJECTIVES, ToyConfig, grid_kl, train_toy_objectives
 
 
@@ -27,7 +27,7 @@ def main() -> None:
         kl = grid_kl(run.final.loc, run.final.scale)
         print(f"{name:8s} KL(q_D || p) = {kl['kl']:.3f}  KL(p || q_D) = {kl['reverse_kl']:.3f}")
     path = Path(args.out) / "toy_grid.png"
-    plot_toy_grid(runs, path=path)
+    save_figure(plot_toy_grid(runs), path)
     print(f"grid: {path}")
 
 

@@ -10,13 +10,14 @@ import struct
 from pathlib import Path
 
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.text import Text
 
 from evaluation.experiment import (
     load_experiment,
-    plot_collapse_against_holes,
     write_results,
 )
+from evaluation.scatter import plot_collapse_against_holes
 from evaluation.tables import COLUMNS
 from pyro_textvae.cli import main
 from pyro_textvae.io import load_json
@@ -96,7 +97,9 @@ def test_miniature_experiment_fills_every_column_and_draws_the_scatter(tmp_path,
      ("[evaluate]\ndevice='cpu'\n[[methods]]\nname='a'\nobjective='elbo'", "unknown evaluation option(s) ['device']"),
      ("[data]\npth='corpus'\nmin_cnt=3\n[[methods]]\nname='a'\nobjective='elbo'",
       "bad.toml: [data]: unknown key(s) ['min_cnt', 'pth']; valid: ['labels', 'max_length', 'max_vocab', 'min_count'"),
-     ("[data]\nmin_count=0\n[[methods]]\nname='a'\nobjective='elbo'", "[data]: min_count must be an integer >= 1")],
+     ("[data]\nmin_count=0\n[[methods]]\nname='a'\nobjective='elbo'", "[data]: min_count must be an integer >= 1"),
+     ("[plots]\nlabel_name={0='negative'}\n[[methods]]\nname='a'\nobjective='elbo'", "[plots] takes only label_names"),
+     ("[plots]\nlabel_names={0=1}\n[[methods]]\nname='a'\nobjective='elbo'", "[plots] label_names must map labels")],
 )
 def test_bad_experiment_files_are_named(tmp_path, text, message):
     path = tmp_path / "bad.toml"
@@ -178,12 +181,45 @@ def test_labels_of_methods_that_sit_together_do_not_overlap():
                 for i in range(6)}
     apart = {"DG-VAE": [{"mi": 3.0, "active_units": {"au": 16}, "holes": {"joint_kl": 0.15}}]}
     figure = plot_collapse_against_holes({**together, **apart})
-    figure.canvas.draw()
+    FigureCanvasAgg(figure).draw()
     renderer = figure.canvas.get_renderer()
     for ax in figure.axes:
         boxes = [Text.get_window_extent(label, renderer) for label in ax.texts]  # the text, not its leader line
         assert len(boxes) == 7
         assert not any(a.overlaps(b) for a, b in itertools.combinations(boxes, 2))
+
+
+def _tick_labels(ax):
+    """The x tick labels inside the view, as drawn."""
+    FigureCanvasAgg(ax.figure).draw()
+    low, high = ax.get_xlim()
+    return [t.get_text() for t in ax.get_xticklabels() if low <= t.get_position()[0] <= high and t.get_text()]
+
+
+@pytest.mark.parametrize("joint_kl, expected", [
+    ((0.0384595, 0.0391, 0.0399), None),               # within one 1-2-5 step: evenly spaced ticks
+    ((0.003, 0.1, 2.2, 396.0), ["0.01", "0.1", "1", "10", "100"]),   # decades
+    ((0.15, 0.4, 0.9), ["0.1", "0.2", "0.5", "1"]),  # less than two decades: 1-2-5 steps
+])
+def test_scatter_x_ticks_are_several_plain_decimals(joint_kl, expected):
+    """joint-KL ticks read as plain numbers (no 3.84595x10^-2, no 1e-02), at least three of them."""
+    runs = {f"m{i}": [{"mi": 1.0, "active_units": {"au": 3}, "holes": {"joint_kl": x}}] for i, x in enumerate(joint_kl)}
+    for ax in plot_collapse_against_holes(runs).axes:
+        labels = _tick_labels(ax)
+        assert len(labels) >= 3
+        assert all(re.fullmatch(r"\d+(\.\d+)?", text) for text in labels), labels
+        if expected is not None:
+            assert labels == expected
+        values = [float(text) for text in labels]
+        assert min(values) <= max(joint_kl) and max(values) >= min(joint_kl)
+
+
+def test_scatter_draws_a_nonpositive_joint_kl_at_the_left_end():
+    runs = {"collapsed": [{"mi": 0.0, "active_units": {"au": 0}, "holes": {"joint_kl": -0.001}}],
+            "DG-VAE": [{"mi": 3.0, "active_units": {"au": 16}, "holes": {"joint_kl": 0.15}}]}
+    ax = plot_collapse_against_holes(runs).axes[0]
+    (x, _), = ax.collections[0].get_offsets()
+    assert x == pytest.approx(ax.get_xlim()[0]) and ax.get_xscale() == "log"
 
 
 def test_the_scatter_redrawn_from_results_csv_shows_the_means_over_seeds(tmp_path):
