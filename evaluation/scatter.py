@@ -28,8 +28,12 @@ X_LABEL = "joint-KL = E_p[log p(z) - log q_D(z)] (holes; log scale)"
 
 
 def _mean(values: list[Any]) -> float | None:
-    numbers = [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(float(v))]
-    return statistics.fmean(numbers) if numbers else None
+    """The mean of the numbers among ``values``; None when there is none or one is not finite (a
+    diverged run: the method is left out of the scatter)."""
+    numbers = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if not numbers or not all(math.isfinite(v) for v in numbers):
+        return None
+    return statistics.fmean(numbers)
 
 
 def _points(results: dict[str, list[dict]], keys: tuple[str, ...]) -> list[tuple[float, float, str]]:
