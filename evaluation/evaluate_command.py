@@ -36,27 +36,33 @@ def _evaluate_on(args: argparse.Namespace, device) -> None:
     from .report import evaluate_run
     from .tables import eval_filename
 
+    options = {name: getattr(args, name) for name in (
+        "split", "iw_samples", "iw_subset", "prior_samples", "num_generate", "num_interpolations", "seed",
+        "iw_batch_size", "iw_chunk", "dg_samples", "checkpoint")}
     run = open_run(args.run, checkpoint=args.checkpoint, device=device)
-    evaluate_run(
-        run,
-        split=args.split,
-        iw_samples=args.iw_samples,
-        iw_subset=args.iw_subset,
-        prior_samples=args.prior_samples,
-        num_generate=args.num_generate,
-        num_interpolations=args.num_interpolations,
-        seed=args.seed,
-        progress=not args.no_progress,
-        iw_batch_size=args.iw_batch_size,
-        iw_chunk=args.iw_chunk,
-        dg_samples=args.dg_samples,
-        checkpoint=args.checkpoint,
-        device=device,
-    )
+    _check_not_replacing(Path(args.run) / eval_filename(args.split), options, args.overwrite)
+    evaluate_run(run, progress=not args.no_progress, device=device, **options)
     if rank_and_world_size()[0] > 0:
         return
     print((Path(args.run) / eval_filename(args.split, "md")).read_text(encoding="utf-8"), end="")
     print(f"wrote {Path(args.run) / eval_filename(args.split)}")
+
+
+def _check_not_replacing(path: Path, options: dict, overwrite: bool) -> None:
+    """Refuse to replace an evaluation made with other settings (a K = 500 run is not lost to a
+    quick K = 10 one) unless ``overwrite``; the same settings give the same numbers, so they may."""
+    from pyro_textvae.io import load_json
+
+    from .report import evaluation_settings
+
+    if overwrite or not path.is_file():
+        return
+    old, new = load_json(path).get("settings"), evaluation_settings(**options)
+    old = old if isinstance(old, dict) else {}
+    changed = [f"{name} {old.get(name)!r} -> {value!r}" for name, value in new.items() if old.get(name) != value]
+    if changed:
+        raise FileExistsError(f"{path} was made with other settings ({', '.join(changed)}); "
+                              "pass --overwrite to replace it")
 
 
 def _compare(args: argparse.Namespace) -> None:
@@ -101,6 +107,8 @@ def add_evaluate_commands(subparsers: argparse._SubParsersAction) -> None:
                           help="share the importance sampling over torch.distributed processes "
                                "(automatic under torchrun with > 1 process)")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bars")
+    evaluate.add_argument("--overwrite", action="store_true",
+                          help="replace an eval.json made with other settings (refused without it)")
     evaluate.set_defaults(func=_evaluate)
     compare = subparsers.add_parser("compare", help="one table of the evaluated metrics of several runs",
                                     description="Print one table, a row per run, of the runs' eval.json.")

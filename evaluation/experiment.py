@@ -40,7 +40,7 @@ from typing import Any
 
 from inference.objectives import get_objective
 from inference.protocol import named_schedule
-from inference.run import check_data_options, new_trainer, open_run, resume_trainer
+from inference.run import check_data_options, load_corpus, new_trainer, open_run, resume_trainer
 from inference.trainer import TrainConfig
 from pyro_textvae.io import atomic_write_bytes, dataclass_from_dict, load_json
 from pyro_textvae.model import TextVAEConfig
@@ -168,6 +168,7 @@ def run_experiment(
     for method, seed, run_dir in runs:
         if (run_dir / "config.json").exists():
             _check_run_matches(run_dir, method, config["data"], *_run_options(config, method, seed))
+    load_corpus(config["data"], where="experiment [data]")  # a missing or bad corpus: nothing written yet
     atomic_write_bytes(out / "experiment.toml", config["source"])
     for method, seed, run_dir in runs:
         _train_and_evaluate(config, method, seed, run_dir, progress)
@@ -227,6 +228,8 @@ def _train_and_evaluate(config: dict, method: dict, seed: int, run_dir: Path, pr
     model, train_options = _run_options(config, method, seed)
     evaluation = _current_evaluation(config, method, seed, "evaluating again")
     if evaluation is not None:
+        print(f"{method['name']} seed {seed}: trained and evaluated with the file's settings, skipped "
+              f"({run_dir})", flush=True)
         return evaluation
     if (run_dir / "last.pt").exists():
         trainer = resume_trainer(run_dir)

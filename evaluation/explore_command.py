@@ -132,11 +132,16 @@ def _explore_run(run, out: Path, args: argparse.Namespace):
     )
 
     out.mkdir(parents=True, exist_ok=True)
+    print(f"{run.path}: drawing {args.chains} x {args.draws} posterior and prior samples of {args.sentences} "
+          f"{args.split} sentences", flush=True)
     idata = to_inference_data(run, split=args.split, sentences=args.sentences, draws=args.draws,
                               chains=args.chains, seed=args.seed)
     print(f"{run.path}: InferenceData -> {save_inference_data(idata, run.path)}")
+    print(f"{run.path}: encoding the {args.split} split, {args.prior_samples} prior draws for marginal-KL",
+          flush=True)
     posteriors = encode_split(run, split=args.split, seed=args.seed)
     stats = dimension_statistics(posteriors, num_prior_samples=args.prior_samples, seed=args.seed)
+    print(f"{run.path}: drawing the pictures", flush=True)
     hole = plot_hole_picture(posteriors, args.dims, args.point, label_names=args.label_names)
     save_figure(hole.figure, out / "hole.png", args.dpi)
     save_figure(plot_sentence_posteriors(idata), out / "posteriors.png", args.dpi)
@@ -153,6 +158,19 @@ def _explore_run(run, out: Path, args: argparse.Namespace):
     return posteriors
 
 
+def _check_against_runs(runs, args: argparse.Namespace) -> None:
+    """Refuse ``--dims`` outside a run's latent dimensions and more ``--sentences`` than a run's
+    split holds, before anything is computed or written."""
+    for run in runs:
+        latent_dim, size = run.vae.config.latent_dim, len(run.corpus.splits[args.split].ids)
+        dims = args.dims
+        if dims is not None and (not 0 <= min(dims) <= max(dims) < latent_dim or dims[0] == dims[1]):
+            raise ValueError(f"--dims {dims[0]},{dims[1]}: give two different latent dimensions of "
+                             f"0..{latent_dim - 1} ({run.path})")
+        if args.sentences > size:
+            raise ValueError(f"--sentences {args.sentences}: the {args.split} split of {run.path} has {size} sentences")
+
+
 def explore_command(args: argparse.Namespace) -> None:
     """``textvae explore``: see the module docstring. Bad options raise ValueError; a bad run
     folder raises CheckpointError (from ``open_run``)."""
@@ -165,7 +183,10 @@ def explore_command(args: argparse.Namespace) -> None:
 
     matplotlib.use("Agg")
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: exists and is not a folder")
     runs = [open_run(path, checkpoint=args.checkpoint, device=args.device) for path in args.runs]
+    _check_against_runs(runs, args)
     options = {name: getattr(args, name) for name in EXPLORE_OPTIONS}
     save_json(out / EXPLORE_CONFIG, {"runs": [str(run.path.resolve()) for run in runs], **options})
     if len(runs) == 1:

@@ -95,7 +95,8 @@ def collect_posteriors(
 def _check_options(**options: Any) -> None:
     for name, value in options.items():
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise ValueError(f"evaluate_run: {name} must be a positive int, got {value!r}")
+            raise ValueError(f"evaluation option {name} (--{name.replace('_', '-')}) must be an integer >= 1, "
+                             f"got {value!r}")
 
 
 def iw_subset_positions(num_sentences: int, iw_subset: int | None, seed: int) -> list[int]:

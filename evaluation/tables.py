@@ -99,7 +99,8 @@ def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
 
 @dataclass
 class ComparisonTable:
-    """One row per run (run, objective, seed) and one column per metric of :data:`COLUMNS`."""
+    """One row per run (run, objective, seed, the importance samples K and the IW subset
+    size or "all") and one column per metric of :data:`COLUMNS`."""
 
     columns: list[str]
     rows: list[list[Any]]
@@ -134,9 +135,11 @@ def compare_runs(run_dirs: Sequence[str | Path], out_prefix: str | Path | None =
         if not path.is_file():
             raise CheckpointError(f"{path}: not found; run `textvae evaluate {run_dir} --split {split}` first")
         result = load_json(path)
-        rows.append([run_dir.name, result.get("objective"), result.get("seed")]
+        subset = metric_value(result, ("likelihood", "iw_subset"))
+        rows.append([run_dir.name, result.get("objective"), result.get("seed"),
+                     metric_value(result, ("likelihood", "iw_samples")), "all" if subset is None else subset]
                     + [metric_value(result, keys) for _, keys in COLUMNS])
-    table = ComparisonTable(["run", "objective", "seed"] + [name for name, _ in COLUMNS], rows)
+    table = ComparisonTable(["run", "objective", "seed", "K", "IW subset"] + [name for name, _ in COLUMNS], rows)
     if out_prefix is not None:
         atomic_write_bytes(f"{out_prefix}.md", table.markdown().encode())
         atomic_write_bytes(f"{out_prefix}.csv", table.csv().encode())

@@ -53,6 +53,9 @@ class Objective:
                 valid = ", ".join(sorted(self.defaults)) or "none"
                 raise ValueError(f"objective {self.name!r} has no parameter {key!r}; valid: {valid}")
             params[key] = _cast(self.name, key, value, self.defaults[key])
+            number = params[key]
+            if isinstance(number, (int, float)) and not isinstance(number, bool) and number < 0:
+                raise ValueError(f"objective {self.name!r}: parameter {key}={value} must be >= 0")
         return params
 
 

@@ -213,7 +213,7 @@ def resume_trainer(
         train_options["device"] = device
     train = dataclass_from_dict(TrainConfig, train_options, f"{run_dir / 'config.json'} [train]")
     corpus = load_corpus(config["data"], vocab=Vocab(itos), where=f"{run_dir / 'config.json'} [data]")
-    vae = TextVAE(TextVAEConfig.from_dict(config["model"]))
+    vae = TextVAE(TextVAEConfig.from_dict(config["model"], f"{run_dir / 'config.json'} [model]"))
     objective = get_objective(config["objective"]["name"])
     return Trainer(vae, corpus, objective, objective.resolve(config["objective"]["params"]), train, run_dir)
 
@@ -249,7 +249,7 @@ def open_run(run_dir: str | Path, checkpoint: str = "best", device: str | torch.
     config = _read_config(run_dir)
     vocab = Vocab.from_json(run_dir / "vocab.json")
     corpus = load_corpus(config["data"], vocab=vocab, where=f"{run_dir / 'config.json'} [data]")
-    vae = TextVAE(TextVAEConfig.from_dict(config["model"]))
+    vae = TextVAE(TextVAEConfig.from_dict(config["model"], f"{run_dir / 'config.json'} [model]"))
     path = run_dir / f"{checkpoint}.pt"
     load_model_state(vae, load_checkpoint(path, device), path)
     return Run(run_dir, config, corpus, vae.to(device).eval())

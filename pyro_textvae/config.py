@@ -50,8 +50,9 @@ class TextVAEConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "TextVAEConfig":
-        """Build from a JSON dict, refusing unknown keys and wrong types with the option's name."""
+    def from_dict(cls, values: dict, where: str = "model config") -> TextVAEConfig:
+        """Build from a JSON dict, refusing unknown keys, wrong types and bad values with the
+        option's name and ``where`` (the file and section)."""
         from .io import dataclass_from_dict
 
-        return dataclass_from_dict(cls, values, "model config")
+        return dataclass_from_dict(cls, values, where)

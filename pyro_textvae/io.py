@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import os
+import pickle
 import tempfile
 import typing
 from pathlib import Path
@@ -130,6 +131,14 @@ def restore_rng_state(state: dict[str, torch.Tensor] | torch.Tensor, device: tor
         torch.cuda.manual_seed_all(int.from_bytes(digest[:8], "little"))
 
 
+def _other_checkpoint(path: Path) -> str:
+    """The hint that a run's other checkpoint may still be good."""
+    other = {"best.pt": "last.pt", "last.pt": "best.pt"}.get(path.name)
+    if other is None or not (path.parent / other).is_file():
+        return ""
+    return f"; {other} beside it may still be fine"
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     """Load a checkpoint with ``weights_only=True``; refuse pickled objects with a clear error."""
     path = Path(path)
@@ -137,11 +146,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"{path}: refused: it holds pickled objects, not only tensors and numbers "
+                              f"(read with weights_only=True){_other_checkpoint(path)}") from None
     except Exception as error:
-        raise CheckpointError(
-            f"{path}: refused to load: not a plain checkpoint of tensors and numbers "
-            f"(loaded with weights_only=True; it may carry pickled code or be corrupt): {error}"
-        ) from None
+        reason = str(error).split(". ")[0].splitlines()[0][:120]
+        raise CheckpointError(f"{path}: cannot be read, truncated or corrupt ({reason}){_other_checkpoint(path)}"
+                              ) from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: a checkpoint must hold a dict, found {type(state).__name__}")
     return state
@@ -172,4 +183,7 @@ def dataclass_from_dict(cls: type, values: Any, where: str) -> Any:
         if not any(_fits(value, kind) for kind in kinds):
             expected = " or ".join(getattr(kind, "__name__", str(kind)) for kind in kinds)
             raise ValueError(f"{where}: option {name} must be {expected}, got {value!r}")
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ValueError as error:  # a value the dataclass refuses: say which file or section
+        raise ValueError(f"{where}: {error}") from None

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import shutil
 import subprocess
 import sys
 
@@ -105,6 +107,13 @@ BAD_OPTIONS = [
     (["explore", RUN, "--out", "{tmp}/x", "--sentences", "0"],
      "textvae explore: error: argument --sentences: must be >= 1, got 0"),
     (["toy", "--out", "{tmp}/toy", "--dpi", "0"], "textvae toy: error: argument --dpi: must be >= 1, got 0"),
+    (["train", "--objective", "beta", "--param", "beta=-1"],
+     "textvae train: error: objective 'beta': parameter beta=-1 must be >= 0"),
+    (["train", "--warmup-epochs", "-2"], "textvae train: error: objective 'elbo': parameter warmup_epochs=-2.0 must be >= 0"),
+    (["explore", RUN, "--out", "{tmp}/x", "--dims", "0,9"],
+     "textvae explore: error: --dims 0,9: give two different latent dimensions of 0..2"),
+    (["explore", RUN, "--out", "{tmp}/x", "--sentences", "100000"],
+     "textvae explore: error: --sentences 100000: the test split of"),
 ]
 
 
@@ -126,3 +135,38 @@ def test_cuda_without_a_gpu_is_named_as_such_not_as_a_bad_checkpoint(command, ru
     argv = [a.format(run=run_dir) for a in command] + ([] if len(command) > 1 else [str(run_dir)])
     line = _refused([*argv, "--device", "cuda"], capsys)
     assert line == f"textvae {command[0]}: error: --device 'cuda' but CUDA is not available on this machine"
+
+
+def test_explore_out_that_is_a_file_is_named(run_dir, tmp_path, capsys):
+    (tmp_path / "file").write_text("keep")
+    line = _refused(["explore", str(run_dir), "--out", str(tmp_path / "file")], capsys)
+    assert line == f"textvae explore: error: --out {tmp_path / 'file'}: exists and is not a folder"
+    assert (tmp_path / "file").read_text() == "keep"
+
+
+def test_a_bad_value_in_config_json_names_the_file(run_dir, tmp_path, capsys):
+    run = shutil.copytree(run_dir, tmp_path / "run")
+    config = json.loads((run / "config.json").read_text())
+    for value, problem in (("16", "option hidden_dim must be int, got '16'"),
+                           (-4, "model option hidden_dim must be a positive integer, got -4")):
+        config["model"]["hidden_dim"] = value
+        (run / "config.json").write_text(json.dumps(config))
+        line = _refused(["sample", str(run)], capsys)
+        assert line == f"textvae sample: error: {run / 'config.json'} [model]: {problem}"
+
+
+def test_a_truncated_checkpoint_is_called_so_and_the_other_one_named(run_dir, tmp_path, capsys):
+    run = shutil.copytree(run_dir, tmp_path / "run")
+    data = (run / "best.pt").read_bytes()
+    (run / "best.pt").write_bytes(data[: len(data) // 2])
+    line = _refused(["sample", str(run)], capsys)
+    assert line.startswith(f"textvae sample: error: {run / 'best.pt'}: cannot be read, truncated or corrupt (")
+    assert line.endswith("; last.pt beside it may still be fine") and len(line) < 300 and "pickle" not in line
+
+
+def test_an_experiment_with_a_missing_corpus_writes_nothing(tmp_path, capsys):
+    toml = tmp_path / "exp.toml"
+    toml.write_text('out = "results"\n[data]\npath = "absent"\n[[methods]]\nname = "VAE"\nobjective = "elbo"\n')
+    line = _refused(["experiment", str(toml), "--no-progress"], capsys)
+    assert line.startswith("textvae experiment: error: ") and "absent" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exp.toml"]

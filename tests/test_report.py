@@ -15,6 +15,7 @@ from evaluation.tables import COLUMNS, compare_runs, format_mean_std, metric_val
 from inference.elbo import elbo_terms
 from inference.run import Run, new_trainer, open_run
 from inference.trainer import TrainConfig
+from pyro_textvae.cli import main
 from pyro_textvae.data import iterate_batches, make_batch
 from pyro_textvae.io import CheckpointError, load_json
 from pyro_textvae.model import TextVAE, TextVAEConfig
@@ -134,8 +135,9 @@ def test_compare_runs_table_cells_match_each_eval_json(trained_run, tmp_path):
     assert csv_rows[0] == markdown_rows[0] == table.columns
     for index, run_dir in enumerate([first, second]):
         result = load_json(run_dir / "eval.json")
-        assert csv_rows[index + 1][1:3] == [result["objective"], str(result["seed"])]
-        for column, (name, keys) in enumerate(COLUMNS, start=3):
+        assert csv_rows[index + 1][1:5] == [result["objective"], str(result["seed"]), "10", "all"]
+        assert markdown_rows[index + 2][3:5] == ["10", "all"]
+        for column, (name, keys) in enumerate(COLUMNS, start=5):
             value = metric_value(result, keys)
             assert float(csv_rows[index + 1][column]) == value, name
             expected = format_mean_std(name, value) if isinstance(value, float) else str(value)
@@ -148,7 +150,7 @@ def test_evaluate_command_passes_its_options_through(trained_run, tmp_path, caps
     shutil.copytree(trained_run[0], run_dir)
     args = _parser().parse_args(["evaluate", str(run_dir), "--checkpoint", "last", "--iw-samples", "4",
                                  "--iw-subset", "6", "--prior-samples", "500", "--num-generate", "4",
-                                 "--num-interpolations", "2", "--seed", "3", "--no-progress"])
+                                 "--num-interpolations", "2", "--seed", "3", "--no-progress", "--overwrite"])
     args.func(args)
     result = load_json(run_dir / "eval.json")
     assert (result["checkpoint"], result["eval_seed"]) == ("last", 3)
@@ -175,6 +177,28 @@ def test_evaluate_without_best_checkpoint_is_a_clear_error(trained_run, tmp_path
     args = _parser().parse_args(["evaluate", str(run_dir), "--iw-samples", "2", "--no-progress"])
     with pytest.raises(CheckpointError, match="best.pt"):
         args.func(args)
+
+
+def test_evaluate_keeps_an_eval_json_of_other_settings_unless_overwrite(trained_run, tmp_path, capsys,
+                                                                      monkeypatch):
+    run_dir = tmp_path / "kept"
+    shutil.copytree(trained_run[0], run_dir)
+    before = (run_dir / "eval.json").read_bytes()
+    argv = ["evaluate", str(run_dir), "--iw-samples", "3", "--prior-samples", "2000", "--num-generate", "12",
+            "--num-interpolations", "3", "--no-progress"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (f"textvae evaluate: error: {run_dir / 'eval.json'} was made with other "
+                                       "settings (iw_samples 10 -> 3); pass --overwrite to replace it\n")
+    assert (run_dir / "eval.json").read_bytes() == before
+    assert main([*argv, "--overwrite"]) == 0
+    assert load_json(run_dir / "eval.json")["settings"]["iw_samples"] == 3
+    capsys.readouterr()
+    monkeypatch.chdir(tmp_path)
+    assert main(["compare", str(run_dir), str(trained_run[0])]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("| run | objective | seed | K | IW subset |")
+    assert [line.split("|")[4].strip() for line in lines[2:]] == ["3", "10"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"]  # no comparison.* without --out
 
 
 def test_compare_names_a_missing_folder_or_eval_json(trained_run, tmp_path):
