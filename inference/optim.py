@@ -11,6 +11,8 @@ there (:func:`inference.distributed.average_gradients`), so every rank clips and
 After the step the gradients are released (``grad = None``, as ``torch.optim``'s ``zero_grad`` does),
 so SVI's ``zero_grads`` finds nothing to refill with zeros and the next backward writes the
 gradients instead of adding them to zeros (about 5 MB of embeddings and softmax weights a step).
+``last_norm`` keeps the global norm of the last step's gradients before clipping (the clip factor
+is ``min(1, clip_norm / last_norm)``).
 """
 from __future__ import annotations
 
@@ -47,6 +49,7 @@ class ClippedOptim(PyroOptim):
             raise ValueError(f"clip_norm must be > 0 or None, got {clip_norm}")
         self.clip_norm = clip_norm
         self.grad_hook = grad_hook
+        self.last_norm = math.nan
         super().__init__(OPTIMIZERS[name], {"lr": lr})
 
     @property
@@ -74,6 +77,7 @@ class ClippedOptim(PyroOptim):
             norm = float(torch.nn.utils.clip_grad_norm_(grads, self.clip_norm))
         else:
             norm = float(torch.nn.utils.get_total_norm([p.grad for p in grads]))
+        self.last_norm = norm
         if not math.isfinite(norm):
             raise NonFiniteError(f"non-finite gradient norm {norm}")
         super().__call__(params, *args, **kwargs)
