@@ -93,8 +93,9 @@ def summarise(steps: list[dict], epochs: list[dict], clip_norm: float) -> dict:
             **{f"mean {k}": _mean([s[k] for s in measured]) for k in keys},
             **{k: record[k] for k in record if k.startswith("valid_")},
         })
-    best = min(epochs, key=lambda r: r["valid_elbo_loss"])
-    summary["best_elbo_epoch"] = best["epoch"]
+    summary["best_elbo_epoch"] = min(epochs, key=lambda r: r["valid_elbo_loss"])["epoch"]
+    if "valid_objective_loss" in epochs[0]:
+        summary["best_objective_epoch"] = min(epochs, key=lambda r: r["valid_objective_loss"])["epoch"]
     summary["last"] = summary["epochs"][-1]
     return summary
 

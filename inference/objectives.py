@@ -36,7 +36,14 @@ WARMUP = PAPER_SCHEDULE.warmup_epochs  # the KL warm-up of every objective that 
 
 @dataclass(frozen=True)
 class Objective:
-    """A named method: ``make_loss(params)``, ``make_schedule(params, steps_per_epoch)``, model options."""
+    """A named method: ``make_loss(params)``, ``make_schedule(params, steps_per_epoch)``, model options.
+
+    ``selection`` is the validation loss that picks ``best.pt`` and drives the lr decay
+    (:class:`inference.trainer.Trainer`): ``"elbo"``, the per-sentence -ELBO, or ``"objective"``,
+    the validation value of the trained loss itself at latent weight 1. The density-gap objectives
+    use the latter: they do not penalise the per-sentence KL, which grows while they train, so
+    a -ELBO criterion would keep an early epoch.
+    """
 
     name: str
     description: str
@@ -44,6 +51,7 @@ class Objective:
     make_loss: Callable[[dict], ELBO]
     make_schedule: Callable[[dict, int], Schedule]
     model_options: Callable[[dict], dict] = field(default=lambda params: {})
+    selection: str = "elbo"
 
     def resolve(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         """Defaults updated by ``overrides`` (strings are cast to the default's type)."""
@@ -195,6 +203,7 @@ OBJECTIVES: dict[str, Objective] = {
             _DG_DEFAULTS,
             _dg_loss,
             _warmup,
+            selection="objective",
         ),
         Objective(
             "dg-vmf",
@@ -203,6 +212,7 @@ OBJECTIVES: dict[str, Objective] = {
             _dg_loss,
             _warmup,
             lambda p: {"latent": "vmf", "kappa": p["kappa"]},
+            selection="objective",
         ),
     ]
 }

@@ -5,12 +5,14 @@ wrapped in ``poutine.scale(1 / N)`` so the loss is the per-sentence estimate
 ``(1/|B|) sum_{i in B} [-log p(x_i|z_i)] + w_t * (latent term)`` of the objective, and the latent
 term weighted by the schedule ``w_t`` through :func:`inference.handlers.scale_latent` (KL warm-up,
 ``dg-vae.md`` sec. 1). Gradients are clipped to a global norm; the learning rate is halved after
-``decay_patience`` epochs without a better validation -ELBO, at most ``max_decays`` times, then
-training stops (He et al. 2019, the schedule used by Zhang et al. 2022).
+``decay_patience`` epochs without a better validation loss, at most ``max_decays`` times, then
+training stops (He et al. 2019, the schedule used by Zhang et al. 2022). The validation loss is the
+objective's ``selection``: the per-sentence -ELBO, or the trained loss itself at latent weight 1
+(the density gap, whose per-sentence KL is free to grow while its own loss falls).
 
 A run folder holds ``metrics.jsonl`` (one line an epoch), ``last.pt`` (everything needed to
 resume: parameters, optimiser state, counters, RNG state, the position inside the epoch) and
-``best.pt`` (parameters at the best validation -ELBO).
+``best.pt`` (parameters at the best validation loss).
 
 With ``distributed`` (a ``torchrun`` launch, :mod:`inference.distributed`) each of N ranks trains
 on its B rows of every global batch of N B sentences, gradients are averaged over ranks before
@@ -93,6 +95,7 @@ class Trainer:
         full, rest = divmod(self.num_data, self.global_batch_size)
         self.steps_per_epoch = full + (rest >= self.world_size)
         self.loss = objective.make_loss(params)
+        self.selection = objective.selection
         self.schedule = objective.make_schedule(params, self.steps_per_epoch)
         hook = average_gradients if self.context else None
         self.optim = ClippedOptim(config.optimizer, config.lr, config.clip_norm, grad_hook=hook)
@@ -173,6 +176,31 @@ class Trainer:
         result["elbo_loss"] = result["reconstruction"] + result["kl"]
         result["active_units"] = int((variances >= 0.01).sum())
         return result
+
+    @torch.no_grad()
+    def evaluate_objective(self, split: EncodedSplit, seed: int = 0) -> float:
+        """The trained loss per sentence on ``split`` at latent weight 1, dropout off: the mean over
+        batches of the training batch size (a batch term such as the density gap depends on it) of
+        ``loss.loss``, e.g. ``(1/|B|) sum_i -log p(x_i|z_i) + KL(q_B || p)`` for DG-VAE. Drawn under
+        a forked RNG seeded with ``seed``, so the value is repeatable and training draws what it
+        would without it. Distributed, every rank scores its shard and the sums are added."""
+        was_training, weight = self.vae.training, self.weight
+        self.vae.eval()
+        self.weight = 1.0
+        total = torch.zeros(2, dtype=torch.float64, device=self.device)
+        with torch.random.fork_rng(devices=[] if self.device.type == "cpu" else [self.device]):
+            torch.manual_seed(seed)
+            for batch in iterate_batches(split, self.global_batch_size, shuffle=False):
+                local = self.local_batch(batch)
+                if local is None:
+                    continue
+                local = local.to(self.device)
+                loss = self.loss.loss(self._model, self._guide, local.tokens, local.mask)
+                total += torch.tensor([loss * len(local), len(local)], dtype=torch.float64, device=self.device)
+        self.vae.train(was_training)
+        self.weight = weight
+        total = self._sum_over_ranks(total)
+        return float(total[0] / total[1])
 
     def checkpoint_state(self) -> dict:
         """Everything :meth:`load_state` needs to continue exactly where training stands.
@@ -292,10 +320,13 @@ class Trainer:
         if self.context:
             average_buffers(self.vae)
         record.update({f"valid_{k}": v for k, v in self.evaluate_split(self.corpus.splits["valid"]).items()})
+        if self.selection == "objective":
+            record["valid_objective_loss"] = self.evaluate_objective(self.corpus.splits["valid"])
         if self.context:
             record = broadcast_from_rank_zero(lambda: record)
+        criterion = record["valid_objective_loss" if self.selection == "objective" else "valid_elbo_loss"]
         decision = cfg.plateau.after_epoch(PlateauState(st["best"], st["bad_epochs"], st["decays"]), epoch + 1,
-                                           record["valid_elbo_loss"])
+                                           criterion)
         st.update(best=decision.state.best, bad_epochs=decision.state.bad_epochs, decays=decision.state.decays)
         if decision.improved and self.is_main:
             save_checkpoint(self.run_dir / "best.pt", {"model": self.vae.state_dict(), "epoch": epoch + 1})
