@@ -13,6 +13,11 @@ epoch and of the last one).
 
     python examples/dg_factors.py --data ../shared/data/short_yelp --variant dg --seed 0 --epochs 3 --out RUNS
     python examples/dg_factors.py --list
+    python examples/dg_factors.py --measure RUN/last.pt --batches 20 --seed 0   # no training
+
+``--measure CHECKPOINT`` trains nothing: it loads the run folder's objective and the checkpoint's
+parameters (``init`` instead of a checkpoint: a fresh model of --variant) and prints the mean norms
+over --batches training batches at KL weight 1, with the share of batches a clip at 5 would shrink.
 """
 from __future__ import annotations
 
@@ -22,12 +27,14 @@ import math
 import sys
 from pathlib import Path
 
+import pyro
 import torch
 
 from inference.gradient_norms import term_gradient_norms
-from inference.run import new_trainer
+from inference.run import load_model_state, new_trainer, resume_trainer
 from inference.trainer import TrainConfig
-from pyro_textvae.io import read_jsonl
+from pyro_textvae.data import iterate_batches
+from pyro_textvae.io import load_checkpoint, read_jsonl
 
 MODEL = {"embed_dim": 128, "hidden_dim": 512, "latent_dim": 32, "dropout_in": 0.5, "dropout_out": 0.5}
 TRAIN = {"batch_size": 32, "optimizer": "adam", "lr": 1e-3, "clip_norm": 5.0, "validate_args": False}
@@ -100,6 +107,38 @@ def summarise(steps: list[dict], epochs: list[dict], clip_norm: float) -> dict:
     return summary
 
 
+def measure(trainer, batches: int) -> dict[str, float]:
+    """Mean per-term norms over the first ``batches`` training batches at weight 1 (dropout on)."""
+    groups, rows = _groups(trainer.vae), []
+    trainer.weight = 1.0
+    trainer.vae.train()
+    for index, batch in enumerate(iterate_batches(trainer.train_split, trainer.config.batch_size, shuffle=True,
+                                                  seed=trainer.config.seed)):
+        if index == batches:
+            break
+        rows.append(term_gradient_norms(trainer.loss, trainer._model, trainer._guide, groups, batch.tokens,
+                                        batch.mask, clip_norm=trainer.optim.clip_norm))
+    summary = {key: _mean([row[key] for row in rows]) for key in rows[0]}
+    summary["clipped_share"] = _mean([float(row["clip_factor"] < 1.0) for row in rows])
+    return summary
+
+
+def _measure_command(args) -> int:
+    if args.measure == "init":
+        objective, params, model, train = VARIANTS[args.variant]
+        config = TrainConfig(epochs=1, seed=args.seed, progress=False, **{**TRAIN, **train})
+        run_dir = Path(args.out) / f"init-{args.variant}-s{args.seed}"
+        trainer = new_trainer(run_dir, {"path": args.data}, {**MODEL, **model}, objective, params, config,
+                              overwrite=True)
+    else:
+        checkpoint = Path(args.measure)
+        trainer = resume_trainer(checkpoint.parent)
+        load_model_state(trainer.vae, load_checkpoint(checkpoint, "cpu"), checkpoint)
+    pyro.set_rng_seed(args.seed)
+    print(json.dumps({"measure": args.measure, "variant": args.variant, **measure(trainer, args.batches)}))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--variant", choices=sorted(VARIANTS))
@@ -109,7 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs-dg-factors")
     parser.add_argument("--list", action="store_true", help="print the variants and exit")
+    parser.add_argument("--measure", help="a checkpoint (or 'init' with --variant) to measure without training")
+    parser.add_argument("--batches", type=int, default=20)
     args = parser.parse_args(argv)
+    if args.measure and (args.measure != "init" or args.variant):
+        return _measure_command(args)
     if args.list or args.variant is None:
         for name, (objective, params, model, train) in VARIANTS.items():
             print(f"{name}: objective {objective} {params} model {model} train {train}")
