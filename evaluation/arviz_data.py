@@ -34,6 +34,7 @@ from torch.distributions import Independent, Normal
 
 from inference.run import Run
 from pyro_textvae.data import Corpus, EncodedSplit, make_batch
+from pyro_textvae.io import file_mode
 from pyro_textvae.model import TextVAE
 
 from .generation import decode, posterior_center
@@ -188,6 +189,7 @@ def save_inference_data(idata: az.InferenceData, path: str | Path) -> Path:
         path = path / NETCDF_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, file_mode())  # as every other run file, not mkstemp's 0o600
     os.close(fd)
     try:
         idata.to_netcdf(tmp, engine="h5netcdf")

@@ -25,7 +25,9 @@ class TrainConfig:
 
     ``batch_size`` is per process: with ``distributed`` over N ranks a step sees N x batch_size
     sentences. ``distributed=None`` turns it on exactly when launched by ``torchrun`` with more
-    than one process (``WORLD_SIZE > 1``).
+    than one process (``WORLD_SIZE > 1``). ``threads``: torch's intra-op threads while training
+    (None: torch's default, the number of cores or ``OMP_NUM_THREADS``); the trainer records the
+    number it used, and a resume uses it again, since results are bit-identical only at one thread count.
     """
 
     epochs: int = PAPER_SCHEDULE.max_epochs
@@ -43,6 +45,7 @@ class TrainConfig:
     device: str = "cpu"
     progress: bool = True
     distributed: bool | None = None
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         if self.distributed is None:
@@ -54,6 +57,8 @@ class TrainConfig:
         for name in ("lr", "clip_norm"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {self.threads}")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")

@@ -68,6 +68,22 @@ from .train_config import TrainConfig
 EVAL_BATCH = 256
 
 
+def epoch_line(name: str, record: dict, epochs: int) -> str:
+    """The console line of one epoch: training and validation -ELBO, validation Rec, KL and AU,
+    and what the plateau rule did (``-0.00`` printed as ``0.00``)."""
+
+    def fixed(key: str) -> str:
+        value = record.get(key)
+        return "-" if not isinstance(value, (int, float)) else f"{round(value, 2) + 0.0:.2f}"
+
+    events = [text for key, text in (("improved", "best so far"), ("halved", "lr halved"), ("stop", "stop"))
+              if record.get(key)]
+    return (f"{name} epoch {record['epoch']}/{epochs}: train -ELBO {fixed('train_loss')}, valid -ELBO "
+            f"{fixed('valid_elbo_loss')} (Rec {fixed('valid_reconstruction')}, KL {fixed('valid_kl')}, "
+            f"AU {record.get('valid_active_units', '-')}), {record.get('seconds', 0):.0f} s"
+            + "".join(f", {event}" for event in events))
+
+
 class Trainer:
     """Fits ``vae`` on ``corpus`` with an :class:`~inference.objectives.Objective` into ``run_dir``."""
 
@@ -80,6 +96,9 @@ class Trainer:
         config: TrainConfig,
         run_dir: str | Path,
     ) -> None:
+        if config.threads is None:
+            config.threads = torch.get_num_threads()
+        torch.set_num_threads(config.threads)
         self.context: DistributedContext | None = init_distributed(config.device) if config.distributed else None
         self.device = self.context.device if self.context else resolve_device(config.device)
         self.world_size = self.context.world_size if self.context else 1
@@ -264,9 +283,13 @@ class Trainer:
             pyro.clear_param_store()
             pyro.set_rng_seed(cfg.seed + (self.context.rank if self.context else 0))
         history = broadcast_from_rank_zero(lambda: read_jsonl(metrics_path))
+        self.epochs_trained = 0
         while self.state["epoch"] < cfg.epochs and self.state["decays"] <= cfg.max_decays:
             record = self._run_epoch()
+            self.epochs_trained += 1
             history.append(record)
+            if self.is_main:
+                tqdm.write(epoch_line(self.run_dir.name, record, cfg.epochs))
             if self.is_main:
                 append_jsonl(metrics_path, record)
             self._save_last()
@@ -279,7 +302,8 @@ class Trainer:
         epoch, start = st["epoch"], time.perf_counter()
         seed = self._epoch_seed(epoch)
         batches = iterate_batches(self.train_split, self.global_batch_size, shuffle=True, seed=seed)
-        bar = tqdm(total=self.steps_per_epoch, initial=st["batch"], desc=f"epoch {epoch + 1}",
+        bar = tqdm(total=self.steps_per_epoch, initial=st["batch"],
+                   desc=f"{self.run_dir.name} epoch {epoch + 1}/{cfg.epochs}",
                    disable=not cfg.progress or not self.is_main, leave=False)
         self.vae.train()
         for index, batch in enumerate(batches):
@@ -302,7 +326,7 @@ class Trainer:
                     if math.isfinite(value):
                         sums[key] = sums.get(key, 0.0) + value * len(batch)
                         sums[f"n:{key}"] = sums.get(f"n:{key}", 0) + len(batch)
-                bar.set_postfix({k: f"{v:.2f}" for k, v in values.items()}, refresh=False)
+                bar.set_postfix({k: f"{round(v, 2) + 0.0:.2f}" for k, v in values.items()}, refresh=False)
             st["step"] += 1
             st["batch"] = index + 1
             bar.update()
@@ -332,7 +356,7 @@ class Trainer:
             save_checkpoint(self.run_dir / "best.pt", {"model": self.vae.state_dict(), "epoch": epoch + 1})
         if decision.halve:
             self.optim.scale_lr(cfg.lr_decay)
-        record.update(halved=decision.halve, decays=st["decays"], stop=decision.stop)
+        record.update(improved=decision.improved, halved=decision.halve, decays=st["decays"], stop=decision.stop)
         record["early_stop"] = st["decays"] > cfg.max_decays
         st.update(epoch=epoch + 1, batch=0, sums={})
         return record

@@ -65,7 +65,8 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
                       help="whether lines start with label<TAB> (auto: detected)")
     data.add_argument("--min-count", type=at_least(1), default=1, metavar="N",
                       help="keep words seen at least N times in the training split")
-    data.add_argument("--max-vocab", type=at_least(1), metavar="N", help="keep the N most frequent words (default: all)")
+    data.add_argument("--max-vocab", type=at_least(1), metavar="N",
+                      help="keep the N most frequent words (default: all)")
     data.add_argument("--max-length", type=at_least(1), metavar="N",
                       help="drop (and count) sentences longer than N words (default: keep all)")
     model = p.add_argument_group("model")
@@ -105,8 +106,9 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     train.add_argument("--lr", type=float, help="learning rate (default: "
                        + ", ".join(f"{lr:g} with {name}" for name, lr in DEFAULT_LR.items()) + ")")
     train.add_argument("--clip-norm", type=float, default=TrainConfig.clip_norm, help="global gradient-norm clip")
-    train.add_argument("--decay-patience", type=int, metavar="N", help="halve the learning rate after N epochs "
-                       f"without a better validation -ELBO (default: {TrainConfig.decay_patience}, or the --schedule's)")
+    train.add_argument("--decay-patience", type=int, metavar="N",
+                       help="halve the learning rate after N epochs without a better validation -ELBO "
+                       f"(default: {TrainConfig.decay_patience}, or the --schedule's)")
     train.add_argument("--lr-decay", type=float, metavar="F",
                        help=f"the factor of each halving (default: {TrainConfig.lr_decay}, or the --schedule's)")
     train.add_argument("--max-decays", type=int, metavar="N", help="stop at the plateau after N halvings "
@@ -118,6 +120,8 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     train.add_argument("--no-validate-args", action="store_true", help="turn Pyro's argument checks off (faster)")
     train.add_argument("--device", help=f"cpu, cuda or cuda:K (cuda: one GPU per local rank) (default: "
                                         f"{TrainConfig.device}; with --resume: the run's own device)")
+    train.add_argument("--threads", type=at_least(1), metavar="N", help="torch threads (default: torch's, the "
+                       "number of cores or OMP_NUM_THREADS; recorded in config.json and used again by --resume)")
     train.add_argument("--distributed", action="store_true",
                        help="train with torch.distributed (automatic under torchrun with > 1 process)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -138,12 +142,19 @@ def _train(args: argparse.Namespace) -> None:
 
 def _train_runs(args: argparse.Namespace) -> None:
     if args.resume:
+        _check_resume_options(args)
         from inference.run import resume_trainer
 
         trainer = resume_trainer(args.resume, epochs=args.epochs, distributed=True if args.distributed else None,
                                  device=args.device)
         trainer.config.progress = not args.no_progress
-        _report(trainer.fit(resume=True), trainer.run_dir)
+        record = trainer.fit(resume=True)
+        if trainer.epochs_trained == 0 and int(os.environ.get("RANK", "0")) == 0:
+            how = "done, stopped early at the plateau" if record.get("early_stop") else "done"
+            print(f"{trainer.run_dir}: nothing to do: {record.get('epoch', 0)} of {trainer.config.epochs} "
+                  f"epochs {how} (--epochs N continues a finished run)")
+            return
+        _report(record, trainer.run_dir)
         return
     if args.data and args.synthetic:
         raise ValueError("--data and --synthetic exclude each other")
@@ -171,6 +182,21 @@ def _train_runs(args: argparse.Namespace) -> None:
         _report(trainer.fit(), trainer.run_dir)
 
 
+RESUME_OPTIONS = ("resume", "epochs", "device", "distributed", "no_progress")  # what --resume may be given
+
+
+def _check_resume_options(args: argparse.Namespace) -> None:
+    """Refuse options that ``--resume`` would ignore (the run's own come from its config.json)."""
+    defaults = Parser()
+    _add_train_arguments(defaults)
+    given = [name for name, default in vars(defaults.parse_args([])).items()
+             if name not in RESUME_OPTIONS and getattr(args, name) != default]
+    if given:
+        flags = ", ".join(f"--{name.replace('_', '-')}" for name in given)
+        raise ValueError(f"--resume {args.resume} takes its options from {args.resume}/config.json; {flags} cannot "
+                         "change there (only --epochs, --device)")
+
+
 def _train_config(
     args: argparse.Namespace, params: dict[str, list[str]]
 ) -> tuple[TrainConfig, dict[str, list[str]]]:
@@ -195,7 +221,8 @@ def _train_config(
         batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, clip_norm=args.clip_norm,
         seed=args.seed, checkpoint_every=args.checkpoint_every, skip_nonfinite=args.skip_nonfinite,
         validate_args=not args.no_validate_args, device=args.device or TrainConfig.device,
-        progress=not args.no_progress, distributed=True if args.distributed else None, **{k: v for k, v in plateau.items() if v is not None},
+        progress=not args.no_progress, distributed=True if args.distributed else None, threads=args.threads,
+        **{k: v for k, v in plateau.items() if v is not None},
     )
     return config, params
 
@@ -228,6 +255,10 @@ def _reconstruct(args: argparse.Namespace) -> None:
         raise ValueError("reconstruct: an empty sentence")
     run = open_run(args.run, device=args.device)
     vocab = run.corpus.vocab
+    unknown = sorted({word for sentence in args.sentences for word in sentence.split() if word not in vocab})
+    if unknown:
+        print(f"textvae reconstruct: not in the vocabulary of {args.run}, read as <unk>: {' '.join(unknown)}",
+              file=sys.stderr)
     generator = _decoding_generator(args)
     for sentence in args.sentences:
         batch = make_batch([vocab.encode(sentence.split())]).to(args.device)
@@ -288,7 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Draw z from the prior and decode each draw.")
     sample.add_argument("run", help="run folder")
     sample.add_argument("-n", type=at_least(1), default=10, help="prior draws decoded")
-    sample.add_argument("--temperature", type=positive_float, default=1.0, help="softmax temperature of --strategy sample")
+    sample.add_argument("--temperature", type=positive_float, default=1.0,
+                        help="softmax temperature of --strategy sample")
     _add_decoding(sample, "seed of the prior draws and of the words drawn by --strategy sample")
     sample.set_defaults(func=_sample)
     objectives = sub.add_parser("objectives", help="list the objectives and their parameters",

@@ -25,14 +25,19 @@ import torch
 from .errors import CheckpointError
 
 
+def file_mode() -> int:
+    """The mode ``open()`` gives a new file, ``0o666`` less the umask (``mkstemp`` makes ``0o600``)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file, fsync and rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)
+    os.fchmod(fd, file_mode())
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

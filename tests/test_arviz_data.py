@@ -3,6 +3,7 @@ sentences, predictive statistics recomputed independently, netCDF round trip, pe
 statistics against closed forms."""
 
 import math
+import stat
 
 import numpy as np
 import pytest
@@ -24,6 +25,7 @@ from evaluation.arviz_data import (
 from evaluation.generation import decode
 from inference.run import Run
 from pyro_textvae.data import make_batch
+from pyro_textvae.io import file_mode, save_json
 
 
 @pytest.fixture
@@ -107,6 +109,8 @@ def test_netcdf_round_trip_preserves_every_group(tiny_vae, tiny_corpus, tmp_path
     idata = to_inference_data(tiny_vae, tiny_corpus, sentences=4, draws=6)
     path = save_inference_data(idata, tmp_path)
     assert path == tmp_path / NETCDF_NAME
+    save_json(tmp_path / "config.json", {})
+    assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE((tmp_path / "config.json").stat().st_mode) == file_mode()
     back = load_inference_data(tmp_path)
     assert set(back.groups()) == set(GROUPS)
     for group in GROUPS:

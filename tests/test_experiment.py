@@ -108,7 +108,7 @@ def test_bad_experiment_files_are_named(tmp_path, text, message):
         load_experiment(path)
 
 
-def test_seeds_run_apart_and_the_table_joins_them(tmp_path):
+def test_seeds_run_apart_and_the_table_joins_them(tmp_path, capsys):
     config = tmp_path / "mini.toml"
     config.write_text(CONFIG.split("[[methods]]")[0] + '[[methods]]\nname = "VAE"\nobjective = "elbo"\n')
     out = tmp_path / "results"
@@ -116,6 +116,11 @@ def test_seeds_run_apart_and_the_table_joins_them(tmp_path):
     assert not (out / "runs" / "VAE-seed0").exists()
     with open(out / "results.csv") as handle:
         assert [row["seeds"] for row in csv.DictReader(handle)] == ["1"]
+    capsys.readouterr()
+    assert main(["experiment", str(config), "--no-progress", "--seed", "1"]) == 0
+    skipped = [line for line in capsys.readouterr().out.splitlines() if "skipped" in line]
+    run = out / "runs" / "VAE-seed1"
+    assert skipped == [f"VAE seed 1: trained and evaluated with the file's settings, skipped ({run})"]
     assert main(["experiment", str(config), "--no-progress"]) == 0
     assert main(["experiment", str(config), "--report-only", "--seed", "1"]) == 0
     with open(out / "results.csv") as handle:

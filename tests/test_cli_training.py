@@ -1,0 +1,87 @@
+"""What ``textvae train`` tells the user: one validation line an epoch naming the run, "nothing to
+do" for a finished run, options that --resume would ignore refused, words read as <unk> named, the
+thread count recorded and used again by --resume."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from inference.trainer import epoch_line
+from pyro_textvae.cli import main
+
+from .test_cli import TINY
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    out = tmp_path_factory.mktemp("console") / "demo"
+    assert main(["train", "--epochs", "2", "--out", str(out), "--seed", "2", *TINY]) == 0
+    return out
+
+
+def _files(run) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in run.iterdir()}
+
+
+def test_epoch_line_has_the_validation_numbers_and_no_negative_zero():
+    record = {"epoch": 3, "train_loss": 30.456, "valid_elbo_loss": 29.1, "valid_reconstruction": 29.101,
+              "valid_kl": -0.001, "valid_active_units": 4, "seconds": 12.4, "improved": True, "halved": False,
+              "stop": False}
+    assert epoch_line("demo", record, 20) == ("demo epoch 3/20: train -ELBO 30.46, valid -ELBO 29.10 "
+                                              "(Rec 29.10, KL 0.00, AU 4), 12 s, best so far")
+
+
+def test_train_prints_one_line_an_epoch_naming_the_run(tmp_path, capsys):
+    out = tmp_path / "named"
+    assert main(["train", "--epochs", "2", "--out", str(out), "--seed", "2", *TINY]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert lines[:2] == [epoch_line("named", record, 2) for record in records]
+    assert lines[0].startswith("named epoch 1/2: train -ELBO ")
+
+
+def test_resume_of_a_finished_run_says_there_is_nothing_to_do(finished, capsys):
+    before = _files(finished)
+    assert main(["train", "--resume", str(finished), "--no-progress"]) == 0
+    assert capsys.readouterr().out == (f"{finished}: nothing to do: 2 of 2 epochs done "
+                                       "(--epochs N continues a finished run)\n")
+    assert _files(finished) == before
+
+
+@pytest.mark.parametrize("extra, flags", [(["--objective", "dg"], "--objective"),
+                                          (["--batch-size", "8", "--lr", "0.1"], "--batch-size, --lr")])
+def test_resume_refuses_the_options_it_would_ignore(finished, capsys, extra, flags):
+    before = _files(finished)
+    assert main(["train", "--resume", str(finished), "--epochs", "3", *extra]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"textvae train: error: --resume {finished} takes its options from {finished}/config.json; "
+                   f"{flags} cannot change there (only --epochs, --device)\n")
+    assert _files(finished) == before
+
+
+def test_reconstruct_names_the_words_it_reads_as_unk(finished, capsys):
+    assert main(["reconstruct", str(finished), "the zzqx food was xyzzy", "--max-length", "4"]) == 0
+    captured = capsys.readouterr()
+    vocab = json.loads((finished / "vocab.json").read_text())
+    unknown = sorted(w for w in "the zzqx food was xyzzy".split() if w not in vocab)
+    assert "zzqx" in unknown and "xyzzy" in unknown
+    assert captured.err == (f"textvae reconstruct: not in the vocabulary of {finished}, read as <unk>: "
+                            f"{' '.join(unknown)}\n")
+    assert len(captured.out.splitlines()) == 1
+
+
+def test_the_thread_count_is_recorded_and_used_again_by_resume(tmp_path):
+    out = tmp_path / "threads"
+    try:
+        assert main(["train", "--epochs", "1", "--out", str(out), "--threads", "2", *TINY]) == 0
+        assert json.loads((out / "config.json").read_text())["train"]["threads"] == 2
+        torch.set_num_threads(1)
+        assert main(["train", "--resume", str(out), "--epochs", "2", "--no-progress"]) == 0
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
+    default = tmp_path / "default"
+    assert main(["train", "--epochs", "1", "--out", str(default), *TINY]) == 0
+    assert json.loads((default / "config.json").read_text())["train"]["threads"] == torch.get_num_threads()
