@@ -5,12 +5,22 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass
 
+from pyro_textvae.demo import SYNTHETIC_EPOCHS, SYNTHETIC_SIZES
+
 from .protocol import PAPER_SCHEDULE, PlateauSchedule
+
+__all__ = [
+    "DEFAULT_LR",
+    "OPTIMIZER_NAMES",
+    "SYNTHETIC_DEFAULTS",
+    "SYNTHETIC_EPOCHS",
+    "TrainConfig",
+    "launched_by_torchrun",
+]
 
 OPTIMIZER_NAMES = ("sgd", "adam")
 DEFAULT_LR = {"sgd": 0.5, "adam": 1e-3}  # the paper's, by optimiser
-SYNTHETIC_EPOCHS = 20  # the epochs of `textvae train` on the synthetic corpus (TrainConfig.epochs with --data)
-SYNTHETIC_DEFAULTS = {"num_train": 2000, "num_valid": 500, "num_test": 500, "num_topics": 4, "seed": 0}
+SYNTHETIC_DEFAULTS = {**SYNTHETIC_SIZES, "seed": 0}  # the synthetic corpus a run's config names
 
 
 def launched_by_torchrun() -> bool:

@@ -25,6 +25,7 @@ from inference.train_config import (
     TrainConfig,
 )
 from pyro_textvae.config import LATENTS, TextVAEConfig
+from pyro_textvae.demo import SYNTHETIC_MODEL, SYNTHETIC_OPTIMIZER
 from pyro_textvae.errors import CheckpointError
 from pyro_textvae.options import Parser, at_least, positive_float
 
@@ -71,7 +72,8 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
                       help="drop (and count) sentences longer than N words (default: keep all)")
     model = p.add_argument_group("model")
     model.add_argument("--embed-dim", type=int, default=TextVAEConfig.embed_dim, help="word embedding size")
-    model.add_argument("--hidden-dim", type=int, default=TextVAEConfig.hidden_dim, help="LSTM state size")
+    model.add_argument("--hidden-dim", type=int, help=f"LSTM state size (default: {TextVAEConfig.hidden_dim} with "
+                       f"--data, {SYNTHETIC_MODEL['hidden_dim']} on the synthetic corpus)")
     model.add_argument("--latent-dim", type=int, default=TextVAEConfig.latent_dim, help="dimension d of z")
     model.add_argument("--dropout-in", type=float, default=TextVAEConfig.dropout_in,
                        help="dropout on the decoder's input embeddings")
@@ -102,7 +104,8 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     train.add_argument("--epochs", type=int, metavar="N", help=f"epochs to train (default: {TrainConfig.epochs} "
                        f"with --data, {SYNTHETIC_EPOCHS} on the synthetic corpus; with --schedule: its max_epochs)")
     train.add_argument("--batch-size", type=int, default=TrainConfig.batch_size, help="sentences per step and process")
-    train.add_argument("--optimizer", choices=OPTIMIZER_NAMES, default=TrainConfig.optimizer, help="optimiser")
+    train.add_argument("--optimizer", choices=OPTIMIZER_NAMES, help=f"optimiser (default: {TrainConfig.optimizer} "
+                       f"with --data, {SYNTHETIC_OPTIMIZER} on the synthetic corpus)")
     train.add_argument("--lr", type=float, help="learning rate (default: "
                        + ", ".join(f"{lr:g} with {name}" for name, lr in DEFAULT_LR.items()) + ")")
     train.add_argument("--clip-norm", type=float, default=TrainConfig.clip_norm, help="global gradient-norm clip")
@@ -163,8 +166,7 @@ def _train_runs(args: argparse.Namespace) -> None:
         data.update(path=str(Path(args.data).resolve()), labels=args.labels)
     else:
         data["synthetic"] = {"num_train": args.synthetic_train, "seed": args.seed}
-    model = {k: getattr(args, k) for k in ("embed_dim", "hidden_dim", "latent_dim", "dropout_in", "dropout_out",
-                                           "latent", "kappa")}
+    model = _model_options(args)
     params = _parse_params(args.param)
     for flag, name in DG_ALIASES.items():
         if getattr(args, flag) is not None:
@@ -197,6 +199,15 @@ def _check_resume_options(args: argparse.Namespace) -> None:
                          "change there (only --epochs, --device)")
 
 
+def _model_options(args: argparse.Namespace) -> dict:
+    """The model options given, the unset ones (None) from :data:`pyro_textvae.demo.SYNTHETIC_MODEL` on
+    the synthetic corpus and from :class:`~pyro_textvae.config.TextVAEConfig` (the paper's) with --data."""
+    names = ("embed_dim", "hidden_dim", "latent_dim", "dropout_in", "dropout_out", "latent", "kappa")
+    defaults = {} if args.data else SYNTHETIC_MODEL
+    return {k: getattr(args, k) if getattr(args, k) is not None else defaults.get(k, getattr(TextVAEConfig, k))
+            for k in names}
+
+
 def _train_config(
     args: argparse.Namespace, params: dict[str, list[str]]
 ) -> tuple[TrainConfig, dict[str, list[str]]]:
@@ -217,8 +228,9 @@ def _train_config(
         params = {**{k: [str(v)] for k, v in schedule.objective_params(defaults).items()}, **params}
     elif args.epochs is None:
         plateau["epochs"] = TrainConfig.epochs if args.data else SYNTHETIC_EPOCHS
+    optimizer = args.optimizer or (TrainConfig.optimizer if args.data else SYNTHETIC_OPTIMIZER)
     config = TrainConfig(
-        batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, clip_norm=args.clip_norm,
+        batch_size=args.batch_size, optimizer=optimizer, lr=args.lr, clip_norm=args.clip_norm,
         seed=args.seed, checkpoint_every=args.checkpoint_every, skip_nonfinite=args.skip_nonfinite,
         validate_args=not args.no_validate_args, device=args.device or TrainConfig.device,
         progress=not args.no_progress, distributed=True if args.distributed else None, threads=args.threads,
@@ -228,11 +240,16 @@ def _train_config(
 
 
 def _report(record: dict, run_dir: Path) -> None:
+    """The last epoch's line, then :func:`evaluation.probe.run_account_lines`: on the synthetic corpus
+    what z holds (probes, active units, reconstructions) per checkpoint; last, which one is best.pt."""
     if int(os.environ.get("RANK", "0")) != 0:
         return
     keys = ("epoch", "train_loss", "valid_elbo_loss", "valid_reconstruction", "valid_kl", "valid_active_units")
     print(f"{run_dir}: " + ", ".join(f"{k}={record[k]:.4g}" if isinstance(record.get(k), float) else
                                      f"{k}={record.get(k)}" for k in keys))
+    from evaluation.probe import run_account_lines
+
+    print("\n".join(run_account_lines(run_dir)), flush=True)
 
 
 def _decoding_generator(args: argparse.Namespace):
@@ -253,7 +270,7 @@ def _reconstruct(args: argparse.Namespace) -> None:
 
     if any(not sentence.split() for sentence in args.sentences):
         raise ValueError("reconstruct: an empty sentence")
-    run = open_run(args.run, device=args.device)
+    run = open_run(args.run, checkpoint=args.checkpoint, device=args.device)
     vocab = run.corpus.vocab
     unknown = sorted({word for sentence in args.sentences for word in sentence.split() if word not in vocab})
     if unknown:
@@ -276,7 +293,7 @@ def _sample(args: argparse.Namespace) -> None:
     from evaluation.generation import decode
     from inference.run import open_run
 
-    run = open_run(args.run, device=args.device)
+    run = open_run(args.run, checkpoint=args.checkpoint, device=args.device)
     torch.manual_seed(args.seed)
     z = run.vae.prior(args.n, args.device).sample()
     for ids in decode(run.vae, z, args.strategy, args.max_length, args.beam_width, args.temperature,
@@ -298,6 +315,8 @@ def _add_decoding(p: argparse.ArgumentParser, seed_help: str) -> None:
     p.add_argument("--beam-width", type=at_least(1), default=5, help="beams of --strategy beam")
     p.add_argument("--max-length", type=at_least(1), default=30, help="words decoded at most")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K")
+    p.add_argument("--checkpoint", choices=["best", "last"], default="best",
+                   help="best.pt (lowest validation -ELBO; `textvae train` says its epoch) or last.pt")
     p.add_argument("--seed", type=at_least(0), default=0, help=seed_help)
 
 

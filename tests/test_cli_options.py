@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from inference.train_config import SYNTHETIC_DEFAULTS, SYNTHETIC_EPOCHS, TrainConfig
-from pyro_textvae.cli import build_parser, main
+from pyro_textvae.cli import _model_options, _train_config, build_parser, main
 from pyro_textvae.config import TextVAEConfig
+from pyro_textvae.demo import SYNTHETIC_MODEL, SYNTHETIC_OPTIMIZER
 
 from .test_cli import TINY
 
@@ -49,12 +50,23 @@ def test_train_defaults_are_the_option_dataclasses_defaults():
     args = build_parser().parse_args(["train"])
     train_fields = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     model_fields = {f.name: f.default for f in dataclasses.fields(TextVAEConfig)}
-    for name in ("batch_size", "optimizer", "clip_norm", "seed", "checkpoint_every", "skip_nonfinite"):
+    for name in ("batch_size", "clip_norm", "seed", "checkpoint_every", "skip_nonfinite"):
         assert getattr(args, name) == train_fields[name], name
-    for name in ("embed_dim", "hidden_dim", "latent_dim", "dropout_in", "dropout_out", "latent", "kappa"):
+    for name in ("embed_dim", "latent_dim", "dropout_in", "dropout_out", "latent", "kappa"):
         assert getattr(args, name) == model_fields[name], name
     assert args.synthetic_train == SYNTHETIC_DEFAULTS["num_train"]
     text = " ".join(_subparsers(build_parser())["train"].format_help().split())
+    # the main job's own defaults on the synthetic corpus, the paper's with --data (pyro_textvae/demo.py)
+    assert args.optimizer is None and args.hidden_dim is None
+    assert f"(default: {TrainConfig.optimizer} with --data, {SYNTHETIC_OPTIMIZER} on the synthetic corpus)" in text
+    assert f"(default: {TextVAEConfig.hidden_dim} with --data, {SYNTHETIC_MODEL['hidden_dim']} on the synthetic" in text
+    assert _model_options(args)["hidden_dim"] == SYNTHETIC_MODEL["hidden_dim"]
+    assert _train_config(args, {})[0].optimizer == SYNTHETIC_OPTIMIZER
+    with_data = build_parser().parse_args(["train", "--data", "corpus"])
+    assert _model_options(with_data) == {name: model_fields[name] for name in _model_options(with_data)}
+    assert _train_config(with_data, {})[0].optimizer == TrainConfig.optimizer
+    given = build_parser().parse_args(["train", "--hidden-dim", "8", "--optimizer", "sgd"])
+    assert _model_options(given)["hidden_dim"] == 8 and _train_config(given, {})[0].optimizer == "sgd"
     assert f"default: {TrainConfig.epochs} with --data, {SYNTHETIC_EPOCHS} on the synthetic" in text
     for name in ("decay_patience", "lr_decay", "max_decays"):  # None on the command line: a --schedule's
         assert getattr(args, name) is None and f"(default: {train_fields[name]}, or the --schedule's)" in text

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..demo import SYNTHETIC_SIZES
 from ..io import atomic_write_bytes
 from .corpus import SPLIT_NAMES, Corpus, Split
 from .vocab import _check_count
@@ -120,9 +121,14 @@ def _sentence(rng: np.random.Generator, topic: dict[str, list[str]], positive: b
 
 
 def synthetic_splits(
-    num_train: int = 2000, num_valid: int = 500, num_test: int = 500, num_topics: int = 4, seed: int = 0
+    num_train: int = SYNTHETIC_SIZES["num_train"],
+    num_valid: int = SYNTHETIC_SIZES["num_valid"],
+    num_test: int = SYNTHETIC_SIZES["num_test"],
+    num_topics: int = SYNTHETIC_SIZES["num_topics"],
+    seed: int = 0,
 ) -> dict[str, Split]:
-    """Train/valid/test :class:`Split` drawn from the process above; labels are the true factors."""
+    """Train/valid/test :class:`Split` drawn from the process above; labels are the true factors.
+    The default sizes are the main job's (:data:`pyro_textvae.demo.SYNTHETIC_SIZES`)."""
     sizes = {"train": num_train, "valid": num_valid, "test": num_test}
     for name, size in sizes.items():
         _check_count(size, f"num_{name}", 1)
@@ -141,10 +147,10 @@ def synthetic_splits(
 
 
 def synthetic_corpus(
-    num_train: int = 2000,
-    num_valid: int = 500,
-    num_test: int = 500,
-    num_topics: int = 4,
+    num_train: int = SYNTHETIC_SIZES["num_train"],
+    num_valid: int = SYNTHETIC_SIZES["num_valid"],
+    num_test: int = SYNTHETIC_SIZES["num_test"],
+    num_topics: int = SYNTHETIC_SIZES["num_topics"],
     seed: int = 0,
     max_length: int | None = None,
 ) -> Corpus:
