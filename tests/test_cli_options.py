@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import json
 import shutil
 import subprocess
@@ -183,3 +184,10 @@ def test_an_experiment_with_a_missing_corpus_writes_nothing(tmp_path, capsys):
     line = _refused(["experiment", str(toml), "--no-progress"], capsys)
     assert line.startswith("textvae experiment: error: ") and "absent" in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exp.toml"]
+
+
+@pytest.mark.parametrize("package", ["pyro_textvae", "inference", "evaluation"])
+def test_every_name_a_package_exports_on_first_use_resolves(package):
+    module = importlib.import_module(package)
+    for name in module.__all__:
+        assert getattr(getattr(module, name), "__name__", name) == name  # OBJECTIVES is a dict
