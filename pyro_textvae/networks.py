@@ -16,13 +16,18 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
 
 from .data import PAD_ID
 
 
 class LSTMEncoder(nn.Module):
-    """Reads ``<s> w_1 .. w_n </s>`` and returns the LSTM's last hidden state, shape ``(B, hidden)``."""
+    """Reads ``<s> w_1 .. w_n </s>`` and returns the LSTM's last hidden state, shape ``(B, hidden)``.
+
+    The LSTM runs over the padded batch and the state is read at each row's last real token,
+    ``h_i = out[i, n_i - 1]`` with ``n_i = sum_t mask[i, t]``: the LSTM is causal, so padding after
+    that token cannot change it, and this equals the last state of the packed sequence. Unpacked,
+    the LSTM stays on its fused kernel (packing falls back to a loop of per-step products).
+    """
 
     def __init__(self, vocab_size: int, embed_dim: int = 128, hidden_dim: int = 512) -> None:
         super().__init__()
@@ -31,10 +36,9 @@ class LSTMEncoder(nn.Module):
         self.hidden_dim = hidden_dim
 
     def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        lengths = mask.sum(-1).cpu()
-        packed = pack_padded_sequence(self.embed(tokens), lengths, batch_first=True, enforce_sorted=False)
-        _, (h_n, _) = self.lstm(packed)
-        return h_n[-1]
+        out, _ = self.lstm(self.embed(tokens))
+        last = mask.sum(-1) - 1
+        return out[torch.arange(tokens.shape[0], device=tokens.device), last]
 
 
 class LSTMDecoder(nn.Module):

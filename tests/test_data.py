@@ -338,3 +338,31 @@ def test_same_seed_same_batches_and_seeds_differ():
     assert first == [b.index.tolist() for b in iterate_batches(split, 16, shuffle=True)]
     with pytest.raises(ValueError, match="batch_size"):
         iterate_batches(split, 0, shuffle=True)
+
+
+def test_exact_length_buckets_leave_at_most_the_remainders_mixed():
+    split = yelp_like_split(3000)
+    per_length: dict[int, int] = {}
+    for ids in split.ids:
+        per_length[len(ids)] = per_length.get(len(ids), 0) + 1
+    full = sum(count // 32 for count in per_length.values())
+    remainder = sum(count % 32 for count in per_length.values())
+    batches = list(iterate_batches(split, 32, shuffle=True, seed=5))
+    single = [b for b in batches if int(b.lengths.min()) == int(b.lengths.max())]
+    mixed = [b for b in batches if int(b.lengths.min()) < int(b.lengths.max())]
+    assert len(batches) == num_batches(split, 32) and len(single) >= full
+    assert sum(len(b) for b in mixed) <= remainder
+    assert padding_fraction(single) == 0.0
+    assert [len(b) for b in batches].count(32) == len(batches) - 1
+
+
+def test_exact_length_buckets_are_shuffled_within_a_length_and_in_order():
+    split = yelp_like_split(3000)
+
+    def single_length_members(seed):
+        return {frozenset(b.index.tolist()) for b in iterate_batches(split, 32, shuffle=True, seed=seed)
+                if int(b.lengths.min()) == int(b.lengths.max())}
+
+    assert single_length_members(1) != single_length_members(2)
+    lengths = [int(b.lengths[0]) for b in iterate_batches(split, 32, shuffle=True, seed=1)]
+    assert lengths != sorted(lengths) and lengths != sorted(lengths, reverse=True)

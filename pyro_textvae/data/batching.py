@@ -4,10 +4,14 @@ Each row of a batch is ``<s> w_1 ... w_n </s>`` followed by ``<pad>`` up to the 
 layout the LSTM encoder and decoder of docs/dg-vae.md sec. 1 read: the decoder predicts
 ``tokens[:, 1:]`` (the words and ``</s>``) where ``mask[:, 1:]`` is True.
 
-Bucketing: an epoch shuffles the sentence order with a seeded ``torch.Generator``, cuts it into
-pools of ``POOL_BATCHES`` batches, sorts each pool by length, cuts the pools into batches and
-shuffles the order of the batches. Rows of a batch then have nearly equal lengths, so little
-padding is computed, while the batches stay random; the same seed gives the same batches.
+Bucketing: an epoch shuffles the sentence order with a seeded ``torch.Generator``, groups it by
+length (keeping the shuffled order within a length) and cuts every length's group into full
+batches, so those batches hold sentences of exactly one length, as the paper's code batches them.
+The remainders (fewer than ``batch_size`` sentences of a length) are sorted by length and cut into
+batches too, so the count of batches is ``ceil(N / batch_size)`` as without bucketing and at most
+one batch is short. The order of the batches is then shuffled. Equal-length rows need no padding
+and keep the LSTMs on their fused kernels, while the batches stay random; the same seed gives the
+same batches, so an interrupted epoch resumes by skipping the batches already served.
 """
 
 from __future__ import annotations
@@ -19,9 +23,6 @@ import torch
 
 from .corpus import EncodedSplit
 from .vocab import BOS_ID, EOS_ID, PAD_ID, _check_count
-
-POOL_BATCHES = 50
-
 
 @dataclass
 class Batch:
@@ -85,6 +86,21 @@ def num_batches(split: EncodedSplit, batch_size: int, drop_last: bool = False) -
     return n // batch_size if drop_last else -(-n // batch_size)
 
 
+def _exact_length_batches(order: list[int], lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Full batches of one length each (in ``order`` within a length), then the remainders sorted by length."""
+    by_length: dict[int, list[int]] = {}
+    for position in order:
+        by_length.setdefault(lengths[position], []).append(position)
+    batches, rest = [], []
+    for length in sorted(by_length):
+        group = by_length[length]
+        full = len(group) - len(group) % batch_size
+        batches.extend(group[i : i + batch_size] for i in range(0, full, batch_size))
+        rest.extend(group[full:])
+    batches.extend(rest[i : i + batch_size] for i in range(0, len(rest), batch_size))
+    return batches
+
+
 def _batch_order(
     lengths: list[int], batch_size: int, shuffle: bool, seed: int | None, bucket: bool, drop_last: bool
 ) -> list[list[int]]:
@@ -98,13 +114,10 @@ def _batch_order(
         seed = int(torch.randint(2**62, ()))
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(n, generator=generator).tolist()
-    pool = POOL_BATCHES * batch_size if bucket else n
-    batches = []
-    for start in range(0, n, max(pool, 1)):
-        chunk = order[start : start + pool]
-        if bucket:
-            chunk.sort(key=lengths.__getitem__)
-        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    if bucket:
+        batches = _exact_length_batches(order, lengths, batch_size)
+    else:
+        batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
     if drop_last:
         batches = [b for b in batches if len(b) == batch_size]
     if bucket:
@@ -126,7 +139,7 @@ def iterate_batches(
     ``shuffle=False``: sorted by length when ``bucket`` (stable, ties in split order), else in
     split order -- deterministic. ``shuffle=True``: random order from ``torch.Generator`` seeded by
     ``seed`` (None: a seed drawn from torch's global generator, so ``torch.manual_seed`` fixes it),
-    bucketed by length in pools of ``POOL_BATCHES`` batches when ``bucket``. The same arguments
+    bucketed by exact length when ``bucket`` (module docstring). The same arguments
     give the same sequence of batches, so an interrupted epoch can be resumed by skipping batches.
     """
     _check_count(batch_size, "batch_size", 1)
