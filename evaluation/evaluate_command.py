@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from inference.train_config import launched_by_torchrun
+from pyro_textvae.config import PRECISIONS
 from pyro_textvae.options import at_least
 
 
@@ -39,7 +40,7 @@ def _evaluate_on(args: argparse.Namespace, device) -> None:
     options = {name: getattr(args, name) for name in (
         "split", "iw_samples", "iw_subset", "prior_samples", "num_generate", "num_interpolations", "seed",
         "iw_batch_size", "iw_chunk", "dg_samples", "checkpoint")}
-    run = open_run(args.run, checkpoint=args.checkpoint, device=device)
+    run = open_run(args.run, checkpoint=args.checkpoint, device=device, precision=args.precision)
     _check_not_replacing(Path(args.run) / eval_filename(args.split), options, args.overwrite)
     evaluate_run(run, progress=not args.no_progress, device=device, **options)
     if rank_and_world_size()[0] > 0:
@@ -103,6 +104,8 @@ def add_evaluate_commands(subparsers: argparse._SubParsersAction) -> None:
                           help="pairs of sentences interpolated")
     evaluate.add_argument("--seed", type=at_least(0), default=0, help="seed of every random draw of the evaluation")
     evaluate.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K (cuda: one GPU per local rank)")
+    evaluate.add_argument("--precision", choices=PRECISIONS,
+                          help="the networks in fp32 or bf16 (default: the run's own; the metrics are fp32 either way)")
     evaluate.add_argument("--distributed", action="store_true",
                           help="share the importance sampling over torch.distributed processes "
                                "(automatic under torchrun with > 1 process)")

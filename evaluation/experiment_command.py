@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pyro_textvae.config import PRECISIONS
 from pyro_textvae.options import at_least
 
 
@@ -19,6 +20,8 @@ def add_experiment_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--method", action="append", metavar="NAME",
                         help="only this method of the file (repeatable); the table then has only these")
     parser.add_argument("--out", metavar="DIR", help="results folder instead of the file's out")
+    parser.add_argument("--precision", choices=PRECISIONS,
+                        help="train and evaluate in this precision (default: the file's [train] precision)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--report-only", action="store_true",
                         help="only write the table and pictures of the runs evaluated so far")
@@ -39,6 +42,8 @@ def _experiment_command(args: argparse.Namespace) -> None:
         config = select_methods(config, args.method)
     if args.out:
         config = {**config, "out": str(Path(args.out).resolve())}
+    if args.precision:
+        config = {**config, "train": {**config.get("train", {}), "precision": args.precision}}
     if args.report_only:
         report_experiment(config, args.seed)
     else:

@@ -28,6 +28,11 @@ from pyro_textvae.io import (
     save_json,
 )
 from pyro_textvae.model import TextVAE, TextVAEConfig
+from pyro_textvae.precision import (
+    DEFAULT_PRECISION,
+    check_precision,
+    effective_precision,
+)
 
 from .distributed import (
     broadcast_from_rank_zero,
@@ -186,11 +191,16 @@ def _read_config(run_dir: Path) -> dict:
 
 
 def resume_trainer(
-    run_dir: str | Path, epochs: int | None = None, distributed: bool | None = None, device: str | None = None
+    run_dir: str | Path,
+    epochs: int | None = None,
+    distributed: bool | None = None,
+    device: str | None = None,
+    precision: str | None = None,
 ) -> Trainer:
     """A trainer for an existing run folder, ready for ``fit(resume=True)`` (optionally more epochs,
     or on another ``device``: a run trained on a GPU resumes on a CPU and the other way round, since
-    ``last.pt`` is read onto the CPU and copied onto the device).
+    ``last.pt`` is read onto the CPU and copied onto the device; or in another ``precision``:
+    checkpoints are float32 in either).
 
     ``distributed``: resume under torchrun (``None``: when launched by torchrun with more than one
     process); rank 0 reads ``config.json`` and ``vocab.json`` and hands them to the other ranks.
@@ -211,6 +221,8 @@ def resume_trainer(
         train_options["epochs"] = epochs
     if device is not None:
         train_options["device"] = device
+    if precision is not None:
+        train_options["precision"] = precision
     train = dataclass_from_dict(TrainConfig, train_options, f"{run_dir / 'config.json'} [train]")
     corpus = load_corpus(config["data"], vocab=Vocab(itos), where=f"{run_dir / 'config.json'} [data]")
     vae = TextVAE(TextVAEConfig.from_dict(config["model"], f"{run_dir / 'config.json'} [model]"))
@@ -238,10 +250,19 @@ def load_model_state(vae: TextVAE, state: dict, path: Path) -> None:
     vae.load_state_dict(model_state)
 
 
-def open_run(run_dir: str | Path, checkpoint: str = "best", device: str | torch.device = "cpu") -> Run:
+def run_precision(config: dict, where: str) -> str:
+    """The precision a run was trained in: its ``[train] precision`` (a folder older than the
+    option has none and gets the default)."""
+    return check_precision(config["train"].get("precision", DEFAULT_PRECISION), f"{where} [train] precision")
+
+
+def open_run(
+    run_dir: str | Path, checkpoint: str = "best", device: str | torch.device = "cpu", precision: str | None = None
+) -> Run:
     """Load a run folder's config, corpus (with its saved vocabulary) and model from ``best.pt``/``last.pt``
     onto ``device`` (checked first: a device that does not exist is a ``ValueError`` naming ``--device``,
-    not an unreadable checkpoint)."""
+    not an unreadable checkpoint); the model runs in ``precision`` (default: the run's own,
+    :func:`run_precision`)."""
     run_dir = Path(run_dir)
     if checkpoint not in ("best", "last"):
         raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
@@ -252,4 +273,6 @@ def open_run(run_dir: str | Path, checkpoint: str = "best", device: str | torch.
     vae = TextVAE(TextVAEConfig.from_dict(config["model"], f"{run_dir / 'config.json'} [model]"))
     path = run_dir / f"{checkpoint}.pt"
     load_model_state(vae, load_checkpoint(path, device), path)
+    chosen = run_precision(config, str(run_dir / "config.json")) if precision is None else check_precision(precision)
+    vae.precision = effective_precision(chosen, device)
     return Run(run_dir, config, corpus, vae.to(device).eval())

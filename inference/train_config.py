@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass
 
+from pyro_textvae.config import DEFAULT_PRECISION, check_precision
 from pyro_textvae.demo import SYNTHETIC_EPOCHS, SYNTHETIC_SIZES
 
 from .protocol import PAPER_SCHEDULE, PlateauSchedule
@@ -38,6 +39,7 @@ class TrainConfig:
     than one process (``WORLD_SIZE > 1``). ``threads``: torch's intra-op threads while training
     (None: torch's default, the number of cores or ``OMP_NUM_THREADS``); the trainer records the
     number it used, and a resume uses it again, since results are bit-identical only at one thread count.
+    ``precision``: the networks in ``"fp32"`` or ``"bf16"`` mixed precision (:mod:`pyro_textvae.precision`).
     """
 
     epochs: int = PAPER_SCHEDULE.max_epochs
@@ -56,8 +58,10 @@ class TrainConfig:
     progress: bool = True
     distributed: bool | None = None
     threads: int | None = None
+    precision: str = DEFAULT_PRECISION
 
     def __post_init__(self) -> None:
+        check_precision(self.precision)
         if self.distributed is None:
             self.distributed = launched_by_torchrun()
         if self.optimizer not in OPTIMIZER_NAMES:

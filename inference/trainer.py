@@ -43,6 +43,7 @@ from pyro_textvae.io import (
     truncate_jsonl,
 )
 from pyro_textvae.model import TextVAE
+from pyro_textvae.precision import effective_precision
 
 from .distributed import (
     DistributedContext,
@@ -103,6 +104,7 @@ class Trainer:
         self.device = self.context.device if self.context else resolve_device(config.device)
         self.world_size = self.context.world_size if self.context else 1
         self.vae = vae.to(self.device)
+        self.vae.precision = effective_precision(config.precision, self.device)
         if self.context:
             broadcast_module(self.vae)
         self.corpus = corpus

@@ -24,7 +24,7 @@ from inference.train_config import (
     SYNTHETIC_EPOCHS,
     TrainConfig,
 )
-from pyro_textvae.config import LATENTS, TextVAEConfig
+from pyro_textvae.config import LATENTS, PRECISIONS, TextVAEConfig
 from pyro_textvae.demo import SYNTHETIC_MODEL, SYNTHETIC_OPTIMIZER
 from pyro_textvae.errors import CheckpointError
 from pyro_textvae.options import Parser, at_least, positive_float
@@ -125,6 +125,8 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
                                         f"{TrainConfig.device}; with --resume: the run's own device)")
     train.add_argument("--threads", type=at_least(1), metavar="N", help="torch threads (default: torch's, the "
                        "number of cores or OMP_NUM_THREADS; recorded in config.json and used again by --resume)")
+    train.add_argument("--precision", choices=PRECISIONS, help="the networks in fp32 or bf16 mixed precision "
+                       f"(default: {TrainConfig.precision}; with --resume: the run's own)")
     train.add_argument("--distributed", action="store_true",
                        help="train with torch.distributed (automatic under torchrun with > 1 process)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -133,7 +135,8 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/textvae", metavar="RUN", help="run folder")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     p.add_argument("--resume", metavar="RUN",
-                   help="continue RUN from last.pt (other options come from RUN, except --epochs and --device)")
+                   help="continue RUN from last.pt (other options come from RUN, except --epochs, --device and "
+                        "--precision)")
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -149,7 +152,7 @@ def _train_runs(args: argparse.Namespace) -> None:
         from inference.run import resume_trainer
 
         trainer = resume_trainer(args.resume, epochs=args.epochs, distributed=True if args.distributed else None,
-                                 device=args.device)
+                                 device=args.device, precision=args.precision)
         trainer.config.progress = not args.no_progress
         record = trainer.fit(resume=True)
         if trainer.epochs_trained == 0 and int(os.environ.get("RANK", "0")) == 0:
@@ -184,7 +187,7 @@ def _train_runs(args: argparse.Namespace) -> None:
         _report(trainer.fit(), trainer.run_dir)
 
 
-RESUME_OPTIONS = ("resume", "epochs", "device", "distributed", "no_progress")  # what --resume may be given
+RESUME_OPTIONS = ("resume", "epochs", "device", "distributed", "no_progress", "precision")  # what --resume may be given
 
 
 def _check_resume_options(args: argparse.Namespace) -> None:
@@ -196,7 +199,7 @@ def _check_resume_options(args: argparse.Namespace) -> None:
     if given:
         flags = ", ".join(f"--{name.replace('_', '-')}" for name in given)
         raise ValueError(f"--resume {args.resume} takes its options from {args.resume}/config.json; {flags} cannot "
-                         "change there (only --epochs, --device)")
+                         "change there (only --epochs, --device, --precision)")
 
 
 def _model_options(args: argparse.Namespace) -> dict:
@@ -234,6 +237,7 @@ def _train_config(
         seed=args.seed, checkpoint_every=args.checkpoint_every, skip_nonfinite=args.skip_nonfinite,
         validate_args=not args.no_validate_args, device=args.device or TrainConfig.device,
         progress=not args.no_progress, distributed=True if args.distributed else None, threads=args.threads,
+        precision=args.precision or TrainConfig.precision,
         **{k: v for k, v in plateau.items() if v is not None},
     )
     return config, params

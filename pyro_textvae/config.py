@@ -7,6 +7,15 @@ from dataclasses import dataclass
 
 LATENTS = ("normal", "vmf")
 POSTERIORS = ("gaussian", "bn", "delta")
+PRECISIONS = ("fp32", "bf16")  # of the networks (pyro_textvae.precision)
+DEFAULT_PRECISION = "fp32"
+
+
+def check_precision(precision: str, where: str = "--precision") -> str:
+    """Return ``precision`` if it is one of :data:`PRECISIONS`, else raise ValueError naming ``where``."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"{where} must be one of {list(PRECISIONS)}, got {precision!r}")
+    return precision
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,8 @@ from .posteriors import (
     GaussianHead,
     VonMisesFisherHead,
 )
+from .precision import DEFAULT_PRECISION, autocast, check_precision
+
 
 class TokenCategorical(dist.Categorical):
     """``Categorical`` over log-probabilities that are already normalised (by a fused ``log_softmax``).
@@ -52,6 +54,10 @@ class TextVAE(nn.Module):
     ``model(tokens, mask, num_data=None)`` and ``guide(tokens, mask, num_data=None)`` take a padded
     batch (``tokens[:, 0]`` is ``<s>``, ``mask`` marks real tokens, :class:`pyro_textvae.data.Batch`)
     and the corpus size ``num_data`` used to scale a mini-batch (default: the batch size).
+
+    ``precision`` (``"fp32"`` or ``"bf16"``, :mod:`pyro_textvae.precision`) is how the encoder and
+    decoder networks run; their outputs are turned back into float32 before any density is formed.
+    It is a setting of the run, not of the parameters: set it on a loaded model at will.
     """
 
     def __init__(self, config: TextVAEConfig) -> None:
@@ -71,6 +77,29 @@ class TextVAE(nn.Module):
             c.vocab_size, c.latent_dim, c.embed_dim, c.hidden_dim, c.dropout_in, c.dropout_out, c.skip
         )
         self.bag_of_words = BagOfWords(c.latent_dim, c.vocab_size) if c.bow else None
+        self._precision = DEFAULT_PRECISION
+
+    @property
+    def precision(self) -> str:
+        """``"fp32"`` or ``"bf16"``: the precision of the encoder and decoder networks."""
+        return self._precision
+
+    @precision.setter
+    def precision(self, value: str) -> None:
+        self._precision = check_precision(value, "precision")
+
+    def encode(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The encoder's last hidden state ``h`` (B, hidden), float32, computed in :attr:`precision`."""
+        with autocast(self._precision, tokens.device.type):
+            hidden = self.encoder(tokens, mask)
+        return hidden.float()
+
+    def token_log_probs(self, tokens: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """``log_softmax`` of the decoder's logits (..., B, L - 1, V) in float32; the decoder runs in
+        :attr:`precision`."""
+        with autocast(self._precision, tokens.device.type):
+            logits = self.decoder(tokens, z)
+        return torch.log_softmax(logits.float(), -1)
 
     def prior(self, batch_size: int, device: torch.device | str = "cpu") -> dist.Distribution:
         """p(z) for a batch: ``N(0, I_d)`` or uniform on ``S^{d-1}``, batch shape ``(batch_size,)``."""
@@ -82,7 +111,7 @@ class TextVAE(nn.Module):
 
     def posterior_distribution(self, tokens: torch.Tensor, mask: torch.Tensor) -> dist.Distribution:
         """q(z|x) for a batch, outside any Pyro context (batch shape ``(B,)``)."""
-        return self.posterior(self.encoder(tokens, mask))
+        return self.posterior(self.encode(tokens, mask))
 
     @staticmethod
     def _plate(tokens: torch.Tensor, num_data: int | None) -> pyro.plate:
@@ -100,7 +129,7 @@ class TextVAE(nn.Module):
         targets, target_mask = tokens[:, 1:], mask[:, 1:]
         with self._plate(tokens, num_data):
             z = pyro.sample("z", self.prior(tokens.shape[0], tokens.device))
-            log_probs = torch.log_softmax(self.decoder(tokens, z), -1)
+            log_probs = self.token_log_probs(tokens, z)
             pyro.sample("x", TokenCategorical(log_probs).mask(target_mask).to_event(1), obs=targets)
             if self.bag_of_words is not None and self.training:
                 pyro.factor("bow", self.bag_of_words_log_likelihood(z, targets, target_mask))

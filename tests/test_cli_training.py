@@ -57,7 +57,7 @@ def test_resume_refuses_the_options_it_would_ignore(finished, capsys, extra, fla
     assert main(["train", "--resume", str(finished), "--epochs", "3", *extra]) == 2
     err = capsys.readouterr().err
     assert err == (f"textvae train: error: --resume {finished} takes its options from {finished}/config.json; "
-                   f"{flags} cannot change there (only --epochs, --device)\n")
+                   f"{flags} cannot change there (only --epochs, --device, --precision)\n")
     assert _files(finished) == before
 
 
