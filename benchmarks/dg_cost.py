@@ -5,9 +5,13 @@ dimensions, one forward + backward pass of
 
 * ``b * density_gap_kl(q, N(0, I), M)``: the DG term, O(b^2 M d) work, and
 * ``sum_i KL(q(z|x_i) || N(0, I)) = sum_i,k (mu_ik^2 + sigma_ik^2 - 1 - 2 log sigma_ik) / 2``:
-  the analytic KL of TraceMeanField_ELBO, O(b d),
+  the analytic KL of TraceMeanField_ELBO, O(b d), and
+* the DG term through the estimator's generic path (autograd through ``log_prob``, chunks
+  recomputed in the backward pass above 2^22 numbers), which Normal posteriors used before the
+  analytic-backward mixture of :mod:`inference.density_gap`,
 
-timed (median of up to ``--repeats`` runs after one warm-up, within ``--budget`` seconds) and
+timed in CPU time (median of up to ``--repeats`` alternating rounds after one warm-up, within
+``--budget`` seconds a step) and
 profiled for peak memory: the largest total of live bytes allocated during the pass, from the
 allocation events of ``torch.profiler.profile(profile_memory=True)`` (its raw Kineto results).
 All ratios come from one run of this script; CPU timings on a shared machine are noisy.
@@ -27,6 +31,7 @@ import pyro.distributions as dist
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from inference import density_gap
 from inference.density_gap import MODES, density_gap_kl
 
 
@@ -37,23 +42,34 @@ def density_gap_step(loc: torch.Tensor, log_scale: torch.Tensor, num_samples: in
     (loc.shape[0] * density_gap_kl(posterior, prior, num_samples, mode=mode)).backward()
 
 
+def generic_density_gap_step(loc: torch.Tensor, log_scale: torch.Tensor, num_samples: int, mode: str) -> None:
+    """:func:`density_gap_step` with the Normal fast path turned off."""
+    fast, density_gap._gaussian_parts = density_gap._gaussian_parts, lambda aggregate: None
+    try:
+        density_gap_step(loc, log_scale, num_samples, mode)
+    finally:
+        density_gap._gaussian_parts = fast
+
+
 def analytic_step(loc: torch.Tensor, log_scale: torch.Tensor) -> None:
     """Forward and backward of ``sum_i KL(N(mu_i, sigma_i^2) || N(0, I))`` in closed form."""
     (0.5 * (loc**2 + (2 * log_scale).exp() - 1 - 2 * log_scale)).sum().backward()
 
 
-def median_seconds(step: Callable[[], None], repeats: int, budget_s: float) -> float:
-    """Median time of up to ``repeats`` runs after a warm-up run; stops once ``budget_s`` is
-    spent (a warm-up that alone exceeds it is taken as the one measurement; the first-call
-    costs of PyTorch are paid by a tiny run in :func:`main` beforehand)."""
-    times = []
-    for _ in range(repeats + 1):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-        if sum(times) > budget_s:
+def median_seconds(steps: list[Callable[[], None]], repeats: int, budget_s: float) -> list[float]:
+    """Median CPU time (``time.process_time``) of each step over up to ``repeats`` rounds after a
+    warm-up round, the steps run alternately in each round; stops once a round has taken more
+    than ``budget_s`` per step (the first-call costs of PyTorch are paid by a tiny run in
+    :func:`main` beforehand)."""
+    times: list[list[float]] = [[] for _ in steps]
+    for round_index in range(repeats + 1):
+        for step, record in zip(steps, times):
+            start = time.process_time()
+            step()
+            record.append(time.process_time() - start)
+        if round_index and sum(record[-1] for record in times) > budget_s * len(steps):
             break
-    return statistics.median(times[1:] or times)
+    return [statistics.median(record[1:] or record) for record in times]
 
 
 def peak_bytes(step: Callable[[], None]) -> int:
@@ -85,7 +101,8 @@ def main(argv: list[str] | None = None) -> None:
     density_gap_step(*tiny, args.num_samples, args.mode)
     threads = torch.get_num_threads()
     print(f"M = {args.num_samples}, d = {args.dim}, mode = {args.mode}, torch threads = {threads}")
-    header = ("b", "DG ms", "KL ms", "time ratio", "DG peak MB", "KL peak MB", "memory ratio")
+    header = ("b", "DG ms", "KL ms", "time ratio", "DG peak MB", "KL peak MB", "memory ratio", "generic ms",
+              "generic MB", "generic/DG")
     print(" | ".join(f"{title:>12}" for title in header))
     for batch in args.batch_sizes:
         loc = torch.randn(batch, args.dim, requires_grad=True)
@@ -93,15 +110,19 @@ def main(argv: list[str] | None = None) -> None:
         steps = (
             partial(density_gap_step, loc, log_scale, args.num_samples, args.mode),
             partial(analytic_step, loc, log_scale),
+            partial(generic_density_gap_step, loc, log_scale, args.num_samples, args.mode),
         )
-        seconds = [median_seconds(step, args.repeats, args.budget) for step in steps]
+        seconds = median_seconds(list(steps), args.repeats, args.budget)
         memory = [peak_bytes(step) for step in steps]
         row = (
             f"{batch:>12d}",
-            *(f"{1e3 * value:>12.2f}" for value in seconds),
+            *(f"{1e3 * value:>12.2f}" for value in seconds[:2]),
             f"{seconds[0] / seconds[1]:>12.0f}",
-            *(f"{value / 2**20:>12.3f}" for value in memory),
+            *(f"{value / 2**20:>12.3f}" for value in memory[:2]),
             f"{memory[0] / max(memory[1], 1):>12.0f}",
+            f"{1e3 * seconds[2]:>12.2f}",
+            f"{memory[2] / 2**20:>12.3f}",
+            f"{seconds[2] / seconds[0]:>12.2f}",
         )
         print(" | ".join(row))
 

@@ -34,6 +34,7 @@ import math
 from functools import partial
 from typing import Callable
 
+import pyro.distributions
 import torch
 from torch.distributions import Distribution, Independent
 from torch.utils.checkpoint import checkpoint
@@ -43,6 +44,7 @@ AGGREGATIONS = ("local", "global")
 PARTICLE_PLATE = "num_particles_vectorized"
 _CHUNK_ELEMENTS = 2**18
 _RECOMPUTE_ELEMENTS = 2**22
+_NORMALS = (torch.distributions.Normal, pyro.distributions.Normal)
 
 
 def check_estimator_options(
@@ -129,8 +131,63 @@ def _joint_log_prob(distribution: Distribution) -> LogDensity:
     return distribution.log_prob
 
 
+def _gaussian_parts(distribution: Distribution) -> tuple[torch.Tensor, ...] | None:
+    """``(loc, 1 / scale, -log scale - log sqrt(2 pi))`` of a diagonal Normal q(z|x_j), else None."""
+    base = distribution.base_dist if isinstance(distribution, Independent) else None
+    if base is None or distribution.reinterpreted_batch_ndims != 1 or type(base) not in _NORMALS:
+        return None
+    return base.loc, base.scale.reciprocal(), -base.scale.log() - 0.5 * math.log(2 * math.pi)
+
+
+class _GaussianLogMixture(torch.autograd.Function):
+    """``logsumexp_j log N(z_r | mu_j, s_j)`` per coordinate (``per_dimension``) or jointly, with an
+    analytic backward that recomputes the (rows, B, d) array instead of storing it.
+
+    With ``t = (z - mu_j) / s_j``, ``l_j = -t^2 / 2 + c_j``, ``c_j = -log s_j - log sqrt(2 pi)`` and
+    ``w_j = softmax_j l_j``: ``d/dz = -sum_j w_j t / s_j``, ``d/dmu_j = w_j t / s_j``,
+    ``d/d(1/s_j) = -w_j t (z - mu_j)``, ``d/dc_j = w_j`` (summed over k for the joint density).
+    Memory: only the inputs and the (rows, d) result are kept; autograd through the same formula
+    keeps several (rows, B, d) arrays, and checkpointing computes every forward twice.
+    """
+
+    @staticmethod
+    def _log_density(z, loc, inv_scale, bias, keep, per_dimension):
+        diff = z - loc
+        scaled = diff * inv_scale
+        log_density = bias - 0.5 * scaled.square()
+        if not per_dimension:
+            log_density = log_density.sum(-1)
+        if keep is not None:
+            log_density = log_density.masked_fill(~keep, -math.inf)
+        return diff, scaled, log_density
+
+    @staticmethod
+    def forward(ctx, z, loc, inv_scale, bias, keep, per_dimension):  # noqa: D102
+        _, _, log_density = _GaussianLogMixture._log_density(z, loc, inv_scale, bias, keep, per_dimension)
+        result = torch.logsumexp(log_density, dim=-2 if per_dimension else -1)
+        ctx.save_for_backward(z, loc, inv_scale, bias, result)
+        ctx.keep, ctx.per_dimension = keep, per_dimension
+        return result
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        z, loc, inv_scale, bias, result = ctx.saved_tensors
+        per_dimension = ctx.per_dimension
+        diff, scaled, log_density = _GaussianLogMixture._log_density(z, loc, inv_scale, bias, ctx.keep, per_dimension)
+        axis = -2 if per_dimension else -1
+        weight = (log_density - result.unsqueeze(axis)).exp() * grad.unsqueeze(axis)
+        if not per_dimension:
+            weight = weight.unsqueeze(-1)
+        pull = weight * scaled
+        grad_z = -(pull * inv_scale).sum(-2, keepdim=True)
+        grad_loc = (pull * inv_scale).sum(0)
+        grad_inv_scale = -(pull * diff).sum(0)
+        grad_bias = weight.expand_as(pull).sum(0)
+        return grad_z, grad_loc, grad_inv_scale, grad_bias, None, None
+
+
 def _chunk_log_aggregate(
-    log_q: LogDensity,
+    log_q: LogDensity | tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     group: torch.Tensor | None,
     log_group_size: torch.Tensor,
     num_lead: int,
@@ -141,15 +198,20 @@ def _chunk_log_aggregate(
     """``logsumexp_j log q(z_r|x_j) - log |chunk(r)|`` over the j in row r's aggregation chunk.
 
     ``rows`` is ``(k, *lead, 1, d)``; ``log_q(rows)`` is ``(k, *lead, B)``, or ``(k, *lead, B, d)``
-    per dimension; the result drops the B dim.
+    per dimension; the result drops the B dim. ``log_q`` may instead be the ``(loc, 1/scale, c)``
+    of diagonal Normal components (:func:`_gaussian_parts`), scored by :class:`_GaussianLogMixture`.
     """
-    log_density = log_q(rows)
     dimension = (1,) if per_dimension else ()
+    same_chunk = None
     if group is not None:
         same_chunk = row_group.unsqueeze(-1) == group
         same_chunk = same_chunk.view(rows.shape[0], *(1,) * num_lead, -1, *dimension)
-        log_density = log_density.masked_fill(~same_chunk, -math.inf)
     log_size = log_group_size[row_group].view(-1, *(1,) * num_lead, *dimension)
+    if isinstance(log_q, tuple):
+        return _GaussianLogMixture.apply(rows, *log_q, same_chunk, per_dimension) - log_size
+    log_density = log_q(rows)
+    if same_chunk is not None:
+        log_density = log_density.masked_fill(~same_chunk, -math.inf)
     return torch.logsumexp(log_density, dim=-2 if per_dimension else -1) - log_size
 
 
@@ -198,6 +260,9 @@ def density_gap_kl(
         log_p = _per_dimension_log_prob(prior, "prior")
     else:
         log_q, log_p = aggregate.log_prob, _joint_log_prob(prior)
+    gaussian = _gaussian_parts(aggregate)
+    if gaussian is not None:
+        log_q = tuple(torch.broadcast_tensors(*gaussian))
     lead, batch = posterior.batch_shape[:-1], posterior.batch_shape[-1]
     components = aggregate.batch_shape[-1]
     dim = posterior.event_shape[0]
@@ -223,7 +288,7 @@ def density_gap_kl(
         chunk_size = max(1, _CHUNK_ELEMENTS // row_elements)
     starts = range(0, rows.shape[0], chunk_size)
     large = rows.shape[0] * row_elements > _RECOMPUTE_ELEMENTS
-    recompute = torch.is_grad_enabled() and len(starts) > 1 and large
+    recompute = torch.is_grad_enabled() and len(starts) > 1 and large and gaussian is None
     pieces = []
     for start in starts:
         chunk = (rows[start : start + chunk_size], row_group[start : start + chunk_size])

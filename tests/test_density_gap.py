@@ -193,10 +193,13 @@ def test_invariant_to_the_order_of_the_batch(mode, agg_size):
     assert torch.allclose(estimate(torch.arange(6)), estimate(order), rtol=1e-12, atol=0)
 
 
-@pytest.fixture(params=[False, True], ids=["stored", "recomputed"])
+@pytest.fixture(params=["gaussian", "stored", "recomputed"])
 def recompute(request, monkeypatch):
-    """Chunks kept for backward, or recomputed in backward (the large-batch path)."""
-    monkeypatch.setattr(density_gap_module, "_RECOMPUTE_ELEMENTS", 0 if request.param else 2**62)
+    """Normal components by the analytic-backward mixture; or the generic path through autograd,
+    its chunks kept for backward or recomputed in backward (checkpointing)."""
+    if request.param != "gaussian":
+        monkeypatch.setattr(density_gap_module, "_gaussian_parts", lambda aggregate: None)
+    monkeypatch.setattr(density_gap_module, "_RECOMPUTE_ELEMENTS", 0 if request.param == "recomputed" else 2**62)
     return request.param
 
 
@@ -256,3 +259,21 @@ def test_bad_options_are_rejected(option, value):
     posterior = normal_posterior(torch.zeros(4, 2), torch.ones(4, 2))
     with pytest.raises(ValueError, match=option):
         density_gap_kl(posterior, dist.Normal(torch.zeros(2), 1.0).to_event(1), **{option: value})
+
+
+@pytest.mark.parametrize("mode", ["marginal", "joint"])
+@pytest.mark.parametrize("agg_size", [None, 4])
+def test_gaussian_mixture_path_equals_the_generic_one_with_particle_dims(mode, agg_size, monkeypatch):
+    loc = torch.randn(3, 12, 4, dtype=DOUBLE, requires_grad=True)
+    log_scale = (0.4 * torch.randn(3, 12, 4, dtype=DOUBLE)).requires_grad_()
+
+    def value_and_grads() -> list[torch.Tensor]:
+        torch.manual_seed(13)
+        posterior = normal_posterior(loc, log_scale.exp())
+        estimate = density_gap_kl(posterior, standard_prior(4), 5, agg_size, mode, chunk_size=7)
+        return [estimate, *torch.autograd.grad(estimate.sum(), [loc, log_scale])]
+
+    fast = value_and_grads()
+    monkeypatch.setattr(density_gap_module, "_gaussian_parts", lambda aggregate: None)
+    for value, expected in zip(fast, value_and_grads()):
+        assert value.shape == expected.shape and torch.allclose(value, expected, rtol=1e-12, atol=1e-14)
