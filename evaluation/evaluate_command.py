@@ -40,6 +40,7 @@ def _evaluate_on(args: argparse.Namespace, device) -> None:
     options = {name: getattr(args, name) for name in (
         "split", "iw_samples", "iw_subset", "prior_samples", "num_generate", "num_interpolations", "seed",
         "iw_batch_size", "iw_chunk", "dg_samples", "checkpoint")}
+    options["iw_chunk"] = options["iw_chunk"] or None
     run = open_run(args.run, checkpoint=args.checkpoint, device=device, precision=args.precision)
     _check_not_replacing(Path(args.run) / eval_filename(args.split), options, args.overwrite)
     evaluate_run(run, progress=not args.no_progress, device=device, **options)
@@ -92,8 +93,8 @@ def add_evaluate_commands(subparsers: argparse._SubParsersAction) -> None:
                           help="score log p(x) on a seeded subset of N sentences (default: all)")
     evaluate.add_argument("--iw-batch-size", type=at_least(1), default=32, metavar="N",
                           help="sentences per importance-sampling batch")
-    evaluate.add_argument("--iw-chunk", type=at_least(1), default=50, metavar="N",
-                          help="importance samples evaluated at a time")
+    evaluate.add_argument("--iw-chunk", type=at_least(0), default=50, metavar="N",
+                          help="importance samples evaluated at a time (0: the most that fit 1 GiB)")
     evaluate.add_argument("--prior-samples", type=at_least(1), default=1000 * 128, metavar="N",
                           help="prior draws for the hole metrics")
     evaluate.add_argument("--dg-samples", type=at_least(1), default=1, metavar="M",

@@ -12,6 +12,8 @@ them and scales a mini-batch to the whole corpus; objectives change nothing here
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pyro
 import pyro.distributions as dist
 import torch
@@ -141,6 +143,16 @@ class TextVAE(nn.Module):
         pyro.module("posterior", self.posterior)
         with self._plate(tokens, num_data):
             return pyro.sample("z", self.posterior_distribution(tokens, mask))
+
+    def guide_from(self, posterior: dist.Distribution) -> Callable[..., torch.Tensor]:
+        """The guide with q(z|x) already computed (``posterior``, batch shape ``(B,)``), for a batch
+        scored many times: importance sampling runs the encoder once, not once per chunk of samples."""
+
+        def guide(tokens: torch.Tensor, mask: torch.Tensor, num_data: int | None = None) -> torch.Tensor:
+            with self._plate(tokens, num_data):
+                return pyro.sample("z", posterior)
+
+        return guide
 
     def bag_of_words_log_likelihood(
         self, z: torch.Tensor, targets: torch.Tensor, target_mask: torch.Tensor
