@@ -17,7 +17,9 @@ and writes ``out/experiment.toml`` (a copy of the file), ``out/runs/<method>-see
 run folders), ``out/results.md`` and
 ``out/results.csv`` (a row per method, mean +- std over seeds of every metric of
 :data:`evaluation.report.COLUMNS`), ``out/mi_vs_joint_kl.png`` (collapse on one axis, holes on the
-other, one point per method) and ``out/holes.png`` (the hole pictures side by side). A run whose
+other, one point per method), ``out/curves.png`` (the validation curves of every run's
+``metrics.jsonl``, :func:`evaluation.curves.plot_curves`) and ``out/holes.png`` (the hole pictures
+side by side, of the runs whose ``best.pt`` is still there). A run whose
 ``eval.json`` was made with the file's [evaluate] settings is skipped on a rerun (one made with
 other settings is evaluated again, and left out of a ``--report-only`` table), and an interrupted
 run resumes from its ``last.pt``, both only if the folder's ``config.json`` agrees with the file
@@ -25,7 +27,9 @@ run resumes from its ``last.pt``, both only if the folder's ``config.json`` agre
 ``--seed S [S ...]`` trains only those seeds (so seeds can run in separate processes), and the
 table covers every evaluated run of the file's seeds and those; ``--method NAME`` (repeatable)
 keeps only those methods, ``--out DIR`` writes into another results folder; ``--report-only`` writes the
-table and pictures of the runs evaluated so far.
+table and pictures of the runs evaluated so far. The table, scatter and curves need only each run's
+small files (``config.json``, ``metrics.jsonl``, ``eval.json``), which is what ``results/*/runs/`` keeps
+in git (.gitignore); checkpoints stay out.
 """
 from __future__ import annotations
 
@@ -46,6 +50,7 @@ from pyro_textvae.io import atomic_write_bytes, dataclass_from_dict, load_json
 from pyro_textvae.model import TextVAEConfig
 
 from .figures import save_figure
+from .curves import curve_metrics, plot_curves, read_histories
 from .report import evaluate_run, evaluation_settings
 from .scatter import plot_collapse_against_holes
 from .tables import (
@@ -184,8 +189,14 @@ def report_experiment(config: dict[str, Any], seeds: list[int] | None = None) ->
         raise ValueError(f"no evaluated run under {out / 'runs'} yet")
     write_results(out, results)
     save_figure(plot_collapse_against_holes(results), out / "mi_vs_joint_kl.png")
+    histories = read_histories({name: [_run_dir(out, name, r["seed"]) for r in runs] for name, runs in results.items()})
+    save_figure(plot_curves(histories), out / "curves.png")
     _hole_pictures(out, config, results)
     return results
+
+
+def _run_dir(out: Path, method: str, seed: int) -> Path:
+    return out / "runs" / f"{method}-seed{seed}"
 
 
 def _evaluated_runs(config: dict[str, Any], seeds: list[int]) -> dict[str, list[dict]]:
@@ -234,11 +245,13 @@ def _train_and_evaluate(config: dict, method: dict, seed: int, run_dir: Path, pr
     if (run_dir / "last.pt").exists():
         trainer = resume_trainer(run_dir)
         trainer.config.progress = progress
+        trainer.epoch_metrics.append(curve_metrics())
         trainer.fit(resume=True)
     else:
         train = dataclass_from_dict(TrainConfig, {**train_options, "progress": progress}, "experiment [train]")
         trainer = new_trainer(run_dir, config["data"], model, method["objective"], method.get("params", {}),
                               train, overwrite=True)
+        trainer.epoch_metrics.append(curve_metrics())
         trainer.fit()
     options = config.get("evaluate", {})
     device = train_options.get("device", "cpu")
@@ -302,14 +315,23 @@ def write_results(out: Path, results: dict[str, list[dict]]) -> None:
 
 
 def _hole_pictures(out: Path, config: dict, results: dict[str, list[dict]]) -> None:
+    """``holes.png``: a panel per method, from the first seed whose run folder still has its
+    ``best.pt``; methods without one (small files only) are left out and named on stderr, and
+    with none at all ``holes.png`` is not written."""
     from .arviz_data import encode_split
     from .plots import plot_hole_comparison
 
     split = config.get("evaluate", {}).get("split", "test")
-    panels = [(name, encode_split(open_run(out / "runs" / f"{name}-seed{runs[0]['seed']}"), split=split))
-              for name, runs in results.items()]
-    figure = plot_hole_comparison(panels, label_names=config.get("plots", {}).get("label_names"))
-    save_figure(figure, out / "holes.png")
+    chosen = {name: next((_run_dir(out, name, r["seed"]) for r in runs
+                          if (_run_dir(out, name, r["seed"]) / "best.pt").exists()), None)
+              for name, runs in results.items()}
+    missing = [name for name, run_dir in chosen.items() if run_dir is None]
+    if missing:
+        print(f"{out / 'holes.png'}: no best.pt for {missing}; left out of the hole pictures", file=sys.stderr)
+    panels = [(name, encode_split(open_run(run_dir), split=split)) for name, run_dir in chosen.items() if run_dir]
+    if panels:
+        figure = plot_hole_comparison(panels, label_names=config.get("plots", {}).get("label_names"))
+        save_figure(figure, out / "holes.png")
 
 
 def select_methods(config: dict[str, Any], names: list[str]) -> dict[str, Any]:

@@ -11,7 +11,9 @@
   the density-gap estimate of KL(q_D || p) (dimension-wise for Gaussian latents, the paper's
   default, and joint; joint only for vMF), with q_D the aggregated posterior of the N sentences;
 * BLEU-1..4 precision / recall / F of greedy decodings of z ~ p(z) against the split;
-* interpolation between seeded pairs of sentences at t = 0, 0.1, ..., 1 on the posterior centers.
+* interpolation between seeded pairs of sentences at t = 0, 0.1, ..., 1 on the posterior centers;
+* where the corpus has labels, the linear probe of the label from the posterior centers
+  (:func:`evaluation.label_probe.linear_probe`) trained on 100, 1,000 and 10,000 training sentences.
 
 Every stage reseeds torch's global RNG from ``seed`` (plus the stage number; each importance-
 sampling batch from ``seed`` and its number), so a stage's numbers do not depend on which other
@@ -20,6 +22,7 @@ stages ran before it, nor the likelihood on how many processes shared it.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from typing import Any
 
 import pyro.distributions as dist
@@ -40,6 +43,7 @@ from .distributed_eval import batches_of_rank, sharded_log_likelihood
 from .generation import decode, posterior_center
 from .latent_metrics import active_units, hole_metrics, mutual_information
 from .likelihood import negative_log_likelihood_summary
+from .label_probe import PROBE_SIZES, probe_split
 from .tables import COLUMNS, eval_filename, markdown_table, metric_value
 from .text_metrics import bleu_precision_recall, interpolation_scores
 
@@ -244,6 +248,7 @@ def evaluate_run(
     iw_chunk: int = 50,
     dg_samples: int = 1,
     max_length: int | None = None,
+    probe_sizes: Sequence[int] = PROBE_SIZES,
     checkpoint: str | None = None,
     device: torch.device | str = "cpu",
 ) -> dict:
@@ -258,6 +263,8 @@ def evaluate_run(
     against q_D, the density-gap KL(q_D || p) with ``dg_samples`` draws per posterior; BLEU of
     ``num_generate`` greedy prior decodings against the split; ``num_interpolations`` seeded
     pairs (at most N // 2). ``max_length`` caps decodings (default: the split's longest sentence).
+    ``probe_sizes``: training-set sizes of the linear probe (same sentences for every run: the
+    permutation follows ``subset_seed``); skipped (``probe`` None) without labels.
     ``checkpoint`` (which file ``run`` was loaded from) is only recorded. In a process group (``textvae
     evaluate`` under torchrun) the importance-sampling batches are shared out over the ranks
     (:func:`~evaluation.distributed_eval.sharded_log_likelihood`: the same numbers for any number of
@@ -265,10 +272,13 @@ def evaluate_run(
     Returns the dict written to ``eval.json`` (keys as strings, as JSON reads them back); its ``settings`` are
     :func:`evaluation_settings` of this call.
     """
-    settings = {name: value for name, value in locals().items() if name not in _UNRECORDED}
+    settings = {name: _recorded(value) for name, value in locals().items() if name not in _UNRECORDED}
     _check_options(iw_samples=iw_samples, iw_subset=iw_subset, prior_samples=prior_samples,
                    num_generate=num_generate, num_interpolations=num_interpolations, batch_size=batch_size,
                    iw_batch_size=iw_batch_size, iw_chunk=iw_chunk, dg_samples=dg_samples, max_length=max_length)
+    if isinstance(probe_sizes, (str, bytes)) or not isinstance(probe_sizes, Sequence):
+        raise ValueError(f"evaluate_run: probe_sizes must be a list of positive ints, got {probe_sizes!r}")
+    _check_options(**{f"probe_sizes[{i}]": size for i, size in enumerate(probe_sizes)})
     subset_seed = seed if subset_seed is None else subset_seed
     for name, value in (("seed", seed), ("subset_seed", subset_seed)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
@@ -311,6 +321,9 @@ def evaluate_run(
         interpolation = _interpolation(run, centers, references, min(num_interpolations, n // 2), seed,
                                        max_length, batch_size)
         bar.update()
+        bar.set_description("linear probe")
+        probe = probe_split(run.corpus, data, centers, probe_sizes, subset_seed,
+                            lambda split: posterior_center(collect_posteriors(vae, split, batch_size, device)))
     finally:
         bar.close()
     rec, kl = (float(value) for value in terms.mean(0))
@@ -330,6 +343,7 @@ def evaluate_run(
         **latent,
         "prior_sampling": sampling,
         "interpolation": interpolation,
+        "probe": probe,
     }
     if rank == 0:
         save_json(run.path / eval_filename(split), result)
@@ -338,6 +352,12 @@ def evaluate_run(
 
 
 _UNRECORDED = ("run", "progress", "device")
+
+
+def _recorded(value: Any) -> Any:
+    """A setting as ``eval.json`` holds it (a tuple as a list), so stored and wanted ones compare equal."""
+    return list(value) if isinstance(value, tuple) else value
+
 
 
 def evaluation_settings(**options: Any) -> dict[str, Any]:
@@ -349,7 +369,7 @@ def evaluation_settings(**options: Any) -> dict[str, Any]:
     if unknown:
         valid = sorted(set(signature.parameters) - set(_UNRECORDED))
         raise ValueError(f"unknown evaluation option(s) {unknown}; valid: {valid}")
-    return {name: options.get(name, parameter.default)
+    return {name: _recorded(options.get(name, parameter.default))
             for name, parameter in signature.parameters.items() if name not in _UNRECORDED}
 
 

@@ -20,6 +20,8 @@ from typing import Any
 
 from pyro_textvae.io import CheckpointError, atomic_write_bytes, load_json
 
+from .label_probe import PROBE_SIZES
+
 COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("N", ("num_sentences",)),
     ("NLL", ("likelihood", "nll")),
@@ -37,6 +39,7 @@ COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("interp self-BLEU-4", ("interpolation", "self_bleu", "4")),
     ("interp distinct-1", ("interpolation", "distinct", "1")),
     ("interp distinct-2", ("interpolation", "distinct", "2")),
+    *((f"probe acc {n:,}", ("probe", "accuracy", str(n))) for n in PROBE_SIZES),
 )
 
 

@@ -11,6 +11,7 @@ has to exist on rank 0's machine (the corpus must be readable by every rank).
 """
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from .distributed import (
 )
 from .objectives import get_objective
 from .train_config import SYNTHETIC_DEFAULTS, TrainConfig, launched_by_torchrun
+from .tensorboard import TENSORBOARD_DIR
 from .trainer import Trainer
 
 CONFIG_VERSION = 1
@@ -120,6 +122,7 @@ def prepare_run_dir(run_dir: str | Path, overwrite: bool) -> Path:
             raise FileExistsError(f"run folder {str(run_dir)!r} already exists; pass --overwrite or --resume")
         for name in ("metrics.jsonl", "last.pt", "best.pt", "eval.json"):
             (run_dir / name).unlink(missing_ok=True)
+        shutil.rmtree(run_dir / TENSORBOARD_DIR, ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 

@@ -10,7 +10,9 @@ training stops (He et al. 2019, the schedule used by Zhang et al. 2022). The val
 objective's ``selection``: the per-sentence -ELBO, or the trained loss itself at latent weight 1
 (the density gap, whose per-sentence KL is free to grow while its own loss falls).
 
-A run folder holds ``metrics.jsonl`` (one line an epoch), ``last.pt`` (everything needed to
+A run folder holds ``metrics.jsonl`` (one line an epoch; the :attr:`Trainer.epoch_metrics` hooks
+add validation metrics of their own to it, and with ``tensorboard`` installed the same numbers go
+to ``tensorboard/`` as scalars, :mod:`inference.tensorboard`), ``last.pt`` (everything needed to
 resume: parameters, optimiser state, counters, RNG state, the position inside the epoch) and
 ``best.pt`` (parameters at the best validation loss).
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pyro
@@ -65,6 +68,7 @@ from .objectives import Objective
 from .optim import ClippedOptim, NonFiniteError
 from .protocol import PlateauState
 from .train_config import TrainConfig
+from .tensorboard import ScalarLog
 
 EVAL_BATCH = 256
 
@@ -122,6 +126,7 @@ class Trainer:
         self.optim = ClippedOptim(config.optimizer, config.lr, config.clip_norm, grad_hook=hook)
         self.svi = SVI(self._model, self._guide, self.optim, loss=self.loss)
         self.weight = 1.0
+        self.epoch_metrics: list[Callable[[TextVAE, EncodedSplit], dict[str, float]]] = []
         self.state = {"epoch": 0, "batch": 0, "step": 0, "best": math.inf, "bad_epochs": 0, "decays": 0,
                       "skipped": 0, "sums": {}}
 
@@ -286,17 +291,22 @@ class Trainer:
             pyro.set_rng_seed(cfg.seed + (self.context.rank if self.context else 0))
         history = broadcast_from_rank_zero(lambda: read_jsonl(metrics_path))
         self.epochs_trained = 0
-        while self.state["epoch"] < cfg.epochs and self.state["decays"] <= cfg.max_decays:
-            record = self._run_epoch()
-            self.epochs_trained += 1
-            history.append(record)
-            if self.is_main:
-                tqdm.write(epoch_line(self.run_dir.name, record, cfg.epochs))
-            if self.is_main:
-                append_jsonl(metrics_path, record)
-            self._save_last()
-            if record["stop"]:
-                break
+        scalars = ScalarLog(self.run_dir, self.state["epoch"]) if self.is_main else None
+        try:
+            while self.state["epoch"] < cfg.epochs and self.state["decays"] <= cfg.max_decays:
+                record = self._run_epoch()
+                self.epochs_trained += 1
+                history.append(record)
+                if self.is_main:
+                    tqdm.write(epoch_line(self.run_dir.name, record, cfg.epochs))
+                    append_jsonl(metrics_path, record)
+                    scalars.write(record)
+                self._save_last()
+                if record["stop"]:
+                    break
+        finally:
+            if scalars is not None:
+                scalars.close()
         return history[-1] if history else {}
 
     def _run_epoch(self) -> dict:
@@ -345,9 +355,14 @@ class Trainer:
         record.update({f"train_{k}": v / sums[f"n:{k}"] for k, v in sums.items() if not k.startswith("n:")})
         if self.context:
             average_buffers(self.vae)
-        record.update({f"valid_{k}": v for k, v in self.evaluate_split(self.corpus.splits["valid"]).items()})
+        valid = self.corpus.splits["valid"]
+        record.update({f"valid_{k}": v for k, v in self.evaluate_split(valid).items()})
         if self.selection == "objective":
-            record["valid_objective_loss"] = self.evaluate_objective(self.corpus.splits["valid"])
+            record["valid_objective_loss"] = self.evaluate_objective(valid)
+        was_training = self.vae.training
+        for metrics in self.epoch_metrics:
+            record.update({f"valid_{k}": v for k, v in metrics(self.vae, valid).items()})
+        self.vae.train(was_training)
         if self.context:
             record = broadcast_from_rank_zero(lambda: record)
         criterion = record["valid_objective_loss" if self.selection == "objective" else "valid_elbo_loss"]

@@ -130,6 +130,9 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     train.add_argument("--distributed", action="store_true",
                        help="train with torch.distributed (automatic under torchrun with > 1 process)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--curve-samples", type=int, metavar="S",
+                       help="prior draws of the per-epoch validation joint-KL (default: "
+                            "evaluation.curves.CURVE_PRIOR_SAMPLES; 0: no MI and joint-KL curves)")
     p.add_argument("--seed", type=int, default=TrainConfig.seed,
                    help="seed of the parameters, the batches and the synthetic corpus")
     p.add_argument("--out", default="runs/textvae", metavar="RUN", help="run folder")
@@ -147,6 +150,7 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _train_runs(args: argparse.Namespace) -> None:
+    curves = _curve_hooks(args.curve_samples)
     if args.resume:
         _check_resume_options(args)
         from inference.run import resume_trainer
@@ -154,6 +158,7 @@ def _train_runs(args: argparse.Namespace) -> None:
         trainer = resume_trainer(args.resume, epochs=args.epochs, distributed=True if args.distributed else None,
                                  device=args.device, precision=args.precision)
         trainer.config.progress = not args.no_progress
+        trainer.epoch_metrics += curves
         record = trainer.fit(resume=True)
         if trainer.epochs_trained == 0 and int(os.environ.get("RANK", "0")) == 0:
             how = "done, stopped early at the plateau" if record.get("early_stop") else "done"
@@ -184,10 +189,10 @@ def _train_runs(args: argparse.Namespace) -> None:
     for run_params in runs:
         out = args.out + "".join(f"-{k}={run_params[k]}" for k in swept)
         trainer = new_trainer(out, data, model, args.objective, run_params, train, args.overwrite)
+        trainer.epoch_metrics += curves
         _report(trainer.fit(), trainer.run_dir)
 
 
-RESUME_OPTIONS = ("resume", "epochs", "device", "distributed", "no_progress", "precision")  # what --resume may be given
 
 
 def _check_resume_options(args: argparse.Namespace) -> None:
@@ -209,6 +214,19 @@ def _model_options(args: argparse.Namespace) -> dict:
     defaults = {} if args.data else SYNTHETIC_MODEL
     return {k: getattr(args, k) if getattr(args, k) is not None else defaults.get(k, getattr(TextVAEConfig, k))
             for k in names}
+
+
+def _curve_hooks(samples: int | None) -> list:
+    """The per-epoch validation MI and joint-KL hook (:func:`evaluation.curves.curve_metrics`), none
+    when ``samples`` is 0; a bad count is refused before any run folder exists."""
+    from evaluation.curves import CURVE_PRIOR_SAMPLES, curve_metrics
+
+    if samples == 0:
+        return []
+    try:
+        return [curve_metrics(CURVE_PRIOR_SAMPLES if samples is None else samples)]
+    except ValueError as error:
+        raise ValueError(f"--curve-samples: {error}") from None
 
 
 def _train_config(

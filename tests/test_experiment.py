@@ -172,7 +172,7 @@ def test_an_evaluation_made_with_other_settings_is_redone_without_retraining(tmp
     assert {name: (run / name).read_bytes() for name in trained} == trained
 
 
-@pytest.mark.parametrize("name", ["short_yelp.toml", "short_yelp_budget.toml"])
+@pytest.mark.parametrize("name", ["short_yelp.toml", "short_yelp_budget.toml", "short_yelp_protocol.toml"])
 def test_the_shipped_experiment_files_are_valid(name):
     path = Path(__file__).resolve().parents[1] / "examples" / name
     config = load_experiment(path)

@@ -100,3 +100,17 @@ def test_experiment_schedule_section_sets_train_options_and_warm_up(tmp_path):
     path.write_text("[schedule]\nname = 'paper'\nmax_epoch = 40\n" + methods)
     with pytest.raises(ValueError, match=r"exp.toml: \[schedule\]: unknown field\(s\) \['max_epoch'\]"):
         load_experiment(path)
+
+
+def test_the_protocol_config_is_the_paper_schedule_with_40_epochs():
+    from pathlib import Path
+
+    from evaluation.experiment import load_experiment
+
+    config = load_experiment(Path(__file__).resolve().parents[1] / "examples" / "short_yelp_protocol.toml")
+    assert config["train"]["epochs"] == 40 and config["train"]["decay_patience"] == 5
+    assert config["train"]["max_decays"] == 5 and config["train"]["optimizer"] == "adam"
+    by_name = {m["name"]: m for m in config["methods"]}
+    assert by_name["VAE"]["params"] == {"warmup_epochs": 10.0}
+    assert by_name["DG-VAE SGD"]["train"] == {"optimizer": "sgd", "lr": 0.5}
+    assert config["evaluate"]["iw_samples"] == 500 and config["evaluate"]["iw_subset"] >= 1000

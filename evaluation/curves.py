@@ -1,0 +1,111 @@
+"""Validation curves, epoch by epoch: MI and joint-KL added to every ``metrics.jsonl`` line, and
+the picture of an experiment's curves.
+
+:func:`curve_metrics` is a :attr:`inference.trainer.Trainer.epoch_metrics` hook: after each epoch
+it encodes the validation split (eval mode) and adds, next to the trainer's own -ELBO, KL and AU,
+
+* ``valid_mi``: I_q(x; z) of the N validation posteriors (one z per sentence, ``dg-vae.md`` sec. 5),
+* ``valid_joint_kl``: E_{z~p}[log p(z) - log q_D(z)] from :data:`CURVE_PRIOR_SAMPLES` prior draws
+  (the test-split evaluation uses 1000 x 128; a tenth of that keeps an epoch's curve cost at a few
+  seconds, and the Monte-Carlo error well below the differences between methods),
+
+both drawn from torch's RNG reseeded with a fixed seed inside :func:`torch.random.fork_rng`, so
+the curves are reproducible and training draws the same numbers with or without them.
+:func:`plot_curves` draws a panel per quantity and a line per method: the mean over its seeds at
+each epoch (over the seeds that reached it) with the seeds' range as a band.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from pyro_textvae.data import EncodedSplit
+from pyro_textvae.io import read_jsonl
+from pyro_textvae.model import TextVAE
+
+from .latent_metrics import hole_metrics, mutual_information
+from .report import collect_posteriors, latent_prior
+
+CURVE_PRIOR_SAMPLES = 12_800
+CURVE_SEED = 0
+CURVE_QUANTITIES: tuple[tuple[str, str], ...] = (
+    ("valid_elbo_loss", "-ELBO (nats)"),
+    ("valid_kl", "KL (nats)"),
+    ("valid_mi", "MI (nats)"),
+    ("valid_active_units", "AU"),
+    ("valid_joint_kl", "joint-KL (nats)"),
+)
+
+
+def curve_metrics(
+    prior_samples: int = CURVE_PRIOR_SAMPLES, seed: int = CURVE_SEED
+) -> Callable[[TextVAE, EncodedSplit], dict[str, float]]:
+    """The hook adding ``mi``, ``joint_kl`` and ``joint_kl_prior_samples`` (the trainer prefixes
+    ``valid_``) for a model and the validation split."""
+    if not isinstance(prior_samples, int) or isinstance(prior_samples, bool) or prior_samples < 1:
+        raise ValueError(f"curve prior samples must be an integer >= 1, got {prior_samples!r}")
+
+    def metrics(vae: TextVAE, split: EncodedSplit) -> dict[str, float]:
+        device = next(vae.parameters()).device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            posteriors = collect_posteriors(vae, split, device=device)
+            mi = mutual_information(posteriors)
+            holes = hole_metrics(posteriors, latent_prior(vae, device), prior_samples, marginal=False)
+        return {"mi": mi, "joint_kl": holes["joint_kl"], "joint_kl_prior_samples": prior_samples}
+
+    return metrics
+
+
+def read_histories(run_dirs: dict[str, Sequence[str | Path]]) -> dict[str, list[list[dict]]]:
+    """``metrics.jsonl`` of each method's run folders (a missing file gives an empty history)."""
+    return {name: [read_jsonl(Path(run) / "metrics.jsonl") for run in runs] for name, runs in run_dirs.items()}
+
+
+def seed_band(histories: Sequence[list[dict]], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Epochs, mean, min and max over the seeds' histories of ``key`` at each epoch where at
+    least one seed has a finite value."""
+    by_epoch: dict[int, list[float]] = {}
+    for history in histories:
+        for record in history:
+            value = record.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value):
+                by_epoch.setdefault(int(record["epoch"]), []).append(float(value))
+    epochs = sorted(by_epoch)
+    values = [np.asarray(by_epoch[e]) for e in epochs]
+    return (np.asarray(epochs), np.asarray([v.mean() for v in values]), np.asarray([v.min() for v in values]),
+            np.asarray([v.max() for v in values]))
+
+
+def plot_curves(
+    histories: dict[str, Sequence[list[dict]]],
+    quantities: Sequence[tuple[str, str]] = CURVE_QUANTITIES,
+    fig: Figure | None = None,
+) -> Figure:
+    """A panel per ``(key, label)`` of ``quantities`` and a line per method of ``histories``
+    (``{method: [history of each seed]}``, a history the lines of a ``metrics.jsonl``): the mean
+    over seeds against the epoch, the seeds' min..max shaded. Draws into ``fig`` (a new one when
+    None) and returns it; saving is the caller's."""
+    if not quantities:
+        raise ValueError("plot_curves needs at least one quantity")
+    fig = fig if fig is not None else Figure(figsize=(3.6 * len(quantities), 3.4))
+    axes = fig.subplots(1, len(quantities), squeeze=False)[0]
+    for ax, (key, label) in zip(axes, quantities):
+        for index, (name, runs) in enumerate(histories.items()):
+            epochs, mean, low, high = seed_band(runs, key)
+            if not len(epochs):
+                continue
+            color = f"C{index % 10}"
+            ax.plot(epochs, mean, color=color, lw=1.2, label=f"{name} ({len(runs)} seed{'s' * (len(runs) > 1)})")
+            if len(runs) > 1:
+                ax.fill_between(epochs, low, high, color=color, alpha=0.2, lw=0)
+        ax.set_xlabel("epoch")
+        ax.set_title(label, fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
