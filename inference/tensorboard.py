@@ -26,17 +26,20 @@ def scalar_tag(key: str) -> str:
 
 
 class ScalarLog:
-    """Scalars of each epoch into ``run_dir/tensorboard`` (events after ``start_epoch`` purged)."""
+    """Scalars of each epoch into ``run_dir/tensorboard`` (events after ``start_epoch`` purged); the
+    event file is opened at the first :meth:`write`, so a run with nothing to train writes nothing."""
 
     def __init__(self, run_dir: str | Path, start_epoch: int = 0) -> None:
+        self.log_dir = Path(run_dir) / TENSORBOARD_DIR
+        self.start_epoch = start_epoch
         self.writer = None
-        if tensorboard_available():
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(str(Path(run_dir) / TENSORBOARD_DIR), purge_step=start_epoch + 1)
 
     def write(self, record: dict) -> None:
         """Every finite number of ``record`` (booleans left out) at step ``record["epoch"]``."""
+        if self.writer is None and tensorboard_available():
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.log_dir), purge_step=self.start_epoch + 1)
         if self.writer is None:
             return
         for key, value in record.items():

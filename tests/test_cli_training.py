@@ -22,7 +22,7 @@ def finished(tmp_path_factory):
 
 
 def _files(run) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in run.iterdir()}
+    return {str(p.relative_to(run)): p.read_bytes() for p in run.rglob("*") if p.is_file()}
 
 
 def test_epoch_line_has_the_validation_numbers_and_no_negative_zero():
