@@ -193,6 +193,8 @@ def _train_runs(args: argparse.Namespace) -> None:
         _report(trainer.fit(), trainer.run_dir)
 
 
+RESUME_OPTIONS = ("resume", "epochs", "device", "distributed", "no_progress", "precision",
+                  "curve_samples")  # what --resume may be given
 
 
 def _check_resume_options(args: argparse.Namespace) -> None:
