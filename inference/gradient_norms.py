@@ -20,6 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from pyro.infer import ELBO
 
+from .elbo import TermsMixin
+
 TERMS = ("reconstruction", "latent", "total")
 
 
@@ -33,11 +35,13 @@ def _observed_loss(model_trace) -> torch.Tensor | float:
 
 def _surrogate_terms(elbo: ELBO, model: Callable, guide: Callable, args, kwargs) -> dict[str, torch.Tensor]:
     reconstruction, total = 0.0, 0.0
+    if isinstance(elbo, TermsMixin):
+        elbo._records = []
     for model_trace, guide_trace in elbo._get_traces(model, guide, args, kwargs):
         _, surrogate = elbo._differentiable_loss_particle(model_trace, guide_trace)
         reconstruction = reconstruction + _observed_loss(model_trace) / elbo.num_particles
         total = total + surrogate / elbo.num_particles
-    if hasattr(elbo, "_records"):
+    if isinstance(elbo, TermsMixin):
         elbo._records = []
     return {"reconstruction": reconstruction, "latent": total - reconstruction, "total": total}
 
