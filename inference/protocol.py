@@ -4,7 +4,8 @@ A :class:`TrainingSchedule` is the whole schedule of a run:
 
 * the KL weight warmed up linearly from 0 to 1 over ``warmup_epochs`` epochs (the objective's
   ``warmup_epochs`` parameter, for every objective that has one);
-* after each epoch, the validation -ELBO ``L_e`` is compared with the best so far; ``decay_patience``
+* after each epoch, the validation loss ``L_e`` (the -ELBO, or the objective's own loss, see
+  :class:`inference.trainer.Trainer`) is compared with the best so far; ``decay_patience``
   epochs in a row without ``L_e < best`` halve the learning rate (``lr <- lr_decay * lr``) and
   restart the count;
 * at most ``max_decays`` halvings: the plateau that would be number ``max_decays + 1`` stops the
