@@ -90,11 +90,22 @@ def observed_negative_log_likelihood(model_trace: poutine.Trace) -> float:
     )
 
 
+def latent_log_ratio(model_trace: poutine.Trace, guide_trace: poutine.Trace) -> float:
+    """``sum log q(z|x) - sum log p(z)`` over the latent sites, scaled as in the loss: the
+    single-sample KL term, summed from its own sites (not ``loss - reconstruction``, which is
+    ``inf - inf`` when only the reconstruction is infinite)."""
+    def total(trace: poutine.Trace) -> float:
+        return sum(float(site["log_prob_sum"].detach()) for site in trace.nodes.values()
+                   if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site))
+
+    return total(guide_trace) - total(model_trace)
+
+
 class LoggedTrace_ELBO(TermsMixin, Trace_ELBO):
     """``Trace_ELBO`` keeping its reconstruction and KL terms in ``last_terms`` for the progress bar."""
 
     def _differentiable_loss_particle(self, model_trace, guide_trace):
         loss, surrogate = super()._differentiable_loss_particle(model_trace, guide_trace)
         reconstruction = observed_negative_log_likelihood(model_trace)
-        self._records.append({"reconstruction": reconstruction, "kl": float(loss) - reconstruction})
+        self._records.append({"reconstruction": reconstruction, "kl": latent_log_ratio(model_trace, guide_trace)})
         return loss, surrogate

@@ -23,9 +23,9 @@ import pyro
 import torch
 from pyro.optim import PyroOptim
 
+from pyro_textvae.errors import NonFiniteError
 
-class NonFiniteError(FloatingPointError):
-    """A training step produced a non-finite loss or gradient."""
+__all__ = ["ClippedOptim", "NonFiniteError", "OPTIMIZERS"]
 
 
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}  # keys: train_config.OPTIMIZER_NAMES

@@ -23,6 +23,7 @@ from pyro_textvae.data.corpus import LABEL_MODES
 from pyro_textvae.data.synthetic import MAX_TOPICS
 from pyro_textvae.io import (
     CheckpointError,
+    check_state_dict,
     dataclass_from_dict,
     load_checkpoint,
     load_json,
@@ -193,6 +194,18 @@ def _read_config(run_dir: Path) -> dict:
     return config
 
 
+def _read_vocab(run_dir: Path, config: dict) -> Vocab:
+    """``vocab.json`` (unique strings, the specials first: :meth:`Vocab.from_json`), refused unless
+    it has exactly the ``vocab_size`` of ``config.json`` (one word too many shifts every id)."""
+    expected = config["model"].get("vocab_size")
+    path = run_dir / "vocab.json"
+    vocab = Vocab.from_json(path)
+    if len(vocab) != expected:
+        raise CheckpointError(f"{path}: {len(vocab)} entries, but config.json says model.vocab_size {expected!r}; "
+                              "the vocabulary does not belong to this run")
+    return vocab
+
+
 def resume_trainer(
     run_dir: str | Path,
     epochs: int | None = None,
@@ -212,7 +225,8 @@ def resume_trainer(
     distributed = launched_by_torchrun() if distributed is None else distributed
 
     def read_run() -> tuple[dict, list[str]]:
-        return _read_config(run_dir), Vocab.from_json(run_dir / "vocab.json").itos
+        config = _read_config(run_dir)
+        return config, _read_vocab(run_dir, config).itos
 
     if distributed:
         init_process_group()
@@ -235,22 +249,8 @@ def resume_trainer(
 
 def load_model_state(vae: TextVAE, state: dict, path: Path) -> None:
     """Load parameters into ``vae``; a checkpoint of another vocabulary or size gets a clear error."""
-    own = vae.state_dict()
-    model_state = state.get("model")
-    if not isinstance(model_state, dict):
-        raise CheckpointError(f"{path}: no model parameters in checkpoint")
-    missing = sorted(set(own) - set(model_state))
-    unexpected = sorted(set(model_state) - set(own))
-    if missing or unexpected:
-        raise CheckpointError(f"{path}: parameters do not match the model (missing {missing}, unexpected {unexpected})")
-    for name, tensor in model_state.items():
-        if not isinstance(tensor, torch.Tensor) or tensor.shape != own[name].shape:
-            shape = getattr(tensor, "shape", type(tensor).__name__)
-            raise CheckpointError(
-                f"{path}: parameter {name} has shape {tuple(shape)} but the model (vocabulary "
-                f"{vae.config.vocab_size}, sizes from config.json) expects {tuple(own[name].shape)}"
-            )
-    vae.load_state_dict(model_state)
+    check_state_dict(vae, state.get("model"), path, f" (vocabulary {vae.config.vocab_size}, sizes from config.json)")
+    vae.load_state_dict(state["model"])
 
 
 def run_precision(config: dict, where: str) -> str:
@@ -271,7 +271,7 @@ def open_run(
         raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
     device = resolve_device(device) if isinstance(device, str) else device
     config = _read_config(run_dir)
-    vocab = Vocab.from_json(run_dir / "vocab.json")
+    vocab = _read_vocab(run_dir, config)
     corpus = load_corpus(config["data"], vocab=vocab, where=f"{run_dir / 'config.json'} [data]")
     vae = TextVAE(TextVAEConfig.from_dict(config["model"], f"{run_dir / 'config.json'} [model]"))
     path = run_dir / f"{checkpoint}.pt"

@@ -32,12 +32,14 @@ import pyro
 import torch
 from pyro import poutine
 from pyro.infer import SVI
+from pyro.infer.util import torch_item
 from tqdm.auto import tqdm
 
 from pyro_textvae.data import Batch, Corpus, EncodedSplit, iterate_batches
 from pyro_textvae.io import (
     CheckpointError,
     append_jsonl,
+    check_state_dict,
     load_checkpoint,
     read_jsonl,
     restore_rng_state,
@@ -154,16 +156,33 @@ class Trainer:
         return shard_batch(batch, self.context.rank, self.world_size)
 
     def step(self, tokens: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
-        """One ``SVI.step`` at the current schedule weight. A non-finite gradient raises
-        :class:`NonFiniteError` before any parameter moves; a non-finite loss raises it too."""
+        """One SVI step at the current schedule weight, checked before any parameter moves.
+
+        As ``SVI.step``: ``loss_and_grads`` under a parameter trace, then the optimiser on the
+        traced parameters, then their gradients zeroed. In between, a non-finite loss raises
+        :class:`NonFiniteError` naming the step and the non-finite term, and :class:`ClippedOptim`
+        raises it for a non-finite gradient norm before its update; a distribution refused by
+        Pyro's argument checks (non-finite parameters from a diverged update) raises it too."""
         self.weight = self.schedule(self.state["step"])
+        where = f"at step {self.state['step']}"
         try:
-            loss = self.svi.step(tokens, mask)
+            with poutine.trace(param_only=True) as capture:
+                loss = torch_item(self.loss.loss_and_grads(self._model, self._guide, tokens, mask))
+            params = {site["value"].unconstrained() for site in capture.trace.nodes.values()}
+            bad = not math.isfinite(loss)
+            if any_rank(bad, self.device) if self.context else bad:
+                raise NonFiniteError(f"non-finite loss {loss} {where} ({self._bad_terms()})")
+            self.optim(params)
         except NonFiniteError as error:
             pyro.infer.util.zero_grads(pyro.get_param_store().values())
-            raise NonFiniteError(f"{error} at step {self.state['step']} ({self._bad_terms()})") from None
-        if any_rank(not math.isfinite(loss), self.device) if self.context else not math.isfinite(loss):
-            raise NonFiniteError(f"non-finite loss {loss} at step {self.state['step']} ({self._bad_terms()})")
+            raise NonFiniteError(str(error) if where in str(error) else f"{error} {where}") from None
+        except ValueError as error:
+            if "Expected parameter" not in str(error):
+                raise
+            pyro.infer.util.zero_grads(pyro.get_param_store().values())
+            raise NonFiniteError(f"invalid distribution parameter {where}: {str(error).splitlines()[0]} "
+                                 "(the model's values diverged: lower --lr)") from None
+        pyro.infer.util.zero_grads(params)
         return {"loss": loss, **getattr(self.loss, "last_terms", {})}
 
     def _bad_terms(self) -> str:
@@ -247,12 +266,21 @@ class Trainer:
         return state
 
     def load_state(self, state: dict) -> None:
-        """Restore a :meth:`checkpoint_state` (parameters, optimiser, counters, RNG)."""
+        """Restore a :meth:`checkpoint_state` (parameters, optimiser, counters, RNG); a file that
+        is not one (``best.pt`` holds parameters only) or of another model size is refused."""
+        path = self.run_dir / "last.pt"
+        missing = [key for key in ("model", "optim", "lr", "trainer", "rng") if key not in state]
+        if missing:
+            raise CheckpointError(f"{path}: not a training checkpoint (no {', '.join(missing)}); "
+                                  "--resume needs the last.pt written by training, not a copy of best.pt")
+        check_state_dict(self.vae, state["model"], path, " (sizes from config.json)")
         pyro.clear_param_store()
         self.vae.load_state_dict(state["model"])
         self.optim.set_state(state["optim"])
         self.optim.set_lr(float(state["lr"]))
         self.state = dict(state["trainer"])
+        step = self.state["step"]
+        self.weight = self.schedule(step - 1) if step > 0 else 1.0
         saved = int(state.get("world_size", 1))
         if saved != self.world_size:
             raise CheckpointError(
@@ -350,6 +378,9 @@ class Trainer:
     def _end_epoch(self, epoch: int, seconds: float) -> dict:
         cfg, st = self.config, self.state
         sums = sum_over_ranks(st["sums"], self.device) if self.context else st["sums"]
+        if not sums.get("n:loss"):
+            raise NonFiniteError(f"every batch of epoch {epoch + 1} was non-finite ({st['skipped']} skipped in all, "
+                                 f"--skip-nonfinite {cfg.skip_nonfinite}); the last checkpoint is kept")
         record = {"epoch": epoch + 1, "step": st["step"], "lr": self.optim.lr, "kl_weight": self.weight,
                   "seconds": seconds, "skipped_batches": st["skipped"]}
         record.update({f"train_{k}": v / sums[f"n:{k}"] for k, v in sums.items() if not k.startswith("n:")})

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from inference.train_config import (
 )
 from pyro_textvae.config import LATENTS, PRECISIONS, TextVAEConfig
 from pyro_textvae.demo import SYNTHETIC_MODEL, SYNTHETIC_OPTIMIZER
-from pyro_textvae.errors import CheckpointError
+from pyro_textvae.errors import CheckpointError, NonFiniteError
 from pyro_textvae.options import Parser, at_least, positive_float
 
 DESCRIPTION = """Sentence VAEs in Pyro without posterior collapse or holes: DG-VAE and its baselines.
@@ -378,9 +379,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``textvae`` console script; errors in input end with one clear message."""
     args = build_parser().parse_args(argv)
+    warnings.filterwarnings("ignore", message="Encountered NaN")  # Pyro's; the trainer names the step and term
     try:
         args.func(args)
-    except (CheckpointError, FileExistsError, ValueError) as error:  # a CorpusError is a ValueError
+    except (CheckpointError, FileExistsError, ValueError, NonFiniteError) as error:  # a CorpusError is a ValueError
         print(f"textvae {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0

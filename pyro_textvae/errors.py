@@ -2,4 +2,9 @@
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint or run file that is missing, unreadable, unsafe or does not fit the model."""
+    """A checkpoint or run file that is missing, unreadable, unsafe, does not fit the model, or
+    cannot be written."""
+
+
+class NonFiniteError(FloatingPointError):
+    """A training step produced a non-finite loss or gradient."""

@@ -5,7 +5,11 @@ over the target (``os.replace`` is atomic on POSIX), so a crash leaves either th
 file, never a torn one. ``metrics.jsonl`` lines are appended in one ``write`` of a complete line
 followed by ``fsync``; a reader drops a final line without its newline.
 Checkpoints load with ``torch.load(weights_only=True)``: tensors, numbers, strings, lists, tuples
-and dicts only, so a file carrying a pickled object is refused instead of run.
+and dicts only, so a file carrying a pickled object is refused instead of run, and a checkpoint
+holding a NaN or infinite floating-point tensor is refused naming the tensor. JSON files are read
+up to :data:`MAX_JSON_BYTES` and a nesting too deep for the parser is an error naming the file.
+A write that fails (a full disk) raises :class:`CheckpointError` naming the file; the file it
+would have replaced is left as it was.
 """
 from __future__ import annotations
 
@@ -23,6 +27,12 @@ from typing import Any
 import torch
 
 from .errors import CheckpointError
+
+MAX_JSON_BYTES = 64 * 2**20  # config, metrics and eval files are kilobytes; a vocabulary of 64 MiB has millions of words
+
+
+def _write_error(path: Path, error: OSError) -> CheckpointError:
+    return CheckpointError(f"{path}: cannot write ({error.strerror or error}); the previous file is kept")
 
 
 def file_mode() -> int:
@@ -44,6 +54,9 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as error:
+        Path(tmp).unlink(missing_ok=True)
+        raise _write_error(path, error) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -59,24 +72,49 @@ def save_json(path: str | Path, value: Any) -> None:
     atomic_write_bytes(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
 
 
-def load_json(path: str | Path) -> Any:
-    """Read a JSON file, naming the file (and the position) in any error."""
+def read_bounded(path: str | Path, limit: int | None = None) -> bytes:
+    """The bytes of ``path``, refusing a file over ``limit`` (None: :data:`MAX_JSON_BYTES`) bytes
+    before reading it all."""
     path = Path(path)
+    limit = MAX_JSON_BYTES if limit is None else limit
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        with open(path, "rb") as handle:
+            data = handle.read(limit + 1)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: file not found") from None
+    except OSError as error:
+        raise CheckpointError(f"{path}: cannot read ({error.strerror or error})") from None
+    if len(data) > limit:
+        raise CheckpointError(f"{path}: larger than {limit} bytes, too large for a run's JSON file")
+    return data
+
+
+def parse_json(text: str | bytes, where: str) -> Any:
+    """``json.loads`` with any failure, a nesting too deep for the parser included, as one
+    :class:`CheckpointError` naming ``where``."""
+    try:
+        return json.loads(text)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"{path}: not valid JSON ({error})") from None
+        raise CheckpointError(f"{where}: not valid JSON ({error})") from None
+    except RecursionError:
+        raise CheckpointError(f"{where}: not valid JSON (nested too deeply)") from None
+
+
+def load_json(path: str | Path) -> Any:
+    """Read a JSON file of at most :data:`MAX_JSON_BYTES`, naming the file (and the position) in any error."""
+    return parse_json(read_bounded(path), str(path))
 
 
 def append_jsonl(path: str | Path, record: dict) -> None:
     """Append one JSON line in a single write and fsync it."""
     line = (json.dumps(record, sort_keys=True) + "\n").encode()
-    with open(path, "ab") as handle:
-        handle.write(line)
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        with open(path, "ab") as handle:
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as error:
+        raise CheckpointError(f"{path}: cannot append a line ({error.strerror or error})") from None
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
@@ -84,15 +122,12 @@ def read_jsonl(path: str | Path) -> list[dict]:
     path = Path(path)
     if not path.exists():
         return []
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = read_bounded(path).decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise CheckpointError(f"{path}: not UTF-8 ({error})") from None
     lines = text.split("\n")[:-1]
-    records = []
-    for number, line in enumerate(lines, 1):
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as error:
-            raise CheckpointError(f"{path}:{number}: not a JSON line ({error})") from None
-    return records
+    return [parse_json(line, f"{path}:{number}") for number, line in enumerate(lines, 1)]
 
 
 def truncate_jsonl(path: str | Path, keep: int) -> None:
@@ -160,7 +195,42 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
                               ) from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: a checkpoint must hold a dict, found {type(state).__name__}")
+    bad = next(non_finite_tensors(state), None)
+    if bad is not None:
+        raise CheckpointError(f"{path}: refused to load: tensor {bad} holds NaN or infinite values")
     return state
+
+
+def non_finite_tensors(value: Any, name: str = "") -> typing.Iterator[str]:
+    """Names (``model.decoder.weight``, ``optim.3.exp_avg``) of the floating-point tensors inside
+    nested dicts, lists and tuples that hold a NaN or an infinity."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from non_finite_tensors(item, f"{name}.{key}" if name else str(key))
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from non_finite_tensors(item, f"{name}.{index}" if name else str(index))
+    elif torch.is_tensor(value) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+        yield name
+
+
+def check_state_dict(module: torch.nn.Module, state: Any, path: Path, hint: str = "") -> None:
+    """Refuse a ``state_dict`` that does not fit ``module``: missing or unexpected names, a value
+    that is not a tensor, or a shape that differs (named with both shapes; ``hint`` says where the
+    module's sizes come from)."""
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: no model parameters in checkpoint")
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: parameters do not match the model (missing {missing}, unexpected {unexpected})")
+    differ = [f"{key} {tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__} "
+              f"(model: {tuple(own[key].shape)})" for key, tensor in state.items()
+              if not isinstance(tensor, torch.Tensor) or tensor.shape != own[key].shape]
+    if differ:
+        shown = "; ".join(differ[:4]) + (f"; and {len(differ) - 4} more" if len(differ) > 4 else "")
+        raise CheckpointError(f"{path}: {len(differ)} parameter(s) differ from the model{hint}: {shown}")
 
 
 def _fits(value: Any, kind: Any) -> bool:

@@ -176,7 +176,7 @@ def test_checkpoint_of_another_size_is_refused(tmp_path):
     config = json.loads(config_path.read_text())
     config["model"]["hidden_dim"] = 48
     config_path.write_text(json.dumps(config))
-    with pytest.raises(CheckpointError, match="expects"):
+    with pytest.raises(CheckpointError, match="differ from the model"):
         open_run(tmp_path / "run")
 
 

@@ -12,9 +12,8 @@ import json
 import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
-from ..io import atomic_write_bytes
+from ..io import CheckpointError, atomic_write_bytes, parse_json, read_bounded
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
@@ -129,16 +128,19 @@ class Vocab:
         Raises :class:`CorpusError` naming the file when it is missing, not UTF-8, not JSON, or not
         a list of unique strings starting with ``<pad> <s> </s> <unk>``.
         """
+        where = f"vocabulary file {str(path)!r}"
         try:
-            text = Path(path).read_bytes().decode("utf-8")
-        except OSError as error:
-            raise CorpusError(f"cannot read vocabulary file {str(path)!r}: {error.strerror or error}") from None
+            data = read_bounded(path)
+        except CheckpointError as error:
+            raise CorpusError(f"cannot read {where}: {error}") from None
+        try:
+            text = data.decode("utf-8")
         except UnicodeDecodeError:
-            raise CorpusError(f"vocabulary file {str(path)!r} is not UTF-8") from None
+            raise CorpusError(f"{where} is not UTF-8") from None
         try:
-            itos = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise CorpusError(f"vocabulary file {str(path)!r} is not valid JSON: {error}") from None
+            itos = parse_json(text, where)
+        except CheckpointError as error:
+            raise CorpusError(str(error)) from None
         if not isinstance(itos, list):
             raise CorpusError(f"vocabulary file {str(path)!r} must hold a JSON list, got {type(itos).__name__}")
         try:
