@@ -8,6 +8,7 @@ prints one table with a row per run and writes it as ``PREFIX.md`` and ``PREFIX.
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
 from inference.train_config import launched_by_torchrun
@@ -31,6 +32,16 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _evaluate_on(args: argparse.Namespace, device) -> None:
+    """Evaluate holding the run folder's lock (rank 0, which writes ``eval.json``)."""
+    from inference.distributed import rank_and_world_size
+    from pyro_textvae.lock import FolderLock
+
+    writer = rank_and_world_size()[0] == 0 and Path(args.run).is_dir()
+    with FolderLock(args.run) if writer else contextlib.nullcontext():
+        _evaluate_locked(args, device)
+
+
+def _evaluate_locked(args: argparse.Namespace, device) -> None:
     from inference.distributed import rank_and_world_size
     from inference.run import open_run
 

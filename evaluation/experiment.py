@@ -47,6 +47,7 @@ from inference.protocol import named_schedule
 from inference.run import check_data_options, load_corpus, new_trainer, open_run, resume_trainer
 from inference.trainer import TrainConfig
 from pyro_textvae.io import atomic_write_bytes, dataclass_from_dict, load_json
+from pyro_textvae.lock import FolderLock
 from pyro_textvae.model import TextVAEConfig
 
 from .figures import save_figure
@@ -255,8 +256,9 @@ def _train_and_evaluate(config: dict, method: dict, seed: int, run_dir: Path, pr
         trainer.fit()
     options = config.get("evaluate", {})
     device = train_options.get("device", "cpu")
-    return evaluate_run(open_run(run_dir, device=device), progress=progress, seed=seed, checkpoint="best",
-                        device=device, **options)
+    with FolderLock(run_dir):
+        return evaluate_run(open_run(run_dir, device=device), progress=progress, seed=seed, checkpoint="best",
+                            device=device, **options)
 
 
 def _check_run_matches(run_dir: Path, method: dict, data: dict, model: dict, train: dict) -> None:

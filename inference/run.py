@@ -29,6 +29,7 @@ from pyro_textvae.io import (
     load_json,
     save_json,
 )
+from pyro_textvae.lock import LOCK_NAME, FolderLock
 from pyro_textvae.model import TextVAE, TextVAEConfig
 from pyro_textvae.precision import (
     DEFAULT_PRECISION,
@@ -115,17 +116,38 @@ class Run:
     vae: TextVAE
 
 
+UNUSED_NAMES = {LOCK_NAME, "vocab.json"}  # all a start killed before config.json was written leaves
+
+
+def _unused(run_dir: Path) -> bool:
+    """True when ``run_dir`` holds nothing a run needs: no ``config.json``, only the lock file,
+    ``vocab.json`` (written first) and temporary files."""
+    return all(p.name in UNUSED_NAMES or p.name.endswith(".tmp") for p in run_dir.iterdir())
+
+
+def check_run_dir(run_dir: Path, overwrite: bool) -> None:
+    """``FileExistsError`` when ``run_dir`` holds a run and ``overwrite`` is off."""
+    if run_dir.exists() and not overwrite and not _unused(run_dir):
+        raise FileExistsError(f"run folder {str(run_dir)!r} already exists; pass --overwrite or --resume")
+
+
 def prepare_run_dir(run_dir: str | Path, overwrite: bool) -> Path:
-    """Create ``run_dir``; refuse a non-empty existing folder unless ``overwrite``."""
+    """Create ``run_dir``; refuse a folder holding a run unless ``overwrite``. Call it holding the
+    folder's lock (:class:`~pyro_textvae.lock.FolderLock`), so no other writer loses its files."""
     run_dir = Path(run_dir)
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"run folder {str(run_dir)!r} already exists; pass --overwrite or --resume")
+    check_run_dir(run_dir, overwrite)
+    if run_dir.exists() and not _unused(run_dir):
         for name in ("metrics.jsonl", "last.pt", "best.pt", "eval.json"):
             (run_dir / name).unlink(missing_ok=True)
         shutil.rmtree(run_dir / TENSORBOARD_DIR, ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
+
+
+def remove_temporaries(run_dir: Path) -> None:
+    """Delete the ``.NAME.*.tmp`` files that a write killed halfway left (call it holding the lock)."""
+    for path in run_dir.glob(".*.tmp"):
+        path.unlink(missing_ok=True)
 
 
 def new_trainer(
@@ -158,7 +180,16 @@ def new_trainer(
     trainer = Trainer(TextVAE(model_config), corpus, chosen, resolved, train, Path(run_dir))
 
     def write_run() -> None:
-        folder = prepare_run_dir(run_dir, overwrite)
+        check_run_dir(Path(run_dir), overwrite)  # before a lock file is added to another run's folder
+        trainer.lock = FolderLock(run_dir)
+        try:
+            _write_run(prepare_run_dir(run_dir, overwrite))
+        except BaseException:
+            trainer.close()
+            raise
+
+    def _write_run(folder: Path) -> None:
+        remove_temporaries(folder)
         config = {
             "version": CONFIG_VERSION,
             "data": data,
@@ -167,8 +198,8 @@ def new_trainer(
             "train": train.to_dict(),
             "corpus": corpus.summary(),
         }
-        save_json(folder / "config.json", config)
         corpus.vocab.to_json(folder / "vocab.json")
+        save_json(folder / "config.json", config)  # last: a folder with config.json has every file of a start
 
     if train.distributed:
         broadcast_from_rank_zero(write_run)
@@ -224,10 +255,27 @@ def resume_trainer(
     run_dir = Path(run_dir)
     distributed = launched_by_torchrun() if distributed is None else distributed
 
+    locks: list[FolderLock] = []
+
     def read_run() -> tuple[dict, list[str]]:
+        if not run_dir.is_dir():
+            raise CheckpointError(f"run folder {str(run_dir)!r} does not exist")
+        locks.append(FolderLock(run_dir))
+        remove_temporaries(run_dir)
         config = _read_config(run_dir)
         return config, _read_vocab(run_dir, config).itos
 
+    try:
+        trainer = _resumed_trainer(run_dir, read_run, epochs, distributed, device)
+    except BaseException:
+        for lock in locks:
+            lock.release()
+        raise
+    trainer.lock = locks[0] if locks else None
+    return trainer
+
+
+def _resumed_trainer(run_dir: Path, read_run, epochs: int | None, distributed: bool, device: str | None) -> Trainer:
     if distributed:
         init_process_group()
         config, itos = broadcast_from_rank_zero(read_run)
@@ -242,6 +290,7 @@ def resume_trainer(
         train_options["precision"] = precision
     train = dataclass_from_dict(TrainConfig, train_options, f"{run_dir / 'config.json'} [train]")
     corpus = load_corpus(config["data"], vocab=Vocab(itos), where=f"{run_dir / 'config.json'} [data]")
+    torch.manual_seed(train.seed)  # as new_trainer: a run without last.pt restarts from these parameters
     vae = TextVAE(TextVAEConfig.from_dict(config["model"], f"{run_dir / 'config.json'} [model]"))
     objective = get_objective(config["objective"]["name"])
     return Trainer(vae, corpus, objective, objective.resolve(config["objective"]["params"]), train, run_dir)

@@ -2,6 +2,7 @@
 torch: the command line reads its defaults from here before it imports anything heavy."""
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass
 
@@ -21,6 +22,7 @@ __all__ = [
 
 OPTIMIZER_NAMES = ("sgd", "adam")
 DEFAULT_LR = {"sgd": 0.5, "adam": 1e-3}  # the paper's, by optimiser
+CHECKPOINT_MINUTES = 10.0  # last.pt at least this often (minutes of training), besides every epoch
 SYNTHETIC_DEFAULTS = {**SYNTHETIC_SIZES, "seed": 0}  # the synthetic corpus a run's config names
 
 
@@ -52,6 +54,7 @@ class TrainConfig:
     max_decays: int = PAPER_SCHEDULE.max_decays
     seed: int = 0
     checkpoint_every: int = 0
+    checkpoint_minutes: float = CHECKPOINT_MINUTES
     skip_nonfinite: int = 0
     validate_args: bool = True
     device: str = "cpu"
@@ -68,6 +71,8 @@ class TrainConfig:
             raise ValueError(f"--optimizer must be one of {sorted(OPTIMIZER_NAMES)}, got {self.optimizer!r}")
         if self.lr is None:
             self.lr = DEFAULT_LR[self.optimizer]
+        if not 0 <= self.checkpoint_minutes < math.inf:
+            raise ValueError(f"--checkpoint-minutes must be >= 0 (0: off), got {self.checkpoint_minutes}")
         for name in ("lr", "clip_norm"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")

@@ -47,6 +47,7 @@ from pyro_textvae.io import (
     save_checkpoint,
     truncate_jsonl,
 )
+from pyro_textvae.lock import FolderLock
 from pyro_textvae.model import TextVAE
 from pyro_textvae.precision import effective_precision
 
@@ -129,6 +130,8 @@ class Trainer:
         self.svi = SVI(self._model, self._guide, self.optim, loss=self.loss)
         self.weight = 1.0
         self.epoch_metrics: list[Callable[[TextVAE, EncodedSplit], dict[str, float]]] = []
+        self.lock: FolderLock | None = None
+        self._saved_at = time.monotonic()
         self.state = {"epoch": 0, "batch": 0, "step": 0, "best": math.inf, "bad_epochs": 0, "decays": 0,
                       "skipped": 0, "sums": {}}
 
@@ -300,23 +303,53 @@ class Trainer:
         state = self.checkpoint_state()
         if self.is_main:
             save_checkpoint(self.run_dir / "last.pt", state)
+        self._saved_at = time.monotonic()
+
+    def _checkpoint_due(self) -> bool:
+        """Every ``checkpoint_every`` steps, and when ``checkpoint_minutes`` have passed since the
+        last save (distributed: when they have on any rank, so every rank saves alike)."""
+        cfg = self.config
+        if cfg.checkpoint_every and self.state["step"] % cfg.checkpoint_every == 0:
+            return True
+        if not cfg.checkpoint_minutes:
+            return False
+        late = time.monotonic() - self._saved_at >= 60 * cfg.checkpoint_minutes
+        return any_rank(late, self.device) if self.context else late
+
+    def close(self) -> None:
+        """Release the run folder's lock (:meth:`fit` does at its end)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     def fit(self, resume: bool = False) -> dict:
-        """Train until ``epochs`` or early stop; return the last epoch's metrics.
+        """Train until ``epochs`` or early stop; return the last epoch's metrics; the run folder's
+        lock is released at the end, whatever the outcome.
 
         An epoch's line is on disk in ``metrics.jsonl`` before ``last.pt`` counts the epoch done,
         so a crash between the two leaves one line too many, which the resume drops (it keeps
-        as many lines as ``last.pt`` has epochs), never one too few."""
+        as many lines as ``last.pt`` has epochs), never one too few. A resume of a folder without
+        ``last.pt`` (killed before its first checkpoint) starts the run from step 0."""
+        try:
+            return self._fit(resume)
+        finally:
+            self.close()
+
+    def _fit(self, resume: bool) -> dict:
         cfg = self.config
         pyro.enable_validation(cfg.validate_args)
         metrics_path = self.run_dir / "metrics.jsonl"
-        if resume:
+        if resume and broadcast_from_rank_zero(lambda: (self.run_dir / "last.pt").exists()):
             self.load_state(broadcast_from_rank_zero(lambda: load_checkpoint(self.run_dir / "last.pt", "cpu")))
             if self.is_main:
                 truncate_jsonl(metrics_path, self.state["epoch"])
         else:
+            if resume and self.is_main:
+                truncate_jsonl(metrics_path, 0)
+                (self.run_dir / "best.pt").unlink(missing_ok=True)
             pyro.clear_param_store()
             pyro.set_rng_seed(cfg.seed + (self.context.rank if self.context else 0))
+        self._saved_at = time.monotonic()
         history = broadcast_from_rank_zero(lambda: read_jsonl(metrics_path))
         self.epochs_trained = 0
         scalars = ScalarLog(self.run_dir, self.state["epoch"]) if self.is_main else None
@@ -370,7 +403,7 @@ class Trainer:
             st["step"] += 1
             st["batch"] = index + 1
             bar.update()
-            if cfg.checkpoint_every and st["step"] % cfg.checkpoint_every == 0:
+            if self._checkpoint_due():
                 self._save_last()
         bar.close()
         return self._end_epoch(epoch, time.perf_counter() - start)

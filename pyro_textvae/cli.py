@@ -119,6 +119,8 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
                        f"(default: {TrainConfig.max_decays}, or the --schedule's)")
     train.add_argument("--checkpoint-every", type=int, default=TrainConfig.checkpoint_every, metavar="N",
                        help="also checkpoint every N steps (0: at the end of each epoch only)")
+    train.add_argument("--checkpoint-minutes", type=float, default=TrainConfig.checkpoint_minutes, metavar="M",
+                       help="also checkpoint once M minutes of training have passed since the last checkpoint (0: off)")
     train.add_argument("--skip-nonfinite", type=int, default=TrainConfig.skip_nonfinite, metavar="N",
                        help="skip up to N batches with a non-finite loss or gradient instead of stopping")
     train.add_argument("--no-validate-args", action="store_true", help="turn Pyro's argument checks off (faster)")
@@ -255,7 +257,8 @@ def _train_config(
     optimizer = args.optimizer or (TrainConfig.optimizer if args.data else SYNTHETIC_OPTIMIZER)
     config = TrainConfig(
         batch_size=args.batch_size, optimizer=optimizer, lr=args.lr, clip_norm=args.clip_norm,
-        seed=args.seed, checkpoint_every=args.checkpoint_every, skip_nonfinite=args.skip_nonfinite,
+        seed=args.seed, checkpoint_every=args.checkpoint_every, checkpoint_minutes=args.checkpoint_minutes,
+        skip_nonfinite=args.skip_nonfinite,
         validate_args=not args.no_validate_args, device=args.device or TrainConfig.device,
         progress=not args.no_progress, distributed=True if args.distributed else None, threads=args.threads,
         precision=args.precision or TrainConfig.precision,

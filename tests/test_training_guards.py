@@ -93,3 +93,58 @@ def test_a_resumed_epoch_records_what_the_uninterrupted_epoch_records(tmp_path, 
     found, = read_jsonl(tmp_path / "victim" / "metrics.jsonl")
     assert 0 < expected["kl_weight"] < 1
     assert {k: v for k, v in found.items() if k != "seconds"} == {k: v for k, v in expected.items() if k != "seconds"}
+
+
+def _killed_before_the_epoch_ends(monkeypatch, trainer):
+    def killed(self, epoch, seconds):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer_module.Trainer, "_end_epoch", killed)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    monkeypatch.undo()
+
+
+def test_training_checkpoints_by_time_by_default(tmp_path, monkeypatch):
+    clock = iter(range(0, 10**6, 240))  # four minutes of training pass between two readings
+    monkeypatch.setattr(trainer_module.time, "monotonic", lambda: next(clock))
+    trainer = _trainer(tmp_path / "run", epochs=1)
+    assert trainer.config.checkpoint_every == 0
+    _killed_before_the_epoch_ends(monkeypatch, trainer)
+    state = load_checkpoint(tmp_path / "run" / "last.pt")["trainer"]
+    assert state["epoch"] == 0 and 0 < state["batch"] <= trainer.steps_per_epoch
+
+
+def test_a_run_killed_before_its_first_checkpoint_resumes_from_step_zero(tmp_path, monkeypatch):
+    straight = _trainer(tmp_path / "straight", epochs=1)
+    straight.fit()
+    victim = _trainer(tmp_path / "victim", epochs=1)
+    _killed_before_the_epoch_ends(monkeypatch, victim)
+    assert not (tmp_path / "victim" / "last.pt").exists()
+    resume_trainer(tmp_path / "victim").fit(resume=True)
+    a = load_checkpoint(tmp_path / "straight" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "victim" / "last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    expected, = read_jsonl(tmp_path / "straight" / "metrics.jsonl")
+    found, = read_jsonl(tmp_path / "victim" / "metrics.jsonl")
+    assert {k: v for k, v in found.items() if k != "seconds"} == {k: v for k, v in expected.items() if k != "seconds"}
+
+
+def test_a_start_killed_between_vocab_and_config_is_trained_without_overwrite(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--epochs", "1", "--out", str(out), *TINY]) == 0
+    for path in out.iterdir():
+        if path.name not in ("vocab.json", ".lock"):
+            path.unlink()
+    (out / ".config.json.x1y2.tmp").write_text("{")
+    assert main(["train", "--epochs", "1", "--out", str(out), *TINY]) == 0
+    assert {"config.json", "last.pt", "metrics.jsonl"} <= {p.name for p in out.iterdir()}
+    assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
+
+
+def test_resume_removes_the_temporaries_of_a_killed_write(tmp_path):
+    _trainer(tmp_path / "run", epochs=1).fit()
+    stale = tmp_path / "run" / ".last.pt.abc123.tmp"
+    stale.write_bytes(b"torn")
+    resume_trainer(tmp_path / "run", epochs=2).fit(resume=True)
+    assert not stale.exists()

@@ -1,0 +1,55 @@
+"""One writer per run folder: a second train, resume or evaluate is refused at once, naming the holder."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from inference.run import open_run
+from pyro_textvae.cli import main
+from pyro_textvae.io import load_checkpoint
+
+from .test_run_files import TINY, refused
+
+
+@pytest.fixture
+def training(tmp_path):
+    """A ``textvae train`` process writing ``tmp_path/run`` (it runs for minutes), and its folder."""
+    out = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, "-m", "pyro_textvae.cli", "train", "--out", str(out), *TINY,
+                                "--synthetic-train", "4000", "--epochs", "50", "--checkpoint-every", "1"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not (out / "last.pt").exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    assert process.poll() is None, process.stderr.read().decode()
+    yield process, out
+    process.kill()
+    process.wait()
+
+
+def test_a_second_writer_is_refused_naming_the_folder_and_the_holder(training, capsys):
+    process, out = training
+    config = (out / "config.json").read_bytes()
+    attempts = [["train", "--out", str(out), *TINY, "--overwrite", "--seed", "9"],
+                ["train", "--resume", str(out), "--no-progress"],
+                ["evaluate", str(out), "--checkpoint", "last", "--iw-samples", "2", "--no-progress"]]
+    for argv in attempts:
+        message = refused(capsys, *argv)
+        assert str(out) in message and f"process {process.pid}" in message
+    assert process.poll() is None and (out / "config.json").read_bytes() == config
+    assert open_run(out, checkpoint="last") is not None  # a reader needs no lock
+
+
+def test_the_lock_of_a_killed_writer_is_gone_and_its_run_resumes(training):
+    process, out = training
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    step = load_checkpoint(out / "last.pt")["trainer"]["step"]
+    assert main(["train", "--resume", str(out), "--epochs", "1", "--no-progress"]) == 0
+    assert load_checkpoint(out / "last.pt")["trainer"]["step"] >= step
+    assert int((out / ".lock").read_text()) == os.getpid()
