@@ -11,6 +11,7 @@ has to exist on rank 0's machine (the corpus must be readable by every rank).
 """
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 
 import torch
 
-from pyro_textvae.data import Corpus, Vocab, synthetic_splits
+from pyro_textvae.data import Corpus, CorpusError, Vocab, synthetic_splits
 from pyro_textvae.data.corpus import LABEL_MODES
 from pyro_textvae.data.synthetic import MAX_TOPICS
 from pyro_textvae.io import (
@@ -175,6 +176,7 @@ def new_trainer(
 
     itos = broadcast_from_rank_zero(build_vocab) if train.distributed else build_vocab()
     corpus = made["corpus"] if "corpus" in made else load_corpus(data, vocab=Vocab(itos))
+    check_split_sizes(corpus, data)
     model_config = _model_config(chosen, resolved, model_options, corpus)
     torch.manual_seed(train.seed)
     trainer = Trainer(TextVAE(model_config), corpus, chosen, resolved, train, Path(run_dir))
@@ -206,6 +208,26 @@ def new_trainer(
     else:
         write_run()
     return trainer
+
+
+MIN_SENTENCES = 2  # per split: validation and evaluation divide by n - 1 (active units)
+
+
+def check_split_sizes(corpus: Corpus, data: dict) -> None:
+    """Refuse a corpus with a split of fewer than :data:`MIN_SENTENCES` sentences after the length
+    filter (before any run folder exists), naming the split's file and ``max_length``; print how
+    many sentences the filter dropped when it dropped any."""
+    source = data.get("path") or "synthetic corpus"
+    dropped = {name: split.dropped for name, split in corpus.splits.items()}
+    for name, split in corpus.splits.items():
+        if len(split) < MIN_SENTENCES:
+            where = str(Path(data["path"]) / f"{name}.txt") if data.get("path") else f"synthetic corpus, {name} split"
+            raise CorpusError(f"{where}: {len(split)} sentence(s) left after max_length {data.get('max_length')} "
+                              f"dropped {split.dropped}; every split needs at least {MIN_SENTENCES} (raise --max-length)")
+    if any(dropped.values()) and int(os.environ.get("RANK", "0")) == 0:
+        counts = ", ".join(f"{name} {count}" for name, count in dropped.items())
+        print(f"{source}: dropped {sum(dropped.values())} sentence(s) longer than max_length "
+              f"{data.get('max_length')} ({counts})")
 
 
 def _model_config(chosen, resolved: dict, model_options: dict, corpus: Corpus) -> TextVAEConfig:

@@ -25,7 +25,7 @@ from inference.train_config import (
     SYNTHETIC_EPOCHS,
     TrainConfig,
 )
-from pyro_textvae.config import LATENTS, PRECISIONS, TextVAEConfig
+from pyro_textvae.config import DEFAULT_MAX_LENGTH, LATENTS, PRECISIONS, TextVAEConfig
 from pyro_textvae.demo import SYNTHETIC_MODEL, SYNTHETIC_OPTIMIZER
 from pyro_textvae.errors import CheckpointError, NonFiniteError
 from pyro_textvae.options import Parser, at_least, positive_float
@@ -69,8 +69,8 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
                       help="keep words seen at least N times in the training split")
     data.add_argument("--max-vocab", type=at_least(1), metavar="N",
                       help="keep the N most frequent words (default: all)")
-    data.add_argument("--max-length", type=at_least(1), metavar="N",
-                      help="drop (and count) sentences longer than N words (default: keep all)")
+    data.add_argument("--max-length", type=at_least(1), default=DEFAULT_MAX_LENGTH, metavar="N",
+                      help="drop (and count) sentences longer than N tokens")
     model = p.add_argument_group("model")
     model.add_argument("--embed-dim", type=int, default=TextVAEConfig.embed_dim, help="word embedding size")
     model.add_argument("--hidden-dim", type=int, help=f"LSTM state size (default: {TextVAEConfig.hidden_dim} with "

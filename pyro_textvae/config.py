@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+DEFAULT_MAX_LENGTH = 200  # tokens: `textvae train --max-length`'s default (short_yelp's longest sentence has 16)
 LATENTS = ("normal", "vmf")
 POSTERIORS = ("gaussian", "bn", "delta")
 PRECISIONS = ("fp32", "bf16")  # of the networks (pyro_textvae.precision)

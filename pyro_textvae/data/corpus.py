@@ -2,23 +2,31 @@
 
 File format (the Short-Yelp files of the DG-VAE experiments, docs/dg-vae.md sec. 7): UTF-8, one
 sentence per line, tokens separated by white space, an optional ``label<TAB>`` prefix. Blank lines
-are skipped; ``\\r\\n`` line ends and a leading byte-order mark are accepted. The reader works on
-bytes, so any file content gives either a :class:`Split` or a :class:`CorpusError` that names the
-file and, where one is to blame, the 1-based line.
+are skipped. A line ends at ``\\n``, ``\\r\\n`` or a lone ``\\r`` (the line ends editors write); a
+byte-order mark is accepted at the start of the file only. A control character other than TAB
+(NUL, VT, FF, ESC, DEL, the C1 range including U+0085 NEL), a U+2028 LINE SEPARATOR or U+2029
+PARAGRAPH SEPARATOR (which other programs take for line ends) and a byte-order mark after the
+start are refused, naming the line, rather than guessed at. The reader works on bytes, so any file
+content gives either a :class:`Split` or a :class:`CorpusError` that names the file and, where one
+is to blame, the 1-based line.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config import DEFAULT_MAX_LENGTH
 from .vocab import UNK_ID, CorpusError, Vocab, _check_count
 
-__all__ = ["CorpusError", "Split", "EncodedSplit", "Corpus", "read_split", "SPLIT_NAMES", "LABEL_MODES"]
+__all__ = ["DEFAULT_MAX_LENGTH", "CorpusError", "Split", "EncodedSplit", "Corpus", "read_split", "SPLIT_NAMES", "LABEL_MODES"]
 
 SPLIT_NAMES: tuple[str, ...] = ("train", "valid", "test")
 LABEL_MODES: tuple[str, ...] = ("auto", "yes", "no")
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+_REFUSED = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ufeff]")
 
 
 @dataclass
@@ -58,21 +66,30 @@ class EncodedSplit:
 
 
 def _decode_lines(data: bytes, where: str) -> list[tuple[int, str]]:
-    """Non-blank lines of ``data`` as ``(1-based line number, text)``; ``CorpusError`` on bad UTF-8."""
+    """Non-blank lines of ``data`` as ``(1-based line number, text)``; ``CorpusError`` on bad UTF-8
+    or a refused character (module docstring)."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
     lines = []
-    for number, raw in enumerate(data.split(b"\n"), start=1):
-        if raw.endswith(b"\r"):
-            raw = raw[:-1]
-        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-            raw = raw[3:]
+    for number, raw in enumerate(_LINE_END.split(data), start=1):
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as error:
             reason = f"{error.reason} at byte {error.start}"
             raise CorpusError(f"{where}, line {number}: not valid UTF-8 ({reason})") from None
+        bad = _REFUSED.search(text)
+        if bad:
+            raise CorpusError(f"{where}, line {number}: {_describe(bad.group())} at character {bad.start() + 1}; "
+                              "lines end at \\n, \\r\\n or \\r and may hold no other control character")
         if text.split():
             lines.append((number, text))
     return lines
+
+
+def _describe(char: str) -> str:
+    names = {"\u2028": "a LINE SEPARATOR", "\u2029": "a PARAGRAPH SEPARATOR", "\ufeff": "a byte-order mark",
+             "\x85": "a NEXT LINE control character"}
+    return f"{names.get(char, 'a control character')} (U+{ord(char):04X})"
 
 
 def read_split(path: str | os.PathLike[str], labels: str = "auto") -> Split:
