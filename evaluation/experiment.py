@@ -39,6 +39,7 @@ import math
 import statistics
 import sys
 import tomllib
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,7 @@ def load_experiment(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path}: method names must be unique, got {names}")
     config = _apply_schedule(path, config)
     for method in config["methods"]:
+        _check_method_name(path, method["name"])
         _check_method(path, config, method)
     if not isinstance(config.get("evaluate", {}), dict):
         raise ValueError(f"{path}: evaluate must be a table")
@@ -142,6 +144,20 @@ def _check_plots(path: Path, plots: Any) -> None:
         raise ValueError(f"{path}: [plots] label_names must map labels to names, got {names!r}")
 
 
+MAX_NAME = 200  # characters: a run folder's name adds "-seed<s>" within a file system's 255 bytes
+
+
+def _check_method_name(path: Path, name: str) -> None:
+    """A method's name is the start of its run folder's name under ``out/runs``: refuse a name that
+    is not one plain folder name (a path separator, ``.`` or ``..``, a leading dot, a control
+    character, too long), so nothing is written outside ``out``."""
+    bad = (not name.strip() or name.startswith(".") or "/" in name or "\\" in name or len(name) > MAX_NAME
+           or any(unicodedata.category(char)[0] == "C" for char in name))
+    if bad:
+        raise ValueError(f"{path}: method name {name!r} cannot name a folder under out/runs (no '/' or '\\', no "
+                         f"leading '.', no control character, at most {MAX_NAME} characters)")
+
+
 def _check_method(path: Path, config: dict, method: dict) -> None:
     """Every method's options are checked when the file is read, not when its turn comes."""
     where = f"{path}: method {method['name']!r}"
@@ -171,6 +187,10 @@ def run_experiment(
     out = Path(config["out"])
     runs = [(method, seed, out / "runs" / f"{method['name']}-seed{seed}")
             for method in config["methods"] for seed in seeds]
+    for method, _, run_dir in runs:
+        _check_method_name(Path(config["out"]), method["name"])
+        if run_dir.resolve().parent != (out / "runs").resolve():
+            raise ValueError(f"method {method['name']!r}: its run folder {run_dir} is not inside {out / 'runs'}")
     for method, seed, run_dir in runs:
         if (run_dir / "config.json").exists():
             _check_run_matches(run_dir, method, config["data"], *_run_options(config, method, seed))
