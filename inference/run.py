@@ -43,6 +43,7 @@ from .distributed import (
     init_process_group,
     resolve_device,
 )
+from .memory import FLOAT_BYTES, check_memory, parameter_count, training_estimate
 from .objectives import get_objective
 from .train_config import SYNTHETIC_DEFAULTS, TrainConfig, launched_by_torchrun
 from .tensorboard import TENSORBOARD_DIR
@@ -178,6 +179,7 @@ def new_trainer(
     corpus = made["corpus"] if "corpus" in made else load_corpus(data, vocab=Vocab(itos))
     check_split_sizes(corpus, data)
     model_config = _model_config(chosen, resolved, model_options, corpus)
+    check_training_memory(model_config, train, corpus, resolved)
     torch.manual_seed(train.seed)
     trainer = Trainer(TextVAE(model_config), corpus, chosen, resolved, train, Path(run_dir))
 
@@ -208,6 +210,21 @@ def new_trainer(
     else:
         write_run()
     return trainer
+
+
+SIZE_OPTIONS = "--hidden-dim, --embed-dim, --max-vocab (the vocabulary), --batch-size, --max-length or --dg-samples"
+
+
+def check_training_memory(model_config: TextVAEConfig, train: TrainConfig, corpus: Corpus, params: dict,
+                          options: str = SIZE_OPTIONS) -> None:
+    """Refuse a run whose model, batch of the longest training sentences and density-gap samples
+    (``params["num_samples"]``) would not fit in the memory of ``train.device``
+    (:func:`inference.memory.training_estimate`), before any of it is allocated."""
+    longest = max((len(ids) for ids in corpus.splits["train"].ids), default=0)
+    samples = params.get("num_samples")
+    samples = samples if isinstance(samples, int) and not isinstance(samples, bool) else None
+    parts = training_estimate(model_config, train.batch_size, longest, train.optimizer, samples)
+    check_memory(parts, train.device, options)
 
 
 MIN_SENTENCES = 2  # per split: validation and evaluation divide by n - 1 (active units)
@@ -312,10 +329,13 @@ def _resumed_trainer(run_dir: Path, read_run, epochs: int | None, distributed: b
         train_options["precision"] = precision
     train = dataclass_from_dict(TrainConfig, train_options, f"{run_dir / 'config.json'} [train]")
     corpus = load_corpus(config["data"], vocab=Vocab(itos), where=f"{run_dir / 'config.json'} [data]")
-    torch.manual_seed(train.seed)  # as new_trainer: a run without last.pt restarts from these parameters
-    vae = TextVAE(TextVAEConfig.from_dict(config["model"], f"{run_dir / 'config.json'} [model]"))
+    model_config = TextVAEConfig.from_dict(config["model"], f"{run_dir / 'config.json'} [model]")
     objective = get_objective(config["objective"]["name"])
-    return Trainer(vae, corpus, objective, objective.resolve(config["objective"]["params"]), train, run_dir)
+    params = objective.resolve(config["objective"]["params"])
+    check_training_memory(model_config, train, corpus, params, "hidden_dim, embed_dim, vocab_size, batch_size or "
+                          f"num_samples in {run_dir / 'config.json'}")
+    torch.manual_seed(train.seed)  # as new_trainer: a run without last.pt restarts from these parameters
+    return Trainer(TextVAE(model_config), corpus, objective, params, train, run_dir)
 
 
 def load_model_state(vae: TextVAE, state: dict, path: Path) -> None:
@@ -344,7 +364,10 @@ def open_run(
     config = _read_config(run_dir)
     vocab = _read_vocab(run_dir, config)
     corpus = load_corpus(config["data"], vocab=vocab, where=f"{run_dir / 'config.json'} [data]")
-    vae = TextVAE(TextVAEConfig.from_dict(config["model"], f"{run_dir / 'config.json'} [model]"))
+    model_config = TextVAEConfig.from_dict(config["model"], f"{run_dir / 'config.json'} [model]")
+    check_memory({"model": FLOAT_BYTES * parameter_count(model_config)}, device,
+                 f"hidden_dim, embed_dim or vocab_size in {run_dir / 'config.json'}")
+    vae = TextVAE(model_config)
     path = run_dir / f"{checkpoint}.pt"
     load_model_state(vae, load_checkpoint(path, device), path)
     chosen = run_precision(config, str(run_dir / "config.json")) if precision is None else check_precision(precision)

@@ -1,0 +1,52 @@
+"""Sizes that would not fit in memory are refused from their estimate, before any allocation."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import inference.memory as memory
+from inference.memory import parameter_count, training_estimate
+from pyro_textvae.model import TextVAE, TextVAEConfig
+
+from .test_run_files import TINY, refused, run, trained  # noqa: F401  (fixtures)
+
+
+@pytest.mark.parametrize("options", [{"vocab_size": 137}, {"vocab_size": 90, "skip": True, "bow": True},
+                                     {"vocab_size": 50, "embed_dim": 7, "hidden_dim": 11, "latent_dim": 3}])
+def test_the_parameter_count_formula_matches_the_model_within_a_percent(options):
+    config = TextVAEConfig(**options)
+    count = sum(p.numel() for p in TextVAE(config).parameters())
+    assert abs(parameter_count(config) - count) <= 0.01 * count
+
+
+def test_training_estimate_adds_adams_moments_and_the_density_gap_samples():
+    config = TextVAEConfig(vocab_size=100, embed_dim=8, hidden_dim=16, latent_dim=4)
+    sgd = training_estimate(config, 32, 10, "sgd")
+    adam = training_estimate(config, 32, 10, "adam", num_samples=1000)
+    assert adam["model"] == 2 * sgd["model"] == 16 * parameter_count(config)
+    assert adam["density gap"] == 6 * 4 * 1000 * 32 * 4 and "density gap" not in sgd
+
+
+@pytest.mark.parametrize("command", [["sample", "-n", "1"], ["train", "--resume"]])
+def test_a_huge_hidden_dim_in_config_json_is_refused_with_the_estimate(run, capsys, command):  # noqa: F811
+    path = run / "config.json"
+    config = json.loads(path.read_text())
+    config["model"]["hidden_dim"] = 10**9
+    path.write_text(json.dumps(config))
+    message = refused(capsys, command[0], *command[1:], str(run)) if command[0] == "sample" else \
+        refused(capsys, "train", "--resume", str(run), "--no-progress")
+    assert "GiB" in message and "available" in message and "hidden_dim" in message
+
+
+def test_too_many_density_gap_samples_are_refused_and_leave_no_folder(tmp_path, capsys):
+    out = tmp_path / "run"
+    message = refused(capsys, "train", "--out", str(out), *TINY, "--objective", "dg", "--dg-samples", "100000000")
+    assert "density gap" in message and "--dg-samples" in message and "available" in message
+    assert not out.exists()
+
+
+def test_the_estimate_is_compared_with_the_available_memory(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(memory, "available_memory", lambda device: 2**16)
+    message = refused(capsys, "train", "--out", str(tmp_path / "run"), *TINY)
+    assert "6.1e-05 GiB available" in message and not (tmp_path / "run").exists()
