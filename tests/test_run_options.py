@@ -62,5 +62,5 @@ def test_bad_options_leave_no_run_folder_behind(tmp_path, data, model, device, m
     assert not run.exists()
     fixed = TrainConfig(epochs=1, batch_size=16, optimizer="adam", progress=False)
     trainer = new_trainer(run, {"synthetic": SYNTHETIC}, SMALL, "elbo", {}, fixed)
-    assert {p.name for p in run.iterdir()} == {"config.json", "vocab.json"}
+    assert {p.name for p in run.iterdir()} == {"config.json", "vocab.json", ".lock"}  # .lock: held while a writer runs
     assert trainer.fit()["epoch"] == 1
