@@ -1,6 +1,7 @@
 """Training a :class:`~pyro_textvae.model.TextVAE` by Pyro's SVI, with the paper's schedule.
 
-Each step is ``SVI.step`` on a mini-batch B of a training set of N sentences, with model and guide
+Each step is ``SVI.step`` taken apart (:meth:`Trainer.step`: ``loss_and_grads``, a check that the
+loss and gradients are finite, the optimiser) on a mini-batch B of a training set of N sentences, with model and guide
 wrapped in ``poutine.scale(1 / N)`` so the loss is the per-sentence estimate
 ``(1/|B|) sum_{i in B} [-log p(x_i|z_i)] + w_t * (latent term)`` of the objective, and the latent
 term weighted by the schedule ``w_t`` through :func:`inference.handlers.scale_latent` (KL warm-up,
@@ -31,7 +32,6 @@ from pathlib import Path
 import pyro
 import torch
 from pyro import poutine
-from pyro.infer import SVI
 from pyro.infer.util import torch_item
 from tqdm.auto import tqdm
 
@@ -127,7 +127,6 @@ class Trainer:
         self.schedule = objective.make_schedule(params, self.steps_per_epoch)
         hook = average_gradients if self.context else None
         self.optim = ClippedOptim(config.optimizer, config.lr, config.clip_norm, grad_hook=hook)
-        self.svi = SVI(self._model, self._guide, self.optim, loss=self.loss)
         self.weight = 1.0
         self.epoch_metrics: list[Callable[[TextVAE, EncodedSplit], dict[str, float]]] = []
         self.lock: FolderLock | None = None
