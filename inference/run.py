@@ -224,7 +224,8 @@ def check_training_memory(model_config: TextVAEConfig, train: TrainConfig, corpu
     samples = params.get("num_samples")
     samples = samples if isinstance(samples, int) and not isinstance(samples, bool) else None
     parts = training_estimate(model_config, train.batch_size, longest, train.optimizer, samples)
-    check_memory(parts, train.device, options)
+    local = [int(os.environ.get(name, default)) for name, default in (("LOCAL_RANK", 0), ("LOCAL_WORLD_SIZE", 1))]
+    check_memory(parts, resolve_device(train.device, *local), options)  # the device is checked first
 
 
 MIN_SENTENCES = 2  # per split: validation and evaluation divide by n - 1 (active units)
