@@ -184,7 +184,8 @@ def new_trainer(
     trainer = Trainer(TextVAE(model_config), corpus, chosen, resolved, train, Path(run_dir))
 
     def write_run() -> None:
-        check_run_dir(Path(run_dir), overwrite)  # before a lock file is added to another run's folder
+        if not (Path(run_dir) / LOCK_NAME).exists():  # a run's folder: its writer is named by the lock
+            check_run_dir(Path(run_dir), overwrite)  # before a lock file is added to a folder that is no run's
         trainer.lock = FolderLock(run_dir)
         try:
             _write_run(prepare_run_dir(run_dir, overwrite))

@@ -36,6 +36,7 @@ def test_a_second_writer_is_refused_naming_the_folder_and_the_holder(training, c
     process, out = training
     config = (out / "config.json").read_bytes()
     attempts = [["train", "--out", str(out), *TINY, "--overwrite", "--seed", "9"],
+                ["train", "--out", str(out), *TINY],
                 ["train", "--resume", str(out), "--no-progress"],
                 ["evaluate", str(out), "--checkpoint", "last", "--iw-samples", "2", "--no-progress"]]
     for argv in attempts:
