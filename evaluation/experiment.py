@@ -195,15 +195,24 @@ def run_experiment(
         if (run_dir / "config.json").exists():
             _check_run_matches(run_dir, method, config["data"], *_run_options(config, method, seed))
     load_corpus(config["data"], where="experiment [data]")  # a missing or bad corpus: nothing written yet
-    atomic_write_bytes(out / "experiment.toml", config["source"])
-    for method, seed, run_dir in runs:
-        _train_and_evaluate(config, method, seed, run_dir, progress)
-        write_results(out, _evaluated_runs(config, seeds))
-    return report_experiment(config, seeds)
+    with FolderLock(out):  # one experiment writes a results folder at a time
+        atomic_write_bytes(out / "experiment.toml", config["source"])
+        for method, seed, run_dir in runs:
+            _train_and_evaluate(config, method, seed, run_dir, progress)
+            write_results(out, _evaluated_runs(config, seeds))
+        return _write_report(config, seeds)
 
 
 def report_experiment(config: dict[str, Any], seeds: list[int] | None = None) -> dict[str, list[dict]]:
-    """Tables and pictures from the runs of the file's seeds (and ``seeds``) already evaluated."""
+    """Tables and pictures from the runs of the file's seeds (and ``seeds``) already evaluated,
+    written holding the results folder's lock."""
+    if not _evaluated_runs(config, seeds or []):
+        raise ValueError(f"no evaluated run under {Path(config['out']) / 'runs'} yet")
+    with FolderLock(config["out"]):
+        return _write_report(config, seeds)
+
+
+def _write_report(config: dict[str, Any], seeds: list[int] | None) -> dict[str, list[dict]]:
     out = Path(config["out"])
     results = _evaluated_runs(config, seeds or [])
     if not results:
