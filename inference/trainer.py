@@ -405,14 +405,15 @@ class Trainer:
             if self._checkpoint_due():
                 self._save_last()
         bar.close()
+        stepped = bool(st["sums"].get("n:loss"))  # distributed: rank 0 alone keeps a resumed epoch's sums
+        if not (any_rank(stepped, self.device) if self.context else stepped):
+            raise NonFiniteError(f"every batch of epoch {epoch + 1} was non-finite ({st['skipped']} skipped in all, "
+                                 f"--skip-nonfinite {cfg.skip_nonfinite}); the last checkpoint is kept")
         return self._end_epoch(epoch, time.perf_counter() - start)
 
     def _end_epoch(self, epoch: int, seconds: float) -> dict:
         cfg, st = self.config, self.state
         sums = sum_over_ranks(st["sums"], self.device) if self.context else st["sums"]
-        if not sums.get("n:loss"):
-            raise NonFiniteError(f"every batch of epoch {epoch + 1} was non-finite ({st['skipped']} skipped in all, "
-                                 f"--skip-nonfinite {cfg.skip_nonfinite}); the last checkpoint is kept")
         record = {"epoch": epoch + 1, "step": st["step"], "lr": self.optim.lr, "kl_weight": self.weight,
                   "seconds": seconds, "skipped_batches": st["skipped"]}
         record.update({f"train_{k}": v / sums[f"n:{k}"] for k, v in sums.items() if not k.startswith("n:")})
