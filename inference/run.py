@@ -307,7 +307,8 @@ def resume_trainer(
         return config, _read_vocab(run_dir, config).itos
 
     try:
-        trainer = _resumed_trainer(run_dir, read_run, epochs, distributed, device)
+        trainer = _resumed_trainer(run_dir, read_run, distributed, {"epochs": epochs, "device": device,
+                                                                     "precision": precision})
     except BaseException:
         for lock in locks:
             lock.release()
@@ -316,19 +317,15 @@ def resume_trainer(
     return trainer
 
 
-def _resumed_trainer(run_dir: Path, read_run, epochs: int | None, distributed: bool, device: str | None) -> Trainer:
+def _resumed_trainer(run_dir: Path, read_run, distributed: bool, overrides: dict) -> Trainer:
+    """The trainer of :func:`resume_trainer`; ``overrides``: the train options given (None: the run's)."""
     if distributed:
         init_process_group()
         config, itos = broadcast_from_rank_zero(read_run)
     else:
         config, itos = read_run()
     train_options = {**config["train"], "distributed": distributed}
-    if epochs is not None:
-        train_options["epochs"] = epochs
-    if device is not None:
-        train_options["device"] = device
-    if precision is not None:
-        train_options["precision"] = precision
+    train_options.update({key: value for key, value in overrides.items() if value is not None})
     train = dataclass_from_dict(TrainConfig, train_options, f"{run_dir / 'config.json'} [train]")
     corpus = load_corpus(config["data"], vocab=Vocab(itos), where=f"{run_dir / 'config.json'} [data]")
     model_config = TextVAEConfig.from_dict(config["model"], f"{run_dir / 'config.json'} [model]")
