@@ -3,6 +3,7 @@ records what an uninterrupted one does, a run killed in its first epoch resumes 
 from __future__ import annotations
 
 import math
+import shutil
 import subprocess
 import sys
 
@@ -134,7 +135,9 @@ def test_a_start_killed_between_vocab_and_config_is_trained_without_overwrite(tm
     out = tmp_path / "run"
     assert main(["train", "--epochs", "1", "--out", str(out), *TINY]) == 0
     for path in out.iterdir():
-        if path.name not in ("vocab.json", ".lock"):
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.name not in ("vocab.json", ".lock"):
             path.unlink()
     (out / ".config.json.x1y2.tmp").write_text("{")
     assert main(["train", "--epochs", "1", "--out", str(out), *TINY]) == 0
