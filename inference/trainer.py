@@ -77,8 +77,9 @@ EVAL_BATCH = 256
 
 
 def epoch_line(name: str, record: dict, epochs: int) -> str:
-    """The console line of one epoch: training and validation -ELBO, validation Rec, KL and AU,
-    and what the plateau rule did (``-0.00`` printed as ``0.00``)."""
+    """The console line of one epoch: training and validation -ELBO, validation Rec, KL and AU, the
+    validation loss that selects best.pt where it is not the -ELBO (DG-VAE's own objective), and what
+    the plateau rule did (``-0.00`` printed as ``0.00``)."""
 
     def fixed(key: str) -> str:
         value = record.get(key)
@@ -88,8 +89,9 @@ def epoch_line(name: str, record: dict, epochs: int) -> str:
               if record.get(key)]
     return (f"{name} epoch {record['epoch']}/{epochs}: train -ELBO {fixed('train_loss')}, valid -ELBO "
             f"{fixed('valid_elbo_loss')} (Rec {fixed('valid_reconstruction')}, KL {fixed('valid_kl')}, "
-            f"AU {record.get('valid_active_units', '-')}), {record.get('seconds', 0):.0f} s"
-            + "".join(f", {event}" for event in events))
+            f"AU {record.get('valid_active_units', '-')})"
+            + (f", valid objective {fixed('valid_objective_loss')}" if "valid_objective_loss" in record else "")
+            + f", {record.get('seconds', 0):.0f} s" + "".join(f", {event}" for event in events))
 
 
 class Trainer:

@@ -31,6 +31,8 @@ def test_epoch_line_has_the_validation_numbers_and_no_negative_zero():
               "stop": False}
     assert epoch_line("demo", record, 20) == ("demo epoch 3/20: train -ELBO 30.46, valid -ELBO 29.10 "
                                               "(Rec 29.10, KL 0.00, AU 4), 12 s, best so far")
+    record.update(valid_objective_loss=21.874, improved=False, halved=True)
+    assert epoch_line("dg", record, 20).endswith("(Rec 29.10, KL 0.00, AU 4), valid objective 21.87, 12 s, lr halved")
 
 
 def test_train_prints_one_line_an_epoch_naming_the_run(tmp_path, capsys):
