@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from pyro_textvae.data import EncodedSplit
 from pyro_textvae.io import read_jsonl
@@ -104,6 +105,7 @@ def plot_curves(
             if len(runs) > 1:
                 ax.fill_between(epochs, low, high, color=color, alpha=0.2, lw=0)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(label, fontsize=9)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
