@@ -15,6 +15,8 @@ from inference.train_config import launched_by_torchrun
 from pyro_textvae.config import PRECISIONS
 from pyro_textvae.options import at_least
 
+from .evaluate_options import EVALUATE_DEFAULTS, SPLITS
+
 
 def _evaluate(args: argparse.Namespace) -> None:
     """Handler of ``textvae evaluate``: open the run's checkpoint, evaluate, print ``eval.md``
@@ -95,26 +97,26 @@ def add_evaluate_commands(subparsers: argparse._SubParsersAction) -> None:
                                      description="Compute every metric of a run on one split; write eval.json "
                                                  "and eval.md into the run folder and print eval.md.")
     evaluate.add_argument("run", help="run folder")
-    evaluate.add_argument("--split", default="test", choices=["train", "valid", "test"], help="split evaluated")
+    evaluate.add_argument("--split", default=EVALUATE_DEFAULTS.split, choices=SPLITS, help="split evaluated")
     evaluate.add_argument("--checkpoint", default="best", choices=["best", "last"],
                           help="best.pt (best validation -ELBO) or last.pt")
-    evaluate.add_argument("--iw-samples", type=at_least(1), default=500, metavar="K",
+    evaluate.add_argument("--iw-samples", type=at_least(1), default=EVALUATE_DEFAULTS.iw_samples, metavar="K",
                           help="importance samples K per sentence")
     evaluate.add_argument("--iw-subset", type=at_least(1), metavar="N",
                           help="score log p(x) on a seeded subset of N sentences (default: all)")
-    evaluate.add_argument("--iw-batch-size", type=at_least(1), default=32, metavar="N",
+    evaluate.add_argument("--iw-batch-size", type=at_least(1), default=EVALUATE_DEFAULTS.iw_batch_size, metavar="N",
                           help="sentences per importance-sampling batch")
-    evaluate.add_argument("--iw-chunk", type=at_least(0), default=50, metavar="N",
+    evaluate.add_argument("--iw-chunk", type=at_least(0), default=EVALUATE_DEFAULTS.iw_chunk, metavar="N",
                           help="importance samples evaluated at a time (0: the most that fit 1 GiB)")
-    evaluate.add_argument("--prior-samples", type=at_least(1), default=1000 * 128, metavar="N",
+    evaluate.add_argument("--prior-samples", type=at_least(1), default=EVALUATE_DEFAULTS.prior_samples, metavar="N",
                           help="prior draws for the hole metrics")
-    evaluate.add_argument("--dg-samples", type=at_least(1), default=1, metavar="M",
+    evaluate.add_argument("--dg-samples", type=at_least(1), default=EVALUATE_DEFAULTS.dg_samples, metavar="M",
                           help="draws per posterior for the density-gap KL")
-    evaluate.add_argument("--num-generate", type=at_least(1), default=1000, metavar="N",
+    evaluate.add_argument("--num-generate", type=at_least(1), default=EVALUATE_DEFAULTS.num_generate, metavar="N",
                           help="prior samples decoded for BLEU")
-    evaluate.add_argument("--num-interpolations", type=at_least(1), default=100, metavar="N",
+    evaluate.add_argument("--num-interpolations", type=at_least(1), default=EVALUATE_DEFAULTS.num_interpolations, metavar="N",
                           help="pairs of sentences interpolated")
-    evaluate.add_argument("--seed", type=at_least(0), default=0, help="seed of every random draw of the evaluation")
+    evaluate.add_argument("--seed", type=at_least(0), default=EVALUATE_DEFAULTS.seed, help="seed of every random draw of the evaluation")
     evaluate.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K (cuda: one GPU per local rank)")
     evaluate.add_argument("--precision", choices=PRECISIONS,
                           help="the networks in fp32 or bf16 (default: the run's own; the metrics are fp32 either way)")
@@ -128,7 +130,7 @@ def add_evaluate_commands(subparsers: argparse._SubParsersAction) -> None:
     compare = subparsers.add_parser("compare", help="one table of the evaluated metrics of several runs",
                                     description="Print one table, a row per run, of the runs' eval.json.")
     compare.add_argument("runs", nargs="+", metavar="RUN", help="run folders holding eval.json")
-    compare.add_argument("--split", default="test", choices=["train", "valid", "test"], help="split compared")
+    compare.add_argument("--split", default=EVALUATE_DEFAULTS.split, choices=SPLITS, help="split compared")
     compare.add_argument("--out", metavar="PREFIX",
                          help="also write the table as PREFIX.md and PREFIX.csv (default: print it only)")
     compare.set_defaults(func=_compare)

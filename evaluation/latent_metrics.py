@@ -21,6 +21,8 @@ from typing import Sequence
 import torch
 from torch.distributions import Distribution, Independent, Normal
 
+from .evaluate_options import EVALUATE_DEFAULTS
+
 HALF_LOG_TWO_PI = 0.5 * math.log(2 * math.pi)
 GENERIC_CHUNK_ELEMENTS = 2**24
 
@@ -184,7 +186,7 @@ def _marginal_skip_reason(posterior: Distribution, prior: Distribution) -> str |
 def hole_metrics(
     posterior: Distribution,
     prior: Distribution,
-    num_prior_samples: int = 1000 * 128,
+    num_prior_samples: int = EVALUATE_DEFAULTS.prior_samples,
     taus: Sequence[float] = (0.01, 0.03, 0.05, 0.1),
     chunk_size: int = 512,
     posterior_chunk_size: int = 1024,

@@ -40,6 +40,7 @@ from pyro_textvae.io import atomic_write_bytes, save_json
 from pyro_textvae.model import TextVAE
 
 from .distributed_eval import batches_of_rank, sharded_log_likelihood
+from .evaluate_options import EVALUATE_DEFAULTS
 from .generation import decode, posterior_center
 from .latent_metrics import active_units, hole_metrics, mutual_information
 from .likelihood import negative_log_likelihood_summary
@@ -234,19 +235,19 @@ def _latent_metrics(vae: TextVAE, posteriors: Distribution, prior_samples: int, 
 
 def evaluate_run(
     run: Run,
-    split: str = "test",
-    iw_samples: int = 500,
+    split: str = EVALUATE_DEFAULTS.split,
+    iw_samples: int = EVALUATE_DEFAULTS.iw_samples,
     iw_subset: int | None = None,
-    prior_samples: int = 1000 * 128,
-    num_generate: int = 1000,
-    num_interpolations: int = 100,
-    seed: int = 0,
+    prior_samples: int = EVALUATE_DEFAULTS.prior_samples,
+    num_generate: int = EVALUATE_DEFAULTS.num_generate,
+    num_interpolations: int = EVALUATE_DEFAULTS.num_interpolations,
+    seed: int = EVALUATE_DEFAULTS.seed,
     subset_seed: int | None = None,
     progress: bool = True,
     batch_size: int = 256,
-    iw_batch_size: int = 32,
-    iw_chunk: int = 50,
-    dg_samples: int = 1,
+    iw_batch_size: int = EVALUATE_DEFAULTS.iw_batch_size,
+    iw_chunk: int = EVALUATE_DEFAULTS.iw_chunk,
+    dg_samples: int = EVALUATE_DEFAULTS.dg_samples,
     max_length: int | None = None,
     probe_sizes: Sequence[int] = PROBE_SIZES,
     checkpoint: str | None = None,

@@ -14,6 +14,7 @@ import sys
 import pytest
 import torch
 
+from evaluation.evaluate_options import EVALUATE_DEFAULTS
 from inference.train_config import SYNTHETIC_DEFAULTS, SYNTHETIC_EPOCHS, TrainConfig
 from pyro_textvae.cli import _model_options, _train_config, build_parser, main
 from pyro_textvae.config import TextVAEConfig
@@ -45,6 +46,24 @@ def test_every_option_has_help_and_its_default_is_shown(command):
 def test_the_top_level_help_is_plain_text():
     text = build_parser().format_help()
     assert "``" not in text and ":func:" not in text and "textvae COMMAND --help" in text
+
+
+def test_evaluate_defaults_are_one_source_for_the_parser_and_the_library():
+    import inspect
+
+    from evaluation.latent_metrics import hole_metrics
+    from evaluation.report import evaluate_run
+
+    defaults = dataclasses.asdict(EVALUATE_DEFAULTS)
+    args = build_parser().parse_args(["evaluate", "RUN"])
+    signature = inspect.signature(evaluate_run).parameters
+    for name, value in defaults.items():
+        assert getattr(args, name) == value, name
+        assert signature[name].default == value, name
+    assert build_parser().parse_args(["compare", "RUN"]).split == EVALUATE_DEFAULTS.split
+    assert inspect.signature(hole_metrics).parameters["num_prior_samples"].default == EVALUATE_DEFAULTS.prior_samples
+    help_text = " ".join(_subparsers(build_parser())["evaluate"].format_help().split())
+    assert f"(default: {EVALUATE_DEFAULTS.iw_samples})" in help_text
 
 
 def test_train_defaults_are_the_option_dataclasses_defaults():
