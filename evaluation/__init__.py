@@ -3,6 +3,8 @@
 Every name is imported on first use (PEP 562): importing ArviZ takes seconds, torch about one,
 and the command-line parser is built from the ``*_command`` modules without either.
 """
+from pyro_textvae.lazy import lazy_getattr
+
 _LAZY = {
     "decode": "generation",
     "posterior_center": "generation",
@@ -32,10 +34,4 @@ _LAZY = {
 
 __all__ = list(_LAZY)
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        from importlib import import_module
-
-        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module 'evaluation' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

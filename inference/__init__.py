@@ -3,7 +3,7 @@
 The names below are imported on first use (PEP 562), so that reading :mod:`inference.train_config`
 (the options the command line shows) imports neither torch nor Pyro.
 """
-from importlib import import_module
+from pyro_textvae.lazy import lazy_getattr
 
 _LAZY = {
     "AdversarialELBO": "adversarial",
@@ -28,8 +28,4 @@ _LAZY = {
 
 __all__ = list(_LAZY)
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

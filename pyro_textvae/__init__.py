@@ -2,7 +2,7 @@
 
 The names below are imported on first use (PEP 562), so ``textvae --help`` does not import torch.
 """
-from importlib import import_module
+from .lazy import lazy_getattr
 
 _LAZY = {
     "TextVAE": "model",
@@ -13,8 +13,4 @@ _LAZY = {
 
 __all__ = list(_LAZY)
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -153,9 +153,9 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _train_runs(args: argparse.Namespace) -> None:
-    curves = _curve_hooks(args.curve_samples)
     if args.resume:
         _check_resume_options(args)
+        curves = _curve_hooks(args.curve_samples)
         from inference.run import resume_trainer
 
         trainer = resume_trainer(args.resume, epochs=args.epochs, distributed=True if args.distributed else None,
@@ -185,6 +185,7 @@ def _train_runs(args: argparse.Namespace) -> None:
     if args.latent == "vmf" and args.objective == "dg" and "mode" not in params:
         params["mode"] = ["joint"]
     train, params = _train_config(args, params)
+    curves = _curve_hooks(args.curve_samples)
     from inference.run import new_trainer
 
     runs = _sweep(params)

@@ -93,6 +93,7 @@ def test_train_defaults_are_the_option_dataclasses_defaults():
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["train", "--epochs", "two"],
+                                  ["train", "--epochs", "0"], ["train", "--resume", "RUN", "--objective", "ae"],
                                   ["sample", "RUN", "-n", "0"], ["evaluate", "RUN", "--iw-samples", "0"]])
 def test_help_and_option_errors_import_neither_torch_nor_pyro(argv):
     code = ("import sys\nfrom pyro_textvae.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n"
@@ -210,3 +211,5 @@ def test_every_name_a_package_exports_on_first_use_resolves(package):
     module = importlib.import_module(package)
     for name in module.__all__:
         assert getattr(getattr(module, name), "__name__", name) == name  # OBJECTIVES is a dict
+    with pytest.raises(AttributeError, match=f"module '{package}' has no attribute 'no_such_name'"):
+        module.no_such_name
