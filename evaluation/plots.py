@@ -21,6 +21,7 @@ Legends sit outside the data panels, so they never cover data or the prior's cir
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -222,6 +223,13 @@ def plot_hole_picture(
     return ax
 
 
+def _wrap_to_width(text: str, width_inches: float, chars_per_inch: float = 14.0) -> str:
+    """``text`` with each line broken at spaces so that it fits ``width_inches`` of 9-point text
+    (about 14 characters an inch)."""
+    width = max(20, int(width_inches * chars_per_inch))
+    return "\n".join(textwrap.fill(line, width) for line in text.split("\n"))
+
+
 def plot_hole_comparison(
     runs: Sequence[tuple[str, SplitPosteriors]],
     dims: Sequence[int] | None = None,
@@ -257,11 +265,13 @@ def plot_hole_comparison(
             handles.setdefault(handle.get_label(), handle)
         ax.set_title(name, fontsize=9)
     rule = "as chosen" if dims is not None else "the most active over the runs, by shared_active_dims"
-    fig.suptitle(f"{_density_title(point, runs[0][1])} on z[{chosen[0]}], z[{chosen[1]}]\n"
-                 f"(the same two dimensions in every panel: {rule})", fontsize=9)
+    title = _wrap_to_width(f"{_density_title(point, runs[0][1])} on z[{chosen[0]}], z[{chosen[1]}]\n"
+                           f"(the same two dimensions in every panel: {rule})", fig.get_figwidth())
+    fig.suptitle(title, fontsize=9)
     ncol = max(1, min(len(handles), int(fig.get_figwidth() / 2.3)))
     legend_rows = -(-len(handles) // ncol)
-    bottom, top = 0.25 + 0.2 * legend_rows, 0.6  # inches for the legend and the title
+    bottom = 0.25 + 0.2 * legend_rows  # inches for the legend
+    top = 0.2 + 0.17 * (title.count("\n") + 1)  # and for the title, a line of 9-point text each
     if own:
         fig.set_figheight(panel_size * rows + bottom + top)
     fig.legend(handles=list(handles.values()), loc="lower center", ncol=ncol, fontsize=8, frameon=False)

@@ -197,6 +197,17 @@ def test_hole_comparison_shows_the_same_dims_in_every_panel_and_one_legend_below
         plot_hole_comparison(runs, columns=0)
 
 
+def test_hole_comparison_title_fits_a_single_narrow_panel():
+    fig = plot_hole_comparison([("only", _posteriors())], panel_size=3.2)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    title = fig._suptitle.get_window_extent(canvas.get_renderer())
+    frame = fig.bbox
+    assert frame.x0 <= title.x0 and title.x1 <= frame.x1 and title.y1 <= frame.y1
+    [panel] = fig.axes
+    assert title.y0 >= panel.get_window_extent().y1  # above the panel, not over it
+
+
 @pytest.mark.parametrize("family, d", [("normal", 32), ("vmf", 3), ("vmf", 8)])
 def test_prior_circles_hold_their_mass(family, d):
     generator = torch.Generator().manual_seed(0)
