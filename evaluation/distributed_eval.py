@@ -6,8 +6,9 @@ batches r, r + W, r + 2W, ... with
 
     log p(x_i) ~= logsumexp_k [log p(x_i, z_k) - log q(z_k | x_i)] - log K,   z_k ~ q(z | x_i)
 
-(:func:`evaluation.likelihood.importance_log_likelihood`; Burda et al. 2016, eq. 8; ``dg-vae.md``
-sec. 5), each batch with torch's RNG seeded from ``(seed, batch number)``, and the per-sentence
+(:func:`evaluation.sentence_likelihood.sentence_log_likelihood`, the estimate of
+:func:`evaluation.likelihood.importance_log_likelihood` for the sentence VAE; Burda et al. 2016,
+eq. 8; ``dg-vae.md`` sec. 5), each batch with torch's RNG seeded from ``(seed, batch number)``, and the per-sentence
 values are all-gathered at the end. Every rank returns the whole split's vector, and it is the
 same vector for any number of ranks (one process included): a batch gets the same sentences and
 the same random numbers wherever it is scored.
@@ -24,10 +25,7 @@ from inference.distributed import gather_rows, rank_and_world_size
 from pyro_textvae.data import EncodedSplit, iterate_batches
 from pyro_textvae.model import TextVAE
 
-from .likelihood import importance_log_likelihood
-
-IW_MEMORY = 2**30
-BYTES_PER_LOGIT = 12  # bf16 logits, their fp32 copy and the fp32 log_softmax, plus room for the LSTM
+from .sentence_likelihood import sentence_log_likelihood
 
 
 def batch_seed(seed: int, batch_number: int) -> int:
@@ -41,31 +39,22 @@ def batches_of_rank(num_sentences: int, batch_size: int, rank: int = 0, world_si
     return len(range(rank, -(-num_sentences // batch_size), world_size))
 
 
-def chunk_for_memory(num_samples: int, tokens: torch.Tensor, vocab_size: int, budget: int = IW_MEMORY) -> int:
-    """The most importance samples of a ``tokens`` batch (B, L) whose decoder outputs fit ``budget``
-    bytes: ``budget // (B (L - 1) V BYTES_PER_LOGIT)``, between 1 and ``num_samples``."""
-    per_sample = tokens.shape[0] * max(tokens.shape[1] - 1, 1) * vocab_size * BYTES_PER_LOGIT
-    return max(1, min(num_samples, budget // per_sample))
-
-
 @torch.no_grad()
 def sharded_log_likelihood(
     vae: TextVAE,
     split: EncodedSplit,
     num_samples: int = 500,
     batch_size: int = 32,
-    chunk_size: int | None = 50,
+    chunk_size: int | None = None,
     device: torch.device | str | None = None,
     seed: int = 0,
-    validate: bool | None = None,
     on_batch: Callable[[], object] | None = None,
 ) -> torch.Tensor:
     """Importance-sampled log p(x_i) of every sentence of ``split``, float64, in the split's order,
     on every rank; each rank scores about ``1/W`` of the batches (dropout off while scoring). The
-    encoder runs once a batch (:meth:`~pyro_textvae.model.TextVAE.guide_from`); ``chunk_size``
-    samples are decoded at a time (None or 0: the most that fit :data:`IW_MEMORY`, :func:`chunk_for_memory`).
-    ``device``: where batches go (default: the model's); ``validate``: Pyro's checks (see
-    :func:`~evaluation.likelihood.importance_log_likelihood`); ``on_batch``: called after each batch
+    encoder runs once a batch and the K samples are drawn at once; ``chunk_size`` samples are
+    decoded at a time (None or 0: :func:`~evaluation.sentence_likelihood.chunk_for_memory`), which
+    changes only the rounding. ``device``: where batches go (default: the model's); ``on_batch``: called after each batch
     this rank scores (a progress bar's ``update``). Torch's global RNG is left as it was."""
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -81,10 +70,7 @@ def sharded_log_likelihood(
             batch = batch.to(device)
             with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
                 torch.manual_seed(batch_seed(seed, number))
-                guide = vae.guide_from(vae.posterior_distribution(batch.tokens, batch.mask))
-                chunk = chunk_size or chunk_for_memory(num_samples, batch.tokens, vae.config.vocab_size)
-                log_px = importance_log_likelihood(vae.model, guide, batch.tokens, batch.mask,
-                                                   num_samples=num_samples, chunk_size=chunk, validate=validate)
+                log_px = sentence_log_likelihood(vae, batch.tokens, batch.mask, num_samples, chunk_size or None)
             scored.append(torch.stack([batch.index.double(), log_px.double()], -1))
             if on_batch is not None:
                 on_batch()

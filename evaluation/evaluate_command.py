@@ -15,7 +15,7 @@ from inference.train_config import launched_by_torchrun
 from pyro_textvae.config import PRECISIONS
 from pyro_textvae.options import at_least
 
-from .evaluate_options import EVALUATE_DEFAULTS, SPLITS
+from .evaluate_options import EVALUATE_DEFAULTS, IW_MEMORY, SPLITS
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -107,7 +107,8 @@ def add_evaluate_commands(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--iw-batch-size", type=at_least(1), default=EVALUATE_DEFAULTS.iw_batch_size, metavar="N",
                           help="sentences per importance-sampling batch")
     evaluate.add_argument("--iw-chunk", type=at_least(0), default=EVALUATE_DEFAULTS.iw_chunk, metavar="N",
-                          help="importance samples evaluated at a time (0: the most that fit 1 GiB)")
+                          help="importance samples decoded at a time (default, or 0: the most that fit "
+                               f"{IW_MEMORY // 2**20} MiB, fewer on the CPU; changes only the rounding)")
     evaluate.add_argument("--prior-samples", type=at_least(1), default=EVALUATE_DEFAULTS.prior_samples, metavar="N",
                           help="prior draws for the hole metrics")
     evaluate.add_argument("--dg-samples", type=at_least(1), default=EVALUATE_DEFAULTS.dg_samples, metavar="M",

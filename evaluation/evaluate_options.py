@@ -11,18 +11,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 SPLITS = ("train", "valid", "test")
+IW_MEMORY = 2**30  # bytes that importance sampling may hold for one batch (sizes the chunk of samples)
 
 
 @dataclass(frozen=True)
 class EvaluateOptions:
     """Defaults of an evaluation: the split, importance sampling (K samples per sentence, batch and
-    chunk sizes), prior draws for the hole metrics, draws per posterior for the density-gap KL,
+    chunk sizes; the chunk None: sized to :data:`IW_MEMORY`), prior draws for the hole metrics, draws per posterior for the density-gap KL,
     decoded prior samples, interpolated pairs, and the seed of every random draw."""
 
     split: str = "test"
     iw_samples: int = 500
     iw_batch_size: int = 32
-    iw_chunk: int = 50
+    iw_chunk: int | None = None
     prior_samples: int = 1000 * 128
     dg_samples: int = 1
     num_generate: int = 1000

@@ -137,10 +137,9 @@ def _elbo_per_sentence(vae: TextVAE, split: EncodedSplit, batch_size: int, devic
 
 def _importance_sampling(vae, split, positions, samples, batch_size, chunk, seed, device, bar) -> dict:
     """NLL / PPL of the sentences at ``positions`` by importance sampling with ``samples`` particles,
-    the batches shared out over the ranks of a process group (:mod:`evaluation.distributed_eval`);
-    Pyro's validation off: the model's sites were checked in training, and the checks cost ~5%."""
+    the batches shared out over the ranks of a process group (:mod:`evaluation.distributed_eval`)."""
     scored = _subset(split, positions)
-    log_px = sharded_log_likelihood(vae, scored, samples, batch_size, chunk, device, seed=seed, validate=False,
+    log_px = sharded_log_likelihood(vae, scored, samples, batch_size, chunk, device, seed=seed,
                                     on_batch=bar.update)
     return negative_log_likelihood_summary(log_px, sum(len(ids) + 1 for ids in scored.ids))
 
@@ -246,7 +245,7 @@ def evaluate_run(
     progress: bool = True,
     batch_size: int = 256,
     iw_batch_size: int = EVALUATE_DEFAULTS.iw_batch_size,
-    iw_chunk: int = EVALUATE_DEFAULTS.iw_chunk,
+    iw_chunk: int | None = EVALUATE_DEFAULTS.iw_chunk,
     dg_samples: int = EVALUATE_DEFAULTS.dg_samples,
     max_length: int | None = None,
     probe_sizes: Sequence[int] = PROBE_SIZES,
@@ -273,7 +272,8 @@ def evaluate_run(
     Returns the dict written to ``eval.json`` (keys as strings, as JSON reads them back); its ``settings`` are
     :func:`evaluation_settings` of this call.
     """
-    settings = {name: _recorded(value) for name, value in locals().items() if name not in _UNRECORDED}
+    settings = {name: _recorded(value) for name, value in locals().items()
+                if name not in _UNRECORDED + _ROUNDING_ONLY}
     _check_options(iw_samples=iw_samples, iw_subset=iw_subset, prior_samples=prior_samples,
                    num_generate=num_generate, num_interpolations=num_interpolations, batch_size=batch_size,
                    iw_batch_size=iw_batch_size, iw_chunk=iw_chunk, dg_samples=dg_samples, max_length=max_length)
@@ -353,6 +353,7 @@ def evaluate_run(
 
 
 _UNRECORDED = ("run", "progress", "device")
+_ROUNDING_ONLY = ("iw_chunk",)  # options that change no number beyond float rounding: not recorded
 
 
 def _recorded(value: Any) -> Any:
@@ -363,7 +364,8 @@ def _recorded(value: Any) -> Any:
 
 def evaluation_settings(**options: Any) -> dict[str, Any]:
     """The options of :func:`evaluate_run` that decide its numbers, defaults filled in: what
-    ``eval.json`` records as ``settings`` (``run``, ``progress`` and ``device`` are left out).
+    ``eval.json`` records as ``settings`` (``run``, ``progress``, ``device`` and ``iw_chunk``, which
+    changes only the rounding, are left out).
     An unknown option raises ``ValueError`` naming it."""
     signature = inspect.signature(evaluate_run)
     unknown = sorted((set(options) - set(signature.parameters)) | (set(options) & set(_UNRECORDED)))
@@ -371,7 +373,7 @@ def evaluation_settings(**options: Any) -> dict[str, Any]:
         valid = sorted(set(signature.parameters) - set(_UNRECORDED))
         raise ValueError(f"unknown evaluation option(s) {unknown}; valid: {valid}")
     return {name: _recorded(options.get(name, parameter.default))
-            for name, parameter in signature.parameters.items() if name not in _UNRECORDED}
+            for name, parameter in signature.parameters.items() if name not in _UNRECORDED + _ROUNDING_ONLY}
 
 
 def evaluation_markdown(result: dict) -> str:

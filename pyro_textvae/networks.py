@@ -72,26 +72,39 @@ class LSTMDecoder(nn.Module):
         c0 = self.init_state(z).unsqueeze(0)
         return torch.tanh(c0), c0
 
-    def step(
+    def step_features(
         self, inputs: torch.Tensor, z: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """One or more teacher-forced steps for flat ``z`` ``(n, d)`` and ``inputs`` ``(n, t)``."""
+        """The inputs of the output layer, ``h_t`` (``[h_t; z]`` with ``skip``), of one or more
+        teacher-forced steps for flat ``z`` ``(n, d)`` and ``inputs`` ``(n, t)``, and the new state."""
         emb = self.drop_in(self.embed(inputs))
         z_steps = z.unsqueeze(1).expand(-1, inputs.shape[1], -1)
         out, state = self.lstm(torch.cat([emb, z_steps], -1), state)
         out = self.drop_out(out)
         if self.skip:
             out = torch.cat([out, z_steps], -1)
+        return out, state
+
+    def step(
+        self, inputs: torch.Tensor, z: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """The logits ``V h_t`` of :meth:`step_features`' steps, and the new state."""
+        out, state = self.step_features(inputs, z, state)
         return self.output(out), state
 
-    def forward(self, tokens: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def features(self, tokens: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """The output layer's inputs for the targets ``tokens[:, 1:]`` (teacher forcing), shape
+        ``(..., B, L - 1, F)`` for ``z`` of shape ``(..., B, d)``: ``forward`` is ``output(features)``."""
         batch, length = tokens.shape
         lead = z.shape[:-2]
         z_flat = z.reshape(-1, z.shape[-1])
         copies = z_flat.shape[0] // batch
         inputs = tokens[:, :-1].repeat(copies, 1) if copies > 1 else tokens[:, :-1]
-        logits, _ = self.step(inputs, z_flat, self.initial_state(z_flat))
-        return logits.reshape(*lead, batch, length - 1, -1)
+        out, _ = self.step_features(inputs, z_flat, self.initial_state(z_flat))
+        return out.reshape(*lead, batch, length - 1, -1)
+
+    def forward(self, tokens: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return self.output(self.features(tokens, z))
 
 
 class BagOfWords(nn.Module):
