@@ -270,7 +270,7 @@ def plot_hole_comparison(
     fig.suptitle(title, fontsize=9)
     ncol = max(1, min(len(handles), int(fig.get_figwidth() / 2.3)))
     legend_rows = -(-len(handles) // ncol)
-    bottom = 0.25 + 0.2 * legend_rows  # inches for the legend
+    bottom = 0.4 + 0.22 * legend_rows  # inches for the legend, below the x labels
     top = 0.2 + 0.17 * (title.count("\n") + 1)  # and for the title, a line of 9-point text each
     if own:
         fig.set_figheight(panel_size * rows + bottom + top)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.transforms import Bbox
 
 from evaluation.arviz_data import (
     NETCDF_NAME,
@@ -116,10 +117,16 @@ def test_aggregate_density_grid_is_the_mixture_of_the_posteriors_marginals():
 
 
 def _legend_clear_of_panels(fig, legend):
-    """The legend's box overlaps no panel's box (so neither data nor the circle labels)."""
-    renderer = FigureCanvasAgg(fig).get_renderer()
+    """The legend's box overlaps no panel's box with its ticks and axis labels (so neither data,
+    the circle labels nor the x label)."""
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
     box = legend.get_window_extent(renderer)
-    return all(not box.overlaps(ax.get_window_extent(renderer)) for ax in fig.axes)
+    parts = [[ax.get_window_extent(renderer), ax.xaxis.get_tightbbox(renderer),
+              ax.yaxis.get_tightbbox(renderer)] for ax in fig.axes]
+    panels = [Bbox.union([box for box in boxes if box is not None]) for boxes in parts]
+    return all(not box.overlaps(panel) for panel in panels)
 
 
 @pytest.mark.parametrize("labels", [True, False])
@@ -351,7 +358,8 @@ def test_length_ppc_plots_observed_and_prior_predictive_with_a_y_axis_and_named_
     legend = ax.get_legend()
     assert sorted(t.get_text() for t in legend.get_texts()) == sorted(PPC_NAMES.values())
     assert min(t.get_fontsize() for t in legend.get_texts()) >= 9
-    assert _legend_clear_of_panels(ax.figure, legend)
+    default = plot_length_ppc(idata)  # at its default size the legend fits beside the axes
+    assert _legend_clear_of_panels(default.figure, default.get_legend())
 
 
 def test_toy_grid_shows_the_aggregated_posterior_density(tmp_path):
