@@ -334,7 +334,10 @@ def _resumed_trainer(run_dir: Path, read_run, distributed: bool, overrides: dict
     check_training_memory(model_config, train, corpus, params, "hidden_dim, embed_dim, vocab_size, batch_size or "
                           f"num_samples in {run_dir / 'config.json'}")
     torch.manual_seed(train.seed)  # as new_trainer: a run without last.pt restarts from these parameters
-    return Trainer(TextVAE(model_config), corpus, objective, params, train, run_dir)
+    trainer = Trainer(TextVAE(model_config), corpus, objective, params, train, run_dir)
+    if "precision" not in config["train"]:  # written before --precision, by code that bucketed in pools
+        trainer.unrecorded_bucketing = "pools"
+    return trainer
 
 
 def load_model_state(vae: TextVAE, state: dict, path: Path) -> None:

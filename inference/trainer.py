@@ -36,6 +36,7 @@ from pyro.infer.util import torch_item
 from tqdm.auto import tqdm
 
 from pyro_textvae.data import Batch, Corpus, EncodedSplit, iterate_batches
+from pyro_textvae.data.batching import BUCKETINGS
 from pyro_textvae.io import (
     CheckpointError,
     append_jsonl,
@@ -134,7 +135,9 @@ class Trainer:
         self.lock: FolderLock | None = None
         self._saved_at = time.monotonic()
         self.state = {"epoch": 0, "batch": 0, "step": 0, "best": math.inf, "bad_epochs": 0, "decays": 0,
-                      "skipped": 0, "sums": {}}
+                      "skipped": 0, "sums": {}, "bucketing": BUCKETINGS[0]}
+        # the bucketing of the epoch of a last.pt that does not record it (set by resume_trainer)
+        self.unrecorded_bucketing = BUCKETINGS[0]
 
     def _model(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         with scale_latent(scale=self.weight), poutine.scale(scale=1.0 / self.num_data):
@@ -282,7 +285,11 @@ class Trainer:
         self.vae.load_state_dict(state["model"])
         self.optim.set_state(state["optim"])
         self.optim.set_lr(float(state["lr"]))
-        self.state = dict(state["trainer"])
+        self.state = {"bucketing": self.unrecorded_bucketing, **state["trainer"]}
+        if self.state["bucketing"] not in BUCKETINGS:
+            raise CheckpointError(f"{path}: its epoch was cut into batches by bucketing {self.state['bucketing']!r}, "
+                                  f"which this version cannot serve ({', '.join(BUCKETINGS)}); resume it with the "
+                                  "version that wrote it")
         step = self.state["step"]
         self.weight = self.schedule(step - 1) if step > 0 else 1.0
         saved = int(state.get("world_size", 1))
@@ -375,7 +382,8 @@ class Trainer:
         cfg, st = self.config, self.state
         epoch, start = st["epoch"], time.perf_counter()
         seed = self._epoch_seed(epoch)
-        batches = iterate_batches(self.train_split, self.global_batch_size, shuffle=True, seed=seed)
+        batches = iterate_batches(self.train_split, self.global_batch_size, shuffle=True, seed=seed,
+                                  bucketing=st["bucketing"])
         bar = tqdm(total=self.steps_per_epoch, initial=st["batch"],
                    desc=f"{self.run_dir.name} epoch {epoch + 1}/{cfg.epochs}",
                    disable=not cfg.progress or not self.is_main, leave=False)
@@ -407,6 +415,7 @@ class Trainer:
             if self._checkpoint_due():
                 self._save_last()
         bar.close()
+        st["bucketing"] = BUCKETINGS[0]  # an epoch begun by older code ends on its batches, the next are this code's
         stepped = bool(st["sums"].get("n:loss"))  # distributed: rank 0 alone keeps a resumed epoch's sums
         if not (any_rank(stepped, self.device) if self.context else stepped):
             raise NonFiniteError(f"every batch of epoch {epoch + 1} was non-finite ({st['skipped']} skipped in all, "

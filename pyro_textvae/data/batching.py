@@ -12,6 +12,11 @@ batches too, so the count of batches is ``ceil(N / batch_size)`` as without buck
 one batch is short. The order of the batches is then shuffled. Equal-length rows need no padding
 and keep the LSTMs on their fused kernels, while the batches stay random; the same seed gives the
 same batches, so an interrupted epoch resumes by skipping the batches already served.
+
+``bucketing="pools"`` serves the order of the versions before exact-length buckets: the shuffled
+order cut into pools of ``POOL_BATCHES`` batches, each pool sorted by length and cut into batches,
+then the order of the batches shuffled. It is kept so that a checkpoint written in the middle of
+such an epoch resumes on the batches that epoch began with.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ import torch
 
 from .corpus import EncodedSplit
 from .vocab import BOS_ID, EOS_ID, PAD_ID, _check_count
+
+BUCKETINGS = ("exact", "pools")
+POOL_BATCHES = 50
 
 @dataclass
 class Batch:
@@ -101,8 +109,18 @@ def _exact_length_batches(order: list[int], lengths: list[int], batch_size: int)
     return batches
 
 
+def _pool_batches(order: list[int], lengths: list[int], batch_size: int) -> list[list[int]]:
+    """``order`` cut into pools of ``POOL_BATCHES`` batches, each sorted by length (stable) and cut into batches."""
+    pool, batches = POOL_BATCHES * batch_size, []
+    for start in range(0, len(order), pool):
+        chunk = sorted(order[start : start + pool], key=lengths.__getitem__)
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    return batches
+
+
 def _batch_order(
-    lengths: list[int], batch_size: int, shuffle: bool, seed: int | None, bucket: bool, drop_last: bool
+    lengths: list[int], batch_size: int, shuffle: bool, seed: int | None, bucket: bool, drop_last: bool,
+    bucketing: str = "exact",
 ) -> list[list[int]]:
     """The positions of every batch of one epoch, in the order they are served."""
     n = len(lengths)
@@ -115,7 +133,8 @@ def _batch_order(
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(n, generator=generator).tolist()
     if bucket:
-        batches = _exact_length_batches(order, lengths, batch_size)
+        cut = _exact_length_batches if bucketing == "exact" else _pool_batches
+        batches = cut(order, lengths, batch_size)
     else:
         batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
     if drop_last:
@@ -132,6 +151,7 @@ def iterate_batches(
     seed: int | None = None,
     bucket: bool = True,
     drop_last: bool = False,
+    bucketing: str = "exact",
 ) -> Iterator[Batch]:
     """One epoch of batches over ``split``; every sentence appears exactly once (unless dropped
     with ``drop_last``, which drops the one short batch).
@@ -139,13 +159,15 @@ def iterate_batches(
     ``shuffle=False``: sorted by length when ``bucket`` (stable, ties in split order), else in
     split order -- deterministic. ``shuffle=True``: random order from ``torch.Generator`` seeded by
     ``seed`` (None: a seed drawn from torch's global generator, so ``torch.manual_seed`` fixes it),
-    bucketed by exact length when ``bucket`` (module docstring). The same arguments
+    bucketed when ``bucket`` as ``bucketing`` says (:data:`BUCKETINGS`, module docstring). The same arguments
     give the same sequence of batches, so an interrupted epoch can be resumed by skipping batches.
     """
     _check_count(batch_size, "batch_size", 1)
     _check_count(seed, "seed", 0, allow_none=True)
+    if bucketing not in BUCKETINGS:
+        raise ValueError(f"bucketing must be one of {', '.join(BUCKETINGS)}, got {bucketing!r}")
     lengths = [len(ids) for ids in split.ids]
-    return _serve(split, _batch_order(lengths, batch_size, shuffle, seed, bucket, drop_last))
+    return _serve(split, _batch_order(lengths, batch_size, shuffle, seed, bucket, drop_last, bucketing))
 
 
 def _serve(split: EncodedSplit, order: list[list[int]]) -> Iterator[Batch]:
