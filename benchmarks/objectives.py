@@ -25,10 +25,10 @@ import pyro
 import torch
 
 from inference.objectives import OBJECTIVES, get_objective
-from inference.run import load_corpus
 from inference.trainer import TrainConfig, Trainer
 from pyro_textvae.data import Corpus, iterate_batches
 from pyro_textvae.model import TextVAE, TextVAEConfig
+from pyro_textvae.run_folder import load_corpus
 
 SHORT_YELP = Path(__file__).resolve().parents[2] / "shared" / "data" / "short_yelp"
 PAPER_SIZES = {"embed_dim": 128, "hidden_dim": 512, "latent_dim": 32}

@@ -32,10 +32,10 @@ import numpy as np
 import torch
 from torch.distributions import Independent, Normal
 
-from inference.run import Run
 from pyro_textvae.data import Corpus, EncodedSplit, make_batch
 from pyro_textvae.io import file_mode
 from pyro_textvae.model import TextVAE
+from pyro_textvae.run_folder import Run
 
 from .generation import decode, posterior_center
 from .latent_metrics import active_units, hole_metrics, posterior_kl_per_dim
@@ -63,7 +63,7 @@ def _model_and_corpus(run_or_model, corpus: Corpus | None) -> tuple[TextVAE, Cor
     vae, run_corpus = getattr(run_or_model, "vae", None), getattr(run_or_model, "corpus", None)
     if not isinstance(vae, TextVAE) or not isinstance(run_corpus, Corpus):
         raise TypeError(
-            "to_inference_data: run_or_model must be an inference.run.Run, a (TextVAE, Corpus) pair or a "
+            "to_inference_data: run_or_model must be an pyro_textvae.run_folder.Run, a (TextVAE, Corpus) pair or a "
             "TextVAE with corpus=, "
             f"got {type(run_or_model).__name__}"
         )
@@ -124,7 +124,7 @@ def to_inference_data(
 ) -> az.InferenceData:
     """ArviZ InferenceData of a run's posteriors (groups and dims: see the module docstring).
 
-    :param run_or_model: an :class:`inference.run.Run` (from ``open_run``), a ``(TextVAE, Corpus)``
+    :param run_or_model: an :class:`pyro_textvae.run_folder.Run` (from ``open_run``), a ``(TextVAE, Corpus)``
         pair, or a ``TextVAE`` with its ``corpus``.
     :param sentences: how many sentences of ``split`` to draw at random (seeded), or their positions.
     :param draws, chains: ``chains * draws`` independent draws per sentence from q(z|x) and from

@@ -93,7 +93,7 @@ class CheckpointAccount:
 def account_checkpoint(run_dir: str | Path, name: str, seed: int = 0, max_length: int = 30) -> CheckpointAccount:
     """:class:`CheckpointAccount` of ``run_dir/<name>.pt`` (``name``: best or last) of a run on the
     synthetic corpus (labels ``topicK-pos|neg``)."""
-    from inference.run import open_run
+    from pyro_textvae.run_folder import open_run
 
     from .arviz_data import token_overlap
 

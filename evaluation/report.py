@@ -33,18 +33,18 @@ from tqdm.auto import tqdm
 from inference.density_gap import density_gap_kl
 from inference.distributed import rank_and_world_size
 from inference.elbo import elbo_terms
-from inference.run import Run
 from pyro_textvae.data import EncodedSplit, iterate_batches, num_batches
 from pyro_textvae.distributions import HypersphericalUniform, VonMisesFisher
 from pyro_textvae.io import atomic_write_bytes, save_json
 from pyro_textvae.model import TextVAE
+from pyro_textvae.run_folder import Run
 
 from .distributed_eval import batches_of_rank, sharded_log_likelihood
 from .evaluate_options import EVALUATE_DEFAULTS
 from .generation import decode, posterior_center
+from .label_probe import PROBE_SIZES, probe_split
 from .latent_metrics import active_units, hole_metrics, mutual_information
 from .likelihood import negative_log_likelihood_summary
-from .label_probe import PROBE_SIZES, probe_split
 from .tables import COLUMNS, eval_filename, markdown_table, metric_value
 from .text_metrics import bleu_precision_recall, interpolation_scores
 

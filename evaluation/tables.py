@@ -151,7 +151,7 @@ def compare_runs(run_dirs: Sequence[str | Path], out_prefix: str | Path | None =
 
 def table_from_results_csv(path: str | Path, columns: Sequence[str] | None = None) -> str:
     """The Markdown table of a ``results.csv`` (``method``, ``seeds`` and ``NAME mean`` / ``NAME std``
-    columns, as :func:`evaluation.experiment.write_results` writes it), the ``columns`` named (default:
+    columns, as :func:`pyro_textvae.cli.experiment_runner.write_results` writes it), the ``columns`` named (default:
     every metric in the file) formatted by :func:`format_mean_std`; an unknown column raises
     ``ValueError`` naming the file."""
     with open(path, newline="") as handle:

@@ -31,10 +31,11 @@ import pyro
 import torch
 
 from inference.gradient_norms import term_gradient_norms
-from inference.run import load_model_state, new_trainer, resume_trainer
+from inference.run import new_trainer, resume_trainer
 from inference.trainer import TrainConfig
 from pyro_textvae.data import iterate_batches
 from pyro_textvae.io import load_checkpoint, read_jsonl
+from pyro_textvae.run_folder import load_model_state
 
 MODEL = {"embed_dim": 128, "hidden_dim": 512, "latent_dim": 32, "dropout_in": 0.5, "dropout_out": 0.5}
 TRAIN = {"batch_size": 32, "optimizer": "adam", "lr": 1e-3, "clip_norm": 5.0, "validate_args": False}

@@ -32,9 +32,9 @@ from evaluation.plots import (
     plot_sentence_posteriors,
     save_figure,
 )
-from inference.run import open_run
 from inference.trainer import TrainConfig
 from pyro_textvae.io import save_json
+from pyro_textvae.run_folder import open_run
 
 
 def train_examples(folder: Path, epochs: int, seed: int = 0) -> list[Path]:

@@ -28,13 +28,17 @@ from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
+
 try:
     from torch.distributed._functional_collectives import all_gather_single
 except ImportError:  # torch < 2.13: the same differentiable all-gather under its earlier name
-    from torch.distributed._functional_collectives import all_gather_tensor_autograd as all_gather_single
+    from torch.distributed._functional_collectives import (
+        all_gather_tensor_autograd as all_gather_single,
+    )
 from torch.distributions import Distribution, Independent
 
 from pyro_textvae.data import Batch
+from pyro_textvae.devices import resolve_device
 
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 T = TypeVar("T")
@@ -72,29 +76,6 @@ def close_distributed() -> None:
         dist.barrier()
         dist.destroy_process_group()
 
-
-def resolve_device(device: str, local_rank: int = 0, local_world_size: int = 1) -> torch.device:
-    """``"cpu"`` stays; ``"cuda"`` becomes ``cuda:LOCAL_RANK`` (one GPU per process on a node);
-    ``"cuda:K"`` is kept as given, and refused when several processes share the node (they would
-    all land on GPU K)."""
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as error:
-        raise ValueError(f"--device {device!r} is not a torch device: {error}") from None
-    if resolved.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"--device {device!r} but CUDA is not available on this machine")
-        if resolved.index is not None and local_world_size > 1:
-            raise ValueError(f"--device {device!r} names one GPU for {local_world_size} processes on this node; "
-                             "pass --device cuda (process K takes GPU K)")
-        if resolved.index is None:
-            resolved = torch.device("cuda", local_rank)
-        if resolved.index >= torch.cuda.device_count():
-            visible = torch.cuda.device_count()
-            raise ValueError(f"--device resolves to {resolved} but only {visible} GPU(s) are visible")
-    elif resolved.type != "cpu":
-        raise ValueError(f"--device must be cpu, cuda or cuda:K, got {device!r}")
-    return resolved
 
 
 def init_process_group() -> None:

@@ -7,7 +7,7 @@ import os
 from dataclasses import asdict, dataclass
 
 from pyro_textvae.config import DEFAULT_PRECISION, check_precision
-from pyro_textvae.demo import SYNTHETIC_EPOCHS, SYNTHETIC_SIZES
+from pyro_textvae.demo import SYNTHETIC_DEFAULTS, SYNTHETIC_EPOCHS
 
 from .protocol import PAPER_SCHEDULE, PlateauSchedule
 
@@ -23,7 +23,6 @@ __all__ = [
 OPTIMIZER_NAMES = ("sgd", "adam")
 DEFAULT_LR = {"sgd": 0.5, "adam": 1e-3}  # the paper's, by optimiser
 CHECKPOINT_MINUTES = 10.0  # last.pt at least this often (minutes of training), besides every epoch
-SYNTHETIC_DEFAULTS = {**SYNTHETIC_SIZES, "seed": 0}  # the synthetic corpus a run's config names
 
 
 def launched_by_torchrun() -> bool:

@@ -12,6 +12,7 @@ Every option the user gives overrides these; with ``--data`` the paper's default
 from __future__ import annotations
 
 SYNTHETIC_SIZES = {"num_train": 10_000, "num_valid": 500, "num_test": 500, "num_topics": 4}
+SYNTHETIC_DEFAULTS = {**SYNTHETIC_SIZES, "seed": 0}  # the synthetic corpus a run's config names
 SYNTHETIC_EPOCHS = 10
 SYNTHETIC_MODEL = {"hidden_dim": 256}
 SYNTHETIC_OPTIMIZER = "adam"

@@ -23,9 +23,9 @@ from evaluation.arviz_data import (
     token_overlap,
 )
 from evaluation.generation import decode
-from inference.run import Run
 from pyro_textvae.data import make_batch
 from pyro_textvae.io import file_mode, save_json
+from pyro_textvae.run_folder import Run
 
 
 @pytest.fixture

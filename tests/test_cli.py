@@ -9,9 +9,9 @@ import torch
 
 from evaluation.generation import decode, posterior_center
 from inference.elbo import elbo_terms
-from inference.run import open_run
 from pyro_textvae.cli import main
 from pyro_textvae.data import make_batch, write_synthetic
+from pyro_textvae.run_folder import open_run
 
 TINY = ["--synthetic-train", "64", "--embed-dim", "8", "--hidden-dim", "16", "--latent-dim", "3",
         "--batch-size", "16", "--optimizer", "adam", "--no-progress"]

@@ -16,7 +16,8 @@ import torch
 
 from evaluation.evaluate_options import EVALUATE_DEFAULTS
 from inference.train_config import SYNTHETIC_DEFAULTS, SYNTHETIC_EPOCHS, TrainConfig
-from pyro_textvae.cli import _model_options, _train_config, build_parser, main
+from pyro_textvae.cli import build_parser, main
+from pyro_textvae.cli.train import _model_options, _train_config
 from pyro_textvae.config import TextVAEConfig
 from pyro_textvae.demo import SYNTHETIC_MODEL, SYNTHETIC_OPTIMIZER
 

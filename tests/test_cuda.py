@@ -19,12 +19,13 @@ import torch
 from evaluation.likelihood import importance_log_likelihood
 from evaluation.report import evaluate_run
 from inference.distributed import close_distributed
-from inference.run import new_trainer, open_run, resume_trainer
+from inference.run import new_trainer, resume_trainer
 from inference.trainer import TrainConfig, Trainer
 from pyro_textvae.data import iterate_batches, synthetic_corpus
 from pyro_textvae.distributions import VonMisesFisher
 from pyro_textvae.io import load_checkpoint
 from pyro_textvae.model import TextVAE, TextVAEConfig
+from pyro_textvae.run_folder import open_run
 
 from .conftest import SMALL
 from .test_distributed import _free_port, _objective, common_noise

@@ -12,9 +12,10 @@ import torch
 import torch.distributed as dist
 
 from evaluation.generation import _indexed
-from inference.distributed import init_distributed, resolve_device
+from inference.distributed import init_distributed
 from inference.run import new_trainer, resume_trainer
 from inference.trainer import TrainConfig
+from pyro_textvae.devices import resolve_device
 from pyro_textvae.io import load_checkpoint, restore_rng_state, rng_state
 
 from .conftest import SMALL

@@ -13,13 +13,13 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.text import Text
 
-from evaluation.experiment import (
-    load_experiment,
-    write_results,
-)
 from evaluation.scatter import plot_collapse_against_holes
 from evaluation.tables import COLUMNS
 from pyro_textvae.cli import main
+from pyro_textvae.cli.experiment_runner import (
+    load_experiment,
+    write_results,
+)
 from pyro_textvae.io import load_json
 
 CONFIG = """

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from evaluation.label_probe import linear_probe, probe_positions
 from evaluation.report import evaluate_run, evaluation_settings
 from evaluation.tables import COLUMNS, metric_value
-from inference.run import new_trainer, open_run
+from inference.run import new_trainer
 from inference.trainer import TrainConfig
+from pyro_textvae.run_folder import open_run
 
 from .conftest import SMALL
 

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-import inference.memory as memory
-from inference.memory import parameter_count, training_estimate
+import pyro_textvae.memory as memory
+from pyro_textvae.memory import parameter_count, training_estimate
 from pyro_textvae.model import TextVAE, TextVAEConfig
 
 from .test_run_files import TINY, refused, run, trained  # noqa: F401  (fixtures)

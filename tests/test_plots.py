@@ -23,7 +23,6 @@ from evaluation.arviz_data import (
     load_inference_data,
     to_inference_data,
 )
-from evaluation.explore_command import EXPLORE_CONFIG, add_explore_commands
 from evaluation.plots import (
     aggregate_density_grid,
     most_active_dims,
@@ -48,9 +47,11 @@ from evaluation.toy import (
     toy_kl_records,
     train_toy_objectives,
 )
-from inference.run import new_trainer, open_run
+from inference.run import new_trainer
 from inference.trainer import TrainConfig
+from pyro_textvae.cli.explore import EXPLORE_CONFIG, add_explore_commands
 from pyro_textvae.io import CheckpointError
+from pyro_textvae.run_folder import open_run
 
 from .conftest import SMALL
 

@@ -11,11 +11,11 @@ from pyro import poutine
 from pyro.infer import SVI, Trace_ELBO
 
 from inference.optim import ClippedOptim
-from inference.run import open_run
 from pyro_textvae import precision as precision_module
 from pyro_textvae.cli import main
 from pyro_textvae.data import make_batch
 from pyro_textvae.precision import autocast, bf16_supported, effective_precision
+from pyro_textvae.run_folder import open_run
 
 needs_bf16 = pytest.mark.skipif(not bf16_supported("cpu"), reason="this CPU has no native bf16")
 TINY = ["--synthetic-train", "64", "--embed-dim", "8", "--hidden-dim", "16", "--latent-dim", "3",

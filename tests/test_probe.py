@@ -16,11 +16,12 @@ from evaluation.probe import (
     synthetic_factors,
     synthetic_probes,
 )
-from inference.run import new_trainer, open_run
+from inference.run import new_trainer
 from inference.train_config import TrainConfig
 from pyro_textvae.cli import main
 from pyro_textvae.demo import SYNTHETIC_OPTIMIZER, SYNTHETIC_SIZES
 from pyro_textvae.io import load_checkpoint
+from pyro_textvae.run_folder import open_run
 
 # The demo, reduced: the main job's objective, optimiser, validation and test splits and latent size,
 # with 2,000 training sentences, a 64-unit LSTM and 3 epochs (about 10 s of CPU on one thread).

@@ -9,16 +9,17 @@ import shutil
 import pytest
 import torch
 
-from evaluation.evaluate_command import add_evaluate_commands
 from evaluation.report import collect_posteriors, evaluate_run, iw_subset_positions
 from evaluation.tables import COLUMNS, compare_runs, format_mean_std, metric_value
 from inference.elbo import elbo_terms
-from inference.run import Run, new_trainer, open_run
+from inference.run import new_trainer
 from inference.trainer import TrainConfig
 from pyro_textvae.cli import main
+from pyro_textvae.cli.evaluate import add_evaluate_commands
 from pyro_textvae.data import iterate_batches, make_batch
 from pyro_textvae.io import CheckpointError, load_json
 from pyro_textvae.model import TextVAE, TextVAEConfig
+from pyro_textvae.run_folder import Run, open_run
 
 from .conftest import SMALL
 

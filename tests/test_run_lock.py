@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from inference.run import open_run
 from pyro_textvae.cli import main
 from pyro_textvae.io import load_checkpoint
+from pyro_textvae.run_folder import open_run
 
 from .test_run_files import TINY, refused
 

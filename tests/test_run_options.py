@@ -5,8 +5,9 @@ import re
 
 import pytest
 
-from inference.run import load_corpus, new_trainer
+from inference.run import new_trainer
 from inference.trainer import TrainConfig
+from pyro_textvae.run_folder import load_corpus
 
 from .conftest import SMALL
 

@@ -17,10 +17,11 @@ from pyro.poutine.messenger import Messenger
 import inference.trainer as trainer_module
 from inference.handlers import scale_latent
 from inference.optim import ClippedOptim
-from inference.run import new_trainer, open_run, resume_trainer
+from inference.run import new_trainer, resume_trainer
 from inference.schedules import ConstantSchedule, CyclicalSchedule, LinearWarmup
 from inference.trainer import TrainConfig
 from pyro_textvae.io import CheckpointError, load_checkpoint, read_jsonl
+from pyro_textvae.run_folder import open_run
 
 from .conftest import SMALL
 

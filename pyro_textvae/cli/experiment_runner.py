@@ -43,25 +43,25 @@ import unicodedata
 from pathlib import Path
 from typing import Any
 
-from inference.objectives import get_objective
-from inference.protocol import named_schedule
-from inference.run import check_data_options, load_corpus, new_trainer, open_run, resume_trainer
-from inference.trainer import TrainConfig
-from pyro_textvae.io import atomic_write_bytes, dataclass_from_dict, load_json
-from pyro_textvae.lock import FolderLock
-from pyro_textvae.model import TextVAEConfig
-
-from .figures import save_figure
-from .curves import curve_metrics, plot_curves, read_histories
-from .report import evaluate_run, evaluation_settings
-from .scatter import plot_collapse_against_holes
-from .tables import (
+from evaluation.curves import curve_metrics, plot_curves, read_histories
+from evaluation.figures import save_figure
+from evaluation.report import evaluate_run, evaluation_settings
+from evaluation.scatter import plot_collapse_against_holes
+from evaluation.tables import (
     COLUMNS,
     eval_filename,
     format_mean_std,
     markdown_table,
     metric_value,
 )
+from inference.objectives import get_objective
+from inference.protocol import named_schedule
+from inference.run import new_trainer, resume_trainer
+from inference.trainer import TrainConfig
+from pyro_textvae.io import atomic_write_bytes, dataclass_from_dict, load_json
+from pyro_textvae.lock import FolderLock
+from pyro_textvae.model import TextVAEConfig
+from pyro_textvae.run_folder import check_data_options, load_corpus, open_run
 
 SECTIONS = {"out", "seeds", "data", "model", "schedule", "train", "evaluate", "methods", "plots"}
 METHOD_KEYS = {"name", "objective", "params", "model", "train"}
@@ -349,8 +349,8 @@ def _hole_pictures(out: Path, config: dict, results: dict[str, list[dict]]) -> N
     """``holes.png``: a panel per method, from the first seed whose run folder still has its
     ``best.pt``; methods without one (small files only) are left out and named on stderr, and
     with none at all ``holes.png`` is not written."""
-    from .arviz_data import encode_split
-    from .plots import plot_hole_comparison
+    from evaluation.arviz_data import encode_split
+    from evaluation.plots import plot_hole_comparison
 
     split = config.get("evaluate", {}).get("split", "test")
     chosen = {name: next((_run_dir(out, name, r["seed"]) for r in runs

@@ -25,7 +25,7 @@ import io
 from collections.abc import Sequence
 from pathlib import Path
 
-from pyro_textvae.options import at_least
+from .options import at_least
 
 EXPLORE_CONFIG = "explore_config.json"
 EXPLORE_OPTIONS = ("split", "sentences", "draws", "chains", "dims", "point", "label_names", "prior_samples",
@@ -113,16 +113,14 @@ def _run_names(paths: Sequence[str]) -> list[str]:
 
 def _explore_run(run, out: Path, args: argparse.Namespace):
     """Every picture and CSV of one opened run into ``out``; returns its :class:`SplitPosteriors`."""
-    from pyro_textvae.io import atomic_write_bytes
-
-    from .arviz_data import (
+    from evaluation.arviz_data import (
         dimension_statistics,
         encode_split,
         posterior_summary,
         save_inference_data,
         to_inference_data,
     )
-    from .plots import (
+    from evaluation.plots import (
         plot_dimension_bars,
         plot_hole_picture,
         plot_length_ppc,
@@ -130,6 +128,7 @@ def _explore_run(run, out: Path, args: argparse.Namespace):
         plot_sentence_posteriors,
         save_figure,
     )
+    from pyro_textvae.io import atomic_write_bytes
 
     out.mkdir(parents=True, exist_ok=True)
     print(f"{run.path}: drawing {args.chains} x {args.draws} posterior and prior samples of {args.sentences} "
@@ -176,10 +175,9 @@ def explore_command(args: argparse.Namespace) -> None:
     folder raises CheckpointError (from ``open_run``)."""
     import matplotlib
 
-    from inference.run import open_run
+    from evaluation.plots import plot_hole_comparison, save_figure
     from pyro_textvae.io import save_json
-
-    from .plots import plot_hole_comparison, save_figure
+    from pyro_textvae.run_folder import open_run
 
     matplotlib.use("Agg")
     out = Path(args.out)
@@ -204,10 +202,8 @@ def toy_command(args: argparse.Namespace) -> None:
     the ``config.json`` and ``metrics.json`` of the module docstring."""
     import matplotlib
 
-    from pyro_textvae.io import save_json
-
-    from .plots import plot_toy_grid, save_figure
-    from .toy import (
+    from evaluation.plots import plot_toy_grid, save_figure
+    from evaluation.toy import (
         TOY_KL_COLUMNS,
         TOY_OBJECTIVES,
         TOY_PARAMS,
@@ -215,6 +211,7 @@ def toy_command(args: argparse.Namespace) -> None:
         toy_kl_records,
         train_toy_objectives,
     )
+    from pyro_textvae.io import save_json
 
     matplotlib.use("Agg")
     objectives = TOY_OBJECTIVES if not args.objectives else tuple(n.strip() for n in args.objectives.split(","))

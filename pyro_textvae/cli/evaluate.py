@@ -11,11 +11,11 @@ import argparse
 import contextlib
 from pathlib import Path
 
+from evaluation.evaluate_options import EVALUATE_DEFAULTS, IW_MEMORY, SPLITS
 from inference.train_config import launched_by_torchrun
 from pyro_textvae.config import PRECISIONS
-from pyro_textvae.options import at_least
 
-from .evaluate_options import EVALUATE_DEFAULTS, IW_MEMORY, SPLITS
+from .options import at_least
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -44,11 +44,10 @@ def _evaluate_on(args: argparse.Namespace, device) -> None:
 
 
 def _evaluate_locked(args: argparse.Namespace, device) -> None:
+    from evaluation.report import evaluate_run
+    from evaluation.tables import eval_filename
     from inference.distributed import rank_and_world_size
-    from inference.run import open_run
-
-    from .report import evaluate_run
-    from .tables import eval_filename
+    from pyro_textvae.run_folder import open_run
 
     options = {name: getattr(args, name) for name in (
         "split", "iw_samples", "iw_subset", "prior_samples", "num_generate", "num_interpolations", "seed",
@@ -66,9 +65,8 @@ def _evaluate_locked(args: argparse.Namespace, device) -> None:
 def _check_not_replacing(path: Path, options: dict, overwrite: bool) -> None:
     """Refuse to replace an evaluation made with other settings (a K = 500 run is not lost to a
     quick K = 10 one) unless ``overwrite``; the same settings give the same numbers, so they may."""
+    from evaluation.report import evaluation_settings
     from pyro_textvae.io import load_json
-
-    from .report import evaluation_settings
 
     if overwrite or not path.is_file():
         return
@@ -83,7 +81,7 @@ def _check_not_replacing(path: Path, options: dict, overwrite: bool) -> None:
 def _compare(args: argparse.Namespace) -> None:
     """Handler of ``textvae compare``: print the table; with ``--out PREFIX`` also write it as
     ``PREFIX.md`` and ``PREFIX.csv``."""
-    from .tables import compare_runs
+    from evaluation.tables import compare_runs
 
     table = compare_runs(args.runs, out_prefix=args.out, split=args.split)
     print(table.markdown(), end="")

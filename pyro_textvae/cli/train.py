@@ -1,23 +1,16 @@
-"""The ``textvae`` command line: train, resume, reconstruct, sample, evaluate, compare, explore, toy,
-experiment.
+"""``textvae train``: train a sentence VAE into a run folder, or continue one (``--resume``).
 
-``textvae train`` with no ``--data`` trains on the embedded synthetic corpus, so the bare command
-runs anywhere in a few minutes. Every command takes ``--seed``; a run writes its config, metrics
-and checkpoints into one folder (``--out``). The parser is built without importing torch, Pyro
-or ArviZ (each handler imports what it needs), so ``--help`` and option errors answer at once.
+``textvae train`` with no ``--data`` trains on the embedded synthetic corpus
+(:mod:`pyro_textvae.demo`), so the bare command runs anywhere in a few minutes. A ``--param``
+with a comma list trains one run per value. Every option is checked before torch is imported.
 """
 from __future__ import annotations
 
 import argparse
 import os
-import sys
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from evaluation.evaluate_command import add_evaluate_commands
-from evaluation.experiment_command import add_experiment_commands
-from evaluation.explore_command import add_explore_commands
 from inference.train_config import (
     DEFAULT_LR,
     OPTIMIZER_NAMES,
@@ -27,14 +20,9 @@ from inference.train_config import (
 )
 from pyro_textvae.config import DEFAULT_MAX_LENGTH, LATENTS, PRECISIONS, TextVAEConfig
 from pyro_textvae.demo import SYNTHETIC_MODEL, SYNTHETIC_OPTIMIZER
-from pyro_textvae.errors import CheckpointError, NonFiniteError
-from pyro_textvae.options import Parser, at_least, positive_float
 
-DESCRIPTION = """Sentence VAEs in Pyro without posterior collapse or holes: DG-VAE and its baselines.
+from .options import Parser, at_least
 
-Train a run folder with `textvae train`, then evaluate, sample, reconstruct or explore it;
-`textvae experiment` trains and evaluates a list of objectives from a TOML file.
-`textvae COMMAND --help` lists a command's options and their defaults."""
 DG_ALIASES = {"dg_samples": "num_samples", "agg_size": "agg_size", "dg_mode": "mode", "dg_agg": "agg",
               "warmup_epochs": "warmup_epochs"}
 
@@ -281,116 +269,9 @@ def _report(record: dict, run_dir: Path) -> None:
     print("\n".join(run_account_lines(run_dir)), flush=True)
 
 
-def _decoding_generator(args: argparse.Namespace):
-    """The ``torch.Generator`` of ``--strategy sample`` on ``--device``, seeded with ``--seed``."""
-    import torch
-
-    return torch.Generator(device=args.device).manual_seed(args.seed)
-
-
-def _reconstruct(args: argparse.Namespace) -> None:
-    """``textvae reconstruct``: decode each sentence from its posterior center (``mu`` or the vMF
-    mean direction); ``--strategy sample`` draws its words from a generator seeded with ``--seed``."""
-    import torch
-
-    from evaluation.generation import decode, posterior_center
-    from inference.run import open_run
-    from pyro_textvae.data import make_batch
-
-    if any(not sentence.split() for sentence in args.sentences):
-        raise ValueError("reconstruct: an empty sentence")
-    run = open_run(args.run, checkpoint=args.checkpoint, device=args.device)
-    vocab = run.corpus.vocab
-    unknown = sorted({word for sentence in args.sentences for word in sentence.split() if word not in vocab})
-    if unknown:
-        print(f"textvae reconstruct: not in the vocabulary of {args.run}, read as <unk>: {' '.join(unknown)}",
-              file=sys.stderr)
-    generator = _decoding_generator(args)
-    for sentence in args.sentences:
-        batch = make_batch([vocab.encode(sentence.split())]).to(args.device)
-        with torch.no_grad():
-            z = posterior_center(run.vae.posterior_distribution(batch.tokens, batch.mask))
-        out = decode(run.vae, z, args.strategy, args.max_length, args.beam_width, generator=generator)
-        print(" ".join(vocab.decode(out[0])))
-
-
-def _sample(args: argparse.Namespace) -> None:
-    """``textvae sample``: decode ``-n`` prior draws; the draws (``torch.manual_seed``) and the
-    words of ``--strategy sample`` (a generator) both follow ``--seed``."""
-    import torch
-
-    from evaluation.generation import decode
-    from inference.run import open_run
-
-    run = open_run(args.run, checkpoint=args.checkpoint, device=args.device)
-    torch.manual_seed(args.seed)
-    z = run.vae.prior(args.n, args.device).sample()
-    for ids in decode(run.vae, z, args.strategy, args.max_length, args.beam_width, args.temperature,
-                      _decoding_generator(args)):
-        print(" ".join(run.corpus.vocab.decode(ids)))
-
-
-def _objectives(args: argparse.Namespace) -> None:
-    from inference.objectives import OBJECTIVES
-
-    for objective in OBJECTIVES.values():
-        params = ", ".join(f"{k}={v}" for k, v in objective.defaults.items()) or "-"
-        print(f"{objective.name:20s} {objective.description}\n{'':20s} parameters: {params}")
-
-
-def _add_decoding(p: argparse.ArgumentParser, seed_help: str) -> None:
-    p.add_argument("--strategy", choices=["greedy", "sample", "beam"], default="greedy",
-                   help="most likely word, a word drawn from the softmax, or beam search")
-    p.add_argument("--beam-width", type=at_least(1), default=5, help="beams of --strategy beam")
-    p.add_argument("--max-length", type=at_least(1), default=30, help="words decoded at most")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K")
-    p.add_argument("--checkpoint", choices=["best", "last"], default="best",
-                   help="best.pt (lowest validation -ELBO; `textvae train` says its epoch) or last.pt")
-    p.add_argument("--seed", type=at_least(0), default=0, help=seed_help)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The ``textvae`` argument parser with one sub-command per task (no torch imported)."""
-    parser = Parser(prog="textvae", description=DESCRIPTION)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    train = sub.add_parser("train", help="train a sentence VAE into a run folder", description=(
+def add_train_command(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``textvae train``."""
+    train = subparsers.add_parser("train", help="train a sentence VAE into a run folder", description=(
         "Train a sentence VAE into a run folder (config.json, vocab.json, metrics.jsonl, best.pt, last.pt)."))
     _add_train_arguments(train)
     train.set_defaults(func=_train)
-    rec = sub.add_parser("reconstruct", help="encode sentences and decode them back",
-                         description="Encode each sentence, decode it from its posterior center.")
-    rec.add_argument("run", help="run folder")
-    rec.add_argument("sentences", nargs="+", metavar="SENTENCE", help="words separated by spaces")
-    _add_decoding(rec, "seed of the words drawn by --strategy sample")
-    rec.set_defaults(func=_reconstruct)
-    sample = sub.add_parser("sample", help="decode sentences from prior samples",
-                            description="Draw z from the prior and decode each draw.")
-    sample.add_argument("run", help="run folder")
-    sample.add_argument("-n", type=at_least(1), default=10, help="prior draws decoded")
-    sample.add_argument("--temperature", type=positive_float, default=1.0,
-                        help="softmax temperature of --strategy sample")
-    _add_decoding(sample, "seed of the prior draws and of the words drawn by --strategy sample")
-    sample.set_defaults(func=_sample)
-    objectives = sub.add_parser("objectives", help="list the objectives and their parameters",
-                                description="List every objective, its parameters and their defaults.")
-    objectives.set_defaults(func=_objectives)
-    add_evaluate_commands(sub)
-    add_explore_commands(sub)
-    add_experiment_commands(sub)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``textvae`` console script; errors in input end with one clear message."""
-    args = build_parser().parse_args(argv)
-    warnings.filterwarnings("ignore", message="Encountered NaN")  # Pyro's; the trainer names the step and term
-    try:
-        args.func(args)
-    except (CheckpointError, FileExistsError, ValueError, NonFiniteError) as error:  # a CorpusError is a ValueError
-        print(f"textvae {args.command}: error: {error}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

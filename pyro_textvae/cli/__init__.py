@@ -1,0 +1,57 @@
+"""The ``textvae`` command line, the application layer: the parser, ``main`` and one module a
+command (``train``, ``reconstruct`` and ``sample`` in :mod:`.decode`, ``objectives``, ``evaluate``
+and ``compare`` in :mod:`.evaluate`, ``explore`` and ``toy`` in :mod:`.explore`, ``experiment``).
+
+It alone imports all three packages (:mod:`pyro_textvae`, :mod:`inference`, :mod:`evaluation`);
+no library module imports it (the import contract in ``pyproject.toml``). Every command takes
+``--seed``; a run writes its config, metrics and checkpoints into one folder (``--out``). The
+parser is built without importing torch, Pyro or ArviZ (each handler imports what it needs), so
+``--help`` and option errors answer at once.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Sequence
+
+from pyro_textvae.errors import CheckpointError, NonFiniteError
+
+from .decode import add_decode_commands
+from .evaluate import add_evaluate_commands
+from .experiment import add_experiment_commands
+from .explore import add_explore_commands
+from .objectives import add_objectives_command
+from .options import Parser
+from .train import add_train_command
+
+DESCRIPTION = """Sentence VAEs in Pyro without posterior collapse or holes: DG-VAE and its baselines.
+
+Train a run folder with `textvae train`, then evaluate, sample, reconstruct or explore it;
+`textvae experiment` trains and evaluates a list of objectives from a TOML file.
+`textvae COMMAND --help` lists a command's options and their defaults."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``textvae`` argument parser with one sub-command per task (no torch imported)."""
+    parser = Parser(prog="textvae", description=DESCRIPTION)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_train_command(sub)
+    add_decode_commands(sub)
+    add_objectives_command(sub)
+    add_evaluate_commands(sub)
+    add_explore_commands(sub)
+    add_experiment_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``textvae`` console script; errors in input end with one clear message."""
+    args = build_parser().parse_args(argv)
+    warnings.filterwarnings("ignore", message="Encountered NaN")  # Pyro's; the trainer names the step and term
+    try:
+        args.func(args)
+    except (CheckpointError, FileExistsError, ValueError, NonFiniteError) as error:  # a CorpusError is a ValueError
+        print(f"textvae {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    return 0
