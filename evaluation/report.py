@@ -35,6 +35,7 @@ from inference.distributed import rank_and_world_size
 from inference.elbo import elbo_terms
 from pyro_textvae.data import EncodedSplit, iterate_batches, num_batches
 from pyro_textvae.distributions import HypersphericalUniform, VonMisesFisher
+from pyro_textvae.errors import OptionError, OptionName
 from pyro_textvae.io import atomic_write_bytes, save_json
 from pyro_textvae.model import TextVAE
 from pyro_textvae.run_folder import Run
@@ -45,7 +46,7 @@ from .generation import decode, posterior_center
 from .label_probe import PROBE_SIZES, probe_split
 from .latent_metrics import active_units, hole_metrics, mutual_information
 from .likelihood import negative_log_likelihood_summary
-from .tables import COLUMNS, eval_filename, markdown_table, metric_value
+from .tables import eval_filename, evaluation_markdown
 from .text_metrics import bleu_precision_recall, interpolation_scores
 
 INTERPOLATION_STEPS = 11
@@ -100,8 +101,7 @@ def collect_posteriors(
 def _check_options(**options: Any) -> None:
     for name, value in options.items():
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise ValueError(f"evaluation option {name} (--{name.replace('_', '-')}) must be an integer >= 1, "
-                             f"got {value!r}")
+            raise OptionError("evaluation option ", OptionName(name), f" must be an integer >= 1, got {value!r}")
 
 
 def iw_subset_positions(num_sentences: int, iw_subset: int | None, seed: int) -> list[int]:
@@ -277,57 +277,17 @@ def evaluate_run(
     _check_options(iw_samples=iw_samples, iw_subset=iw_subset, prior_samples=prior_samples,
                    num_generate=num_generate, num_interpolations=num_interpolations, batch_size=batch_size,
                    iw_batch_size=iw_batch_size, iw_chunk=iw_chunk, dg_samples=dg_samples, max_length=max_length)
-    if isinstance(probe_sizes, (str, bytes)) or not isinstance(probe_sizes, Sequence):
-        raise ValueError(f"evaluate_run: probe_sizes must be a list of positive ints, got {probe_sizes!r}")
-    _check_options(**{f"probe_sizes[{i}]": size for i, size in enumerate(probe_sizes)})
     subset_seed = seed if subset_seed is None else subset_seed
-    for name, value in (("seed", seed), ("subset_seed", subset_seed)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"evaluate_run: {name} must be an int >= 0, got {value!r}")
-    if split not in run.corpus.splits:
-        raise ValueError(f"evaluate_run: split {split!r} not in the corpus (has {sorted(run.corpus.splits)})")
-    data = run.corpus.splits[split]
+    data = _checked_split(run, split, seed, subset_seed, probe_sizes)
     n = len(data)
-    if n < 2:
-        raise ValueError(f"evaluate_run: split {split!r} has {n} sentence(s); at least 2 are needed")
-    vae = run.vae.to(device).eval()
-    vocab = run.corpus.vocab
-    references = [vocab.decode(ids) for ids in data.ids]
-    max_length = max_length or max(len(ids) for ids in data.ids)
     positions = iw_subset_positions(n, iw_subset, subset_seed)
-    batches = num_batches(data, batch_size)
-    rank, world_size = rank_and_world_size()
-    scored_batches = batches_of_rank(len(positions), iw_batch_size, rank, world_size)
-    bar = tqdm(total=2 * batches + scored_batches + 5, desc="evaluate", disable=not progress or rank > 0)
-    try:
-        bar.set_description("posteriors")
-        posteriors = collect_posteriors(vae, data, batch_size, device)
-        centers = posterior_center(posteriors)
-        bar.update(batches)
-        bar.set_description("ELBO")
-        _stage_seed(seed, 1)
-        terms = _elbo_per_sentence(vae, data, batch_size, device, bar)
-        bar.set_description("importance sampling")
-        likelihood = _importance_sampling(vae, data, positions, iw_samples, iw_batch_size, iw_chunk, seed, device, bar)
-        likelihood.update(iw_samples=iw_samples, iw_subset=iw_subset if len(positions) < n else None,
-                          subset_seed=subset_seed, neg_elbo=float(terms[positions].sum(-1).mean()))
-        bar.set_description("latent metrics")
-        latent = _latent_metrics(vae, posteriors, prior_samples, dg_samples, seed, device)
-        bar.update(3)
-        bar.set_description("prior sampling")
-        _stage_seed(seed, 6)
-        sampling = _prior_sampling(run, references, num_generate, max_length, batch_size, device)
-        bar.update()
-        bar.set_description("interpolation")
-        interpolation = _interpolation(run, centers, references, min(num_interpolations, n // 2), seed,
-                                       max_length, batch_size)
-        bar.update()
-        bar.set_description("linear probe")
-        probe = probe_split(run.corpus, data, centers, probe_sizes, subset_seed,
-                            lambda split: posterior_center(collect_posteriors(vae, split, batch_size, device)))
-    finally:
-        bar.close()
-    rec, kl = (float(value) for value in terms.mean(0))
+    stages = _measure(run, data, positions, seed=seed, subset_seed=subset_seed, iw_samples=iw_samples,
+                      iw_batch_size=iw_batch_size, iw_chunk=iw_chunk, prior_samples=prior_samples,
+                      dg_samples=dg_samples, num_generate=num_generate, num_interpolations=num_interpolations,
+                      max_length=max_length or max(len(ids) for ids in data.ids), batch_size=batch_size,
+                      probe_sizes=probe_sizes, progress=progress, device=device)
+    stages["likelihood"].update(iw_samples=iw_samples, iw_subset=iw_subset if len(positions) < n else None,
+                                subset_seed=subset_seed, neg_elbo=float(stages.pop("terms")[positions].sum(-1).mean()))
     result = {
         "run": str(run.path),
         "split": split,
@@ -339,17 +299,77 @@ def evaluate_run(
         "settings": settings,
         "num_sentences": n,
         "num_tokens": sum(len(ids) + 1 for ids in data.ids),
-        "elbo": {"reconstruction": rec, "kl": kl, "neg_elbo": rec + kl},
-        "likelihood": likelihood,
-        **latent,
-        "prior_sampling": sampling,
-        "interpolation": interpolation,
-        "probe": probe,
+        "elbo": stages.pop("elbo"),
+        "likelihood": stages.pop("likelihood"),
+        **stages.pop("latent"),
+        **stages,
     }
-    if rank == 0:
+    if rank_and_world_size()[0] == 0:
         save_json(run.path / eval_filename(split), result)
         atomic_write_bytes(run.path / eval_filename(split, "md"), evaluation_markdown(result).encode())
     return result
+
+
+def _checked_split(run: Run, split: str, seed: Any, subset_seed: Any, probe_sizes: Any) -> EncodedSplit:
+    """The split :func:`evaluate_run` scores, after its seeds, probe sizes and size are checked."""
+    if isinstance(probe_sizes, (str, bytes)) or not isinstance(probe_sizes, Sequence):
+        raise ValueError(f"evaluate_run: probe_sizes must be a list of positive ints, got {probe_sizes!r}")
+    _check_options(**{f"probe_sizes[{i}]": size for i, size in enumerate(probe_sizes)})
+    for name, value in (("seed", seed), ("subset_seed", subset_seed)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"evaluate_run: {name} must be an int >= 0, got {value!r}")
+    if split not in run.corpus.splits:
+        raise ValueError(f"evaluate_run: split {split!r} not in the corpus (has {sorted(run.corpus.splits)})")
+    data = run.corpus.splits[split]
+    if len(data) < 2:
+        raise ValueError(f"evaluate_run: split {split!r} has {len(data)} sentence(s); at least 2 are needed")
+    return data
+
+
+def _measure(run: Run, data: EncodedSplit, positions: list[int], *, seed: int, subset_seed: int, iw_samples: int,
+             iw_batch_size: int, iw_chunk: int | None, prior_samples: int, dg_samples: int, num_generate: int,
+             num_interpolations: int, max_length: int, batch_size: int, probe_sizes: Sequence[int],
+             progress: bool, device) -> dict:
+    """The stages of :func:`evaluate_run` in order, each seeded on its own, under one progress bar:
+    the per-sentence ``terms`` (Rec, KL) and their means, ``likelihood``, ``latent`` metrics,
+    ``prior_sampling``, ``interpolation`` and ``probe``."""
+    vae = run.vae.to(device).eval()
+    references = [run.corpus.vocab.decode(ids) for ids in data.ids]
+    batches = num_batches(data, batch_size)
+    rank, world_size = rank_and_world_size()
+    scored_batches = batches_of_rank(len(positions), iw_batch_size, rank, world_size)
+    bar = tqdm(total=2 * batches + scored_batches + 5, desc="evaluate", disable=not progress or rank > 0)
+    stages: dict[str, Any] = {}
+    try:
+        bar.set_description("posteriors")
+        posteriors = collect_posteriors(vae, data, batch_size, device)
+        centers = posterior_center(posteriors)
+        bar.update(batches)
+        bar.set_description("ELBO")
+        _stage_seed(seed, 1)
+        stages["terms"] = terms = _elbo_per_sentence(vae, data, batch_size, device, bar)
+        rec, kl = (float(value) for value in terms.mean(0))
+        stages["elbo"] = {"reconstruction": rec, "kl": kl, "neg_elbo": rec + kl}
+        bar.set_description("importance sampling")
+        stages["likelihood"] = _importance_sampling(vae, data, positions, iw_samples, iw_batch_size, iw_chunk, seed,
+                                                    device, bar)
+        bar.set_description("latent metrics")
+        stages["latent"] = _latent_metrics(vae, posteriors, prior_samples, dg_samples, seed, device)
+        bar.update(3)
+        bar.set_description("prior sampling")
+        _stage_seed(seed, 6)
+        stages["prior_sampling"] = _prior_sampling(run, references, num_generate, max_length, batch_size, device)
+        bar.update()
+        bar.set_description("interpolation")
+        stages["interpolation"] = _interpolation(run, centers, references, min(num_interpolations, len(data) // 2),
+                                                 seed, max_length, batch_size)
+        bar.update()
+        bar.set_description("linear probe")
+        stages["probe"] = probe_split(run.corpus, data, centers, probe_sizes, subset_seed,
+                                      lambda split: posterior_center(collect_posteriors(vae, split, batch_size, device)))
+    finally:
+        bar.close()
+    return stages
 
 
 _UNRECORDED = ("run", "progress", "device")
@@ -359,7 +379,6 @@ _ROUNDING_ONLY = ("iw_chunk",)  # options that change no number beyond float rou
 def _recorded(value: Any) -> Any:
     """A setting as ``eval.json`` holds it (a tuple as a list), so stored and wanted ones compare equal."""
     return list(value) if isinstance(value, tuple) else value
-
 
 
 def evaluation_settings(**options: Any) -> dict[str, Any]:
@@ -374,31 +393,3 @@ def evaluation_settings(**options: Any) -> dict[str, Any]:
         raise ValueError(f"unknown evaluation option(s) {unknown}; valid: {valid}")
     return {name: _recorded(options.get(name, parameter.default))
             for name, parameter in signature.parameters.items() if name not in _UNRECORDED + _ROUNDING_ONLY}
-
-
-def evaluation_markdown(result: dict) -> str:
-    """``eval.md``: the settings, a metric | value table (:data:`COLUMNS`) and BLEU per n."""
-    likelihood, holes = result["likelihood"], result["holes"]
-    subset = likelihood["iw_subset"]
-    lines = [
-        f"# Evaluation of {result['run']}",
-        "",
-        f"Split {result['split']} (N = {result['num_sentences']} sentences), checkpoint "
-        f"{result['checkpoint'] or '-'}, objective {result['objective']}, evaluation seed {result['eval_seed']}. "
-        f"NLL/PPL by importance sampling with K = {likelihood['iw_samples']} on "
-        f"{'all' if subset is None else f'a seeded subset of {subset}'} sentences "
-        f"(-ELBO on them: {likelihood['neg_elbo']:.4g}); hole metrics from {holes['num_prior_samples']} prior "
-        f"samples against N = {holes['num_posteriors']} posteriors; DG-KL in {result['density_gap']['mode']} "
-        f"mode ({result['density_gap']['num_samples']} draw(s) per posterior).",
-        "",
-        markdown_table(["metric", "value"], [[name, metric_value(result, keys)] for name, keys in COLUMNS]),
-    ]
-    bleu = result["prior_sampling"]["bleu"]
-    lines.append("Prior sampling (greedy), BLEU against the split:\n")
-    rows = [[n, bleu["precision"][n], bleu["recall"][n], bleu["f"][n]] for n in sorted(bleu["f"])]
-    lines.append(markdown_table(["n", "precision", "recall", "F"], rows))
-    example = result["interpolation"]["example"]
-    if example is not None:
-        lines.append("Interpolation example (t = 0, 0.1, ..., 1):\n")
-        lines += [f"{i}. `{sentence}`" for i, sentence in enumerate(example["path"], 1)]
-    return "\n".join(lines) + "\n"

@@ -57,7 +57,8 @@ def plot_collapse_against_holes(results: dict[str, list[dict]], fig: Figure | No
     bottom (MI, AU near 0), holes to the right (large joint-KL); DG-VAE should sit top-left.
     Labels of methods that sit close together are moved apart (:func:`_label_apart`)."""
     fig = fig if fig is not None else Figure(figsize=(10.0, 4.5))
-    renderer = FigureCanvasAgg(fig).get_renderer()
+    canvas = fig.canvas if hasattr(fig.canvas, "get_renderer") else FigureCanvasAgg(fig)  # keep a figure's own
+    renderer = canvas.get_renderer()
     panels = []
     for ax, (label, keys) in zip(fig.subplots(1, len(PANELS)), PANELS):
         points = _points(results, keys)

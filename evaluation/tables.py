@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,7 +152,7 @@ def compare_runs(run_dirs: Sequence[str | Path], out_prefix: str | Path | None =
 
 def table_from_results_csv(path: str | Path, columns: Sequence[str] | None = None) -> str:
     """The Markdown table of a ``results.csv`` (``method``, ``seeds`` and ``NAME mean`` / ``NAME std``
-    columns, as :func:`pyro_textvae.cli.experiment_runner.write_results` writes it), the ``columns`` named (default:
+    columns, as :func:`write_results` writes it), the ``columns`` named (default:
     every metric in the file) formatted by :func:`format_mean_std`; an unknown column raises
     ``ValueError`` naming the file."""
     with open(path, newline="") as handle:
@@ -169,3 +170,66 @@ def table_from_results_csv(path: str | Path, columns: Sequence[str] | None = Non
             + [format_mean_std(c, number(record[f"{c} mean"]), number(record[f"{c} std"])) for c in columns]
             for record in records]
     return markdown_table(["method", "seeds", *columns], rows)
+
+
+def evaluation_markdown(result: dict) -> str:
+    """``eval.md``: the settings, a metric | value table (:data:`COLUMNS`) and BLEU per n."""
+    likelihood, holes = result["likelihood"], result["holes"]
+    subset = likelihood["iw_subset"]
+    lines = [
+        f"# Evaluation of {result['run']}",
+        "",
+        f"Split {result['split']} (N = {result['num_sentences']} sentences), checkpoint "
+        f"{result['checkpoint'] or '-'}, objective {result['objective']}, evaluation seed {result['eval_seed']}. "
+        f"NLL/PPL by importance sampling with K = {likelihood['iw_samples']} on "
+        f"{'all' if subset is None else f'a seeded subset of {subset}'} sentences "
+        f"(-ELBO on them: {likelihood['neg_elbo']:.4g}); hole metrics from {holes['num_prior_samples']} prior "
+        f"samples against N = {holes['num_posteriors']} posteriors; DG-KL in {result['density_gap']['mode']} "
+        f"mode ({result['density_gap']['num_samples']} draw(s) per posterior).",
+        "",
+        markdown_table(["metric", "value"], [[name, metric_value(result, keys)] for name, keys in COLUMNS]),
+    ]
+    bleu = result["prior_sampling"]["bleu"]
+    lines.append("Prior sampling (greedy), BLEU against the split:\n")
+    rows = [[n, bleu["precision"][n], bleu["recall"][n], bleu["f"][n]] for n in sorted(bleu["f"])]
+    lines.append(markdown_table(["n", "precision", "recall", "F"], rows))
+    example = result["interpolation"]["example"]
+    if example is not None:
+        lines.append("Interpolation example (t = 0, 0.1, ..., 1):\n")
+        lines += [f"{i}. `{sentence}`" for i, sentence in enumerate(example["path"], 1)]
+    return "\n".join(lines) + "\n"
+
+
+def _mean_std(values: list[Any]) -> tuple[float | None, float | None]:
+    """Mean and sample std of the numbers among ``values`` (std None for one); NaN for the mean
+    when any of them is not finite (a diverged run)."""
+    numbers = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if not numbers:
+        return None, None
+    if not all(math.isfinite(number) for number in numbers):
+        return math.nan, None
+    return statistics.fmean(numbers), statistics.stdev(numbers) if len(numbers) > 1 else None
+
+
+def results_table(results: dict[str, list[dict]]) -> tuple[list[str], list[list[Any]]]:
+    """Columns and rows: a row per method, ``(mean, std)`` over its seeds for every metric."""
+    columns = ["method", "objective", "seeds"] + [name for name, _ in COLUMNS]
+    rows = []
+    for name, runs in results.items():
+        cells = [_mean_std([metric_value(r, keys) for r in runs]) for _, keys in COLUMNS]
+        rows.append([name, runs[0].get("objective"), len(runs), *cells])
+    return columns, rows
+
+
+def write_results(out: Path, results: dict[str, list[dict]]) -> None:
+    """``results.md`` (mean ± std) and ``results.csv`` (mean and std columns) in ``out``."""
+    columns, rows = results_table(results)
+    table = markdown_table(columns, [[format_mean_std(column, *cell) if isinstance(cell, tuple) else cell
+                                      for column, cell in zip(columns, row)] for row in rows])
+    atomic_write_bytes(out / "results.md", table.encode())
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns[:3] + [f"{c} {part}" for c in columns[3:] for part in ("mean", "std")])
+    for row in rows:
+        writer.writerow(row[:3] + ["" if v is None else v for cell in row[3:] for v in cell])
+    atomic_write_bytes(out / "results.csv", buffer.getvalue().encode())

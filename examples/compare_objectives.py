@@ -5,7 +5,7 @@
     python examples/compare_objectives.py --quick --seed 0             # synthetic corpus, minutes
 
 Same as ``textvae experiment CONFIG.toml [--seed S]``: with a CONFIG file, ``--seed`` trains only
-that seed (default: the file's ``seeds``); see :mod:`pyro_textvae.cli.experiment_runner` for the file format.
+that seed (default: the file's ``seeds``); see :mod:`pyro_textvae.cli.experiment_file` for the file format.
 """
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from pyro_textvae.cli.experiment_runner import load_experiment, run_experiment
+from pyro_textvae.cli.experiment_file import load_experiment
+from pyro_textvae.cli.experiment_runner import run_experiment
 
 QUICK = """
 out = "{out}"

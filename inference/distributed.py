@@ -38,7 +38,8 @@ except ImportError:  # torch < 2.13: the same differentiable all-gather under it
 from torch.distributions import Distribution, Independent
 
 from pyro_textvae.data import Batch
-from pyro_textvae.devices import resolve_device
+from pyro_textvae.devices import DEVICE, resolve_device
+from pyro_textvae.errors import OptionError, OptionName, option_error
 
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 T = TypeVar("T")
@@ -87,13 +88,13 @@ def init_process_group() -> None:
     depend on the training device and can be joined before a run's config is read.
     """
     if not dist.is_available():
-        raise ValueError("--distributed: this PyTorch build has no torch.distributed")
+        raise OptionError(OptionName("distributed"), ": this PyTorch build has no torch.distributed")
     if is_distributed():
         return
     missing = [name for name in TORCHRUN_VARIABLES if name not in os.environ]
     if missing:
-        raise ValueError(
-            f"--distributed needs the environment torchrun sets (missing {', '.join(missing)}); launch with "
+        raise option_error(
+            "distributed", f"needs the environment torchrun sets (missing {', '.join(missing)}); launch with "
             "`torchrun --nproc-per-node N -m pyro_textvae.cli train|evaluate ...`"
         )
     with_cuda = torch.cuda.is_available() and dist.is_nccl_available()
@@ -109,7 +110,7 @@ def init_distributed(device: str = "cpu") -> DistributedContext:
     if resolved.type == "cuda":
         torch.cuda.set_device(resolved)
     elif dist.get_backend() == "nccl":
-        raise ValueError("--device cpu cannot use a process group whose only backend is nccl; pass --device cuda")
+        raise OptionError(DEVICE, " cpu cannot use a process group whose only backend is nccl; pass ", DEVICE, " cuda")
     return DistributedContext(dist.get_rank(), dist.get_world_size(), local_rank, resolved)
 
 

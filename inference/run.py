@@ -16,6 +16,7 @@ import torch
 
 from pyro_textvae.data import Corpus, CorpusError, Vocab
 from pyro_textvae.devices import resolve_device
+from pyro_textvae.errors import OptionName
 from pyro_textvae.io import CheckpointError, dataclass_from_dict, save_json
 from pyro_textvae.lock import LOCK_NAME, FolderLock
 from pyro_textvae.memory import check_memory, training_estimate
@@ -40,7 +41,7 @@ def _unused(run_dir: Path) -> bool:
 def check_run_dir(run_dir: Path, overwrite: bool) -> None:
     """``FileExistsError`` when ``run_dir`` holds a run and ``overwrite`` is off."""
     if run_dir.exists() and not overwrite and not _unused(run_dir):
-        raise FileExistsError(f"run folder {str(run_dir)!r} already exists; pass --overwrite or --resume")
+        raise FileExistsError(f"run folder {str(run_dir)!r} already exists; pass overwrite=True to replace it, or resume it")
 
 
 def prepare_run_dir(run_dir: str | Path, overwrite: bool) -> Path:
@@ -123,11 +124,12 @@ def new_trainer(
     return trainer
 
 
-SIZE_OPTIONS = "--hidden-dim, --embed-dim, --max-vocab (the vocabulary), --batch-size, --max-length or --dg-samples"
+SIZE_OPTIONS = (OptionName("hidden_dim"), ", ", OptionName("embed_dim"), ", ", OptionName("max_vocab"), " (the vocabulary), ",
+                OptionName("batch_size"), ", ", OptionName("max_length"), " or ", OptionName("num_samples"))
 
 
 def check_training_memory(model_config: TextVAEConfig, train: TrainConfig, corpus: Corpus, params: dict,
-                          options: str = SIZE_OPTIONS) -> None:
+                          options: str | tuple[str, ...] = SIZE_OPTIONS) -> None:
     """Refuse a run whose model, batch of the longest training sentences and density-gap samples
     (``params["num_samples"]``) would not fit in the memory of ``train.device``
     (:func:`pyro_textvae.memory.training_estimate`), before any of it is allocated."""
@@ -152,7 +154,7 @@ def check_split_sizes(corpus: Corpus, data: dict) -> None:
         if len(split) < MIN_SENTENCES:
             where = str(Path(data["path"]) / f"{name}.txt") if data.get("path") else f"synthetic corpus, {name} split"
             raise CorpusError(f"{where}: {len(split)} sentence(s) left after max_length {data.get('max_length')} "
-                              f"dropped {split.dropped}; every split needs at least {MIN_SENTENCES} (raise --max-length)")
+                              f"dropped {split.dropped}; every split needs at least {MIN_SENTENCES} (raise max_length)")
     if any(dropped.values()) and int(os.environ.get("RANK", "0")) == 0:
         counts = ", ".join(f"{name} {count}" for name, count in dropped.items())
         print(f"{source}: dropped {sum(dropped.values())} sentence(s) longer than max_length "

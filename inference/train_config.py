@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 
 from pyro_textvae.config import DEFAULT_PRECISION, check_precision
 from pyro_textvae.demo import SYNTHETIC_DEFAULTS, SYNTHETIC_EPOCHS
+from pyro_textvae.errors import option_error
 
 from .protocol import PAPER_SCHEDULE, PlateauSchedule
 
@@ -67,24 +68,24 @@ class TrainConfig:
         if self.distributed is None:
             self.distributed = launched_by_torchrun()
         if self.optimizer not in OPTIMIZER_NAMES:
-            raise ValueError(f"--optimizer must be one of {sorted(OPTIMIZER_NAMES)}, got {self.optimizer!r}")
+            raise option_error("optimizer", f"must be one of {sorted(OPTIMIZER_NAMES)}, got {self.optimizer!r}")
         if self.lr is None:
             self.lr = DEFAULT_LR[self.optimizer]
         if not 0 <= self.checkpoint_minutes < math.inf:
-            raise ValueError(f"--checkpoint-minutes must be >= 0 (0: off), got {self.checkpoint_minutes}")
+            raise option_error("checkpoint_minutes", f"must be >= 0 (0: off), got {self.checkpoint_minutes}")
         for name in ("lr", "clip_norm"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
+                raise option_error(name, f"must be > 0, got {getattr(self, name)}")
         if self.threads is not None and self.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {self.threads}")
+            raise option_error("threads", f"must be >= 1, got {self.threads}")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+                raise option_error(name, f"must be >= 1, got {getattr(self, name)}")
         for name in ("seed", "decay_patience", "max_decays", "checkpoint_every", "skip_nonfinite"):
             if getattr(self, name) < 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+                raise option_error(name, f"must be >= 0, got {getattr(self, name)}")
         if not 0 < self.lr_decay < 1:
-            raise ValueError(f"--lr-decay must be in (0, 1), got {self.lr_decay}")
+            raise option_error("lr_decay", f"must be in (0, 1), got {self.lr_decay}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -38,13 +38,9 @@ from tqdm.auto import tqdm
 from pyro_textvae.data import Batch, Corpus, EncodedSplit, iterate_batches
 from pyro_textvae.data.batching import BUCKETINGS
 from pyro_textvae.io import (
-    CheckpointError,
     append_jsonl,
-    check_state_dict,
     load_checkpoint,
     read_jsonl,
-    restore_rng_state,
-    rng_state,
     save_checkpoint,
     truncate_jsonl,
 )
@@ -52,6 +48,7 @@ from pyro_textvae.lock import FolderLock
 from pyro_textvae.model import TextVAE
 from pyro_textvae.precision import effective_precision
 
+from .checkpoints import CheckpointMixin
 from .distributed import (
     DistributedContext,
     all_reduce_sum,
@@ -60,7 +57,6 @@ from .distributed import (
     average_gradients,
     broadcast_from_rank_zero,
     broadcast_module,
-    gather_objects,
     init_distributed,
     resolve_device,
     shard_batch,
@@ -71,8 +67,8 @@ from .handlers import scale_latent
 from .objectives import Objective
 from .optim import ClippedOptim, NonFiniteError
 from .protocol import PlateauState
-from .train_config import TrainConfig
 from .tensorboard import ScalarLog
+from .train_config import TrainConfig
 
 EVAL_BATCH = 256
 
@@ -95,7 +91,7 @@ def epoch_line(name: str, record: dict, epochs: int) -> str:
             + f", {record.get('seconds', 0):.0f} s" + "".join(f", {event}" for event in events))
 
 
-class Trainer:
+class Trainer(CheckpointMixin):
     """Fits ``vae`` on ``corpus`` with an :class:`~inference.objectives.Objective` into ``run_dir``."""
 
     def __init__(
@@ -188,7 +184,7 @@ class Trainer:
                 raise
             pyro.infer.util.zero_grads(pyro.get_param_store().values())
             raise NonFiniteError(f"invalid distribution parameter {where}: {str(error).splitlines()[0]} "
-                                 "(the model's values diverged: lower --lr)") from None
+                                 "(the model's values diverged: lower the learning rate lr)") from None
         pyro.infer.util.zero_grads(params)
         return {"loss": loss, **getattr(self.loss, "last_terms", {})}
 
@@ -253,76 +249,6 @@ class Trainer:
         self.weight = weight
         total = self._sum_over_ranks(total)
         return float(total[0] / total[1])
-
-    def checkpoint_state(self) -> dict:
-        """Everything :meth:`load_state` needs to continue exactly where training stands.
-        Distributed (a collective: every rank calls it), the running training sums are added over
-        ranks and every rank's RNG state is kept under ``rng_per_rank``."""
-        state = {
-            "model": self.vae.state_dict(),
-            "optim": self.optim.get_state(),
-            "lr": self.optim.lr,
-            "trainer": {k: v for k, v in self.state.items()},
-            "rng": rng_state(self.device),
-            "loss_state": self.loss.state_dict() if hasattr(self.loss, "state_dict") else {},
-        }
-        if self.context:
-            state["trainer"]["sums"] = sum_over_ranks(self.state["sums"], self.device)
-            state["rng_per_rank"] = gather_objects(rng_state(self.device))
-            state["world_size"] = self.world_size
-        return state
-
-    def load_state(self, state: dict) -> None:
-        """Restore a :meth:`checkpoint_state` (parameters, optimiser, counters, RNG); a file that
-        is not one (``best.pt`` holds parameters only) or of another model size is refused."""
-        path = self.run_dir / "last.pt"
-        missing = [key for key in ("model", "optim", "lr", "trainer", "rng") if key not in state]
-        if missing:
-            raise CheckpointError(f"{path}: not a training checkpoint (no {', '.join(missing)}); "
-                                  "--resume needs the last.pt written by training, not a copy of best.pt")
-        check_state_dict(self.vae, state["model"], path, " (sizes from config.json)")
-        pyro.clear_param_store()
-        self.vae.load_state_dict(state["model"])
-        self.optim.set_state(state["optim"])
-        self.optim.set_lr(float(state["lr"]))
-        self.state = {"bucketing": self.unrecorded_bucketing, **state["trainer"]}
-        if self.state["bucketing"] not in BUCKETINGS:
-            raise CheckpointError(f"{path}: its epoch was cut into batches by bucketing {self.state['bucketing']!r}, "
-                                  f"which this version cannot serve ({', '.join(BUCKETINGS)}); resume it with the "
-                                  "version that wrote it")
-        step = self.state["step"]
-        self.weight = self.schedule(step - 1) if step > 0 else 1.0
-        saved = int(state.get("world_size", 1))
-        if saved != self.world_size:
-            raise CheckpointError(
-                f"{self.run_dir / 'last.pt'} was written by {saved} process(es); resume it with the same "
-                f"number (torchrun --nproc-per-node ... --nnodes ...), not {self.world_size}"
-            )
-        if self.context:
-            restore_rng_state(state["rng_per_rank"][self.context.rank], self.device)
-            if not self.context.is_main:
-                self.state["sums"] = {}
-        else:
-            restore_rng_state(state["rng"], self.device)
-        if hasattr(self.loss, "load_state_dict"):
-            self.loss.load_state_dict(state["loss_state"])
-
-    def _save_last(self) -> None:
-        state = self.checkpoint_state()
-        if self.is_main:
-            save_checkpoint(self.run_dir / "last.pt", state)
-        self._saved_at = time.monotonic()
-
-    def _checkpoint_due(self) -> bool:
-        """Every ``checkpoint_every`` steps, and when ``checkpoint_minutes`` have passed since the
-        last save (distributed: when they have on any rank, so every rank saves alike)."""
-        cfg = self.config
-        if cfg.checkpoint_every and self.state["step"] % cfg.checkpoint_every == 0:
-            return True
-        if not cfg.checkpoint_minutes:
-            return False
-        late = time.monotonic() - self._saved_at >= 60 * cfg.checkpoint_minutes
-        return any_rank(late, self.device) if self.context else late
 
     def close(self) -> None:
         """Release the run folder's lock (:meth:`fit` does at its end)."""
@@ -419,7 +345,7 @@ class Trainer:
         stepped = bool(st["sums"].get("n:loss"))  # distributed: rank 0 alone keeps a resumed epoch's sums
         if not (any_rank(stepped, self.device) if self.context else stepped):
             raise NonFiniteError(f"every batch of epoch {epoch + 1} was non-finite ({st['skipped']} skipped in all, "
-                                 f"--skip-nonfinite {cfg.skip_nonfinite}); the last checkpoint is kept")
+                                 f"skip_nonfinite {cfg.skip_nonfinite}); the last checkpoint is kept")
         return self._end_epoch(epoch, time.perf_counter() - start)
 
     def _end_epoch(self, epoch: int, seconds: float) -> dict:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from .errors import option_error
+
 DEFAULT_MAX_LENGTH = 200  # tokens: `textvae train --max-length`'s default (short_yelp's longest sentence has 16)
 LATENTS = ("normal", "vmf")
 POSTERIORS = ("gaussian", "bn", "delta")
@@ -12,10 +14,10 @@ PRECISIONS = ("fp32", "bf16")  # of the networks (pyro_textvae.precision)
 DEFAULT_PRECISION = "fp32"
 
 
-def check_precision(precision: str, where: str = "--precision") -> str:
-    """Return ``precision`` if it is one of :data:`PRECISIONS`, else raise ValueError naming ``where``."""
+def check_precision(precision: str, where: str = "precision") -> str:
+    """Return ``precision`` if it is one of :data:`PRECISIONS`, else raise an OptionError naming ``where``."""
     if precision not in PRECISIONS:
-        raise ValueError(f"{where} must be one of {list(PRECISIONS)}, got {precision!r}")
+        raise option_error(where, f"must be one of {list(PRECISIONS)}, got {precision!r}")
     return precision
 
 

@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import torch
 
+from .errors import OptionError, OptionName, option_error
+
+DEVICE = OptionName("device")
+
 
 def resolve_device(device: str, local_rank: int = 0, local_world_size: int = 1) -> torch.device:
     """``"cpu"`` stays; ``"cuda"`` becomes ``cuda:LOCAL_RANK`` (one GPU per process on a node);
@@ -11,18 +15,18 @@ def resolve_device(device: str, local_rank: int = 0, local_world_size: int = 1) 
     try:
         resolved = torch.device(device)
     except RuntimeError as error:
-        raise ValueError(f"--device {device!r} is not a torch device: {error}") from None
+        raise option_error("device", f"{device!r} is not a torch device: {error}") from None
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"--device {device!r} but CUDA is not available on this machine")
+            raise option_error("device", f"{device!r} but CUDA is not available on this machine")
         if resolved.index is not None and local_world_size > 1:
-            raise ValueError(f"--device {device!r} names one GPU for {local_world_size} processes on this node; "
-                             "pass --device cuda (process K takes GPU K)")
+            raise OptionError(DEVICE, f" {device!r} names one GPU for {local_world_size} processes on this node; pass ",
+                              DEVICE, " cuda (process K takes GPU K)")
         if resolved.index is None:
             resolved = torch.device("cuda", local_rank)
         if resolved.index >= torch.cuda.device_count():
             visible = torch.cuda.device_count()
-            raise ValueError(f"--device resolves to {resolved} but only {visible} GPU(s) are visible")
+            raise option_error("device", f"resolves to {resolved} but only {visible} GPU(s) are visible")
     elif resolved.type != "cpu":
-        raise ValueError(f"--device must be cpu, cuda or cuda:K, got {device!r}")
+        raise option_error("device", f"must be cpu, cuda or cuda:K, got {device!r}")
     return resolved

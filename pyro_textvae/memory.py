@@ -17,14 +17,15 @@ import os
 
 import torch
 
-from pyro_textvae.model import TextVAEConfig
+from .errors import OptionError
+from .model import TextVAEConfig
 
 FLOAT_BYTES = 4
 GIB = 2**30
 
 
-class MemoryEstimateError(ValueError):
-    """A run that would need more memory than its device has available."""
+class MemoryEstimateError(OptionError):
+    """A run that would need more memory than its device has available (naming the options to lower)."""
 
 
 def parameter_count(config: TextVAEConfig) -> int:
@@ -65,11 +66,13 @@ def training_estimate(config: TextVAEConfig, batch_size: int, max_tokens: int, o
     return parts
 
 
-def check_memory(parts: dict[str, int], device: torch.device | str, options: str) -> None:
+def check_memory(parts: dict[str, int], device: torch.device | str, options: str | tuple[str, ...]) -> None:
     """Refuse (:class:`MemoryEstimateError`) when the ``parts`` add up to more than the available
-    memory of ``device``, with the estimate, the memory and the ``options`` that set it."""
+    memory of ``device``, with the estimate, the memory and the ``options`` that set it (a text, or the
+    parts of an :class:`~pyro_textvae.errors.OptionError` that name them)."""
     need, have = sum(parts.values()), available_memory(device)
     if need > have:
         shown = ", ".join(f"{name} {size / GIB:.3g}" for name, size in parts.items())
         raise MemoryEstimateError(f"this run needs about {need / GIB:.3g} GiB ({shown}) but {torch.device(device)} "
-                                  f"has {have / GIB:.3g} GiB available; lower {options}")
+                                  f"has {have / GIB:.3g} GiB available; lower ",
+                                  *((options,) if isinstance(options, str) else options))

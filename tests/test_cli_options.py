@@ -127,6 +127,10 @@ RUN = "{run}"
 BAD_OPTIONS = [
     (["train", "--epochs", "0"], "textvae train: error: --epochs must be >= 1, got 0"),
     (["train", "--min-count", "0"], "textvae train: error: argument --min-count: must be >= 1, got 0"),
+    (["train", "--lr", "-1"], "textvae train: error: --lr must be > 0, got -1.0"),
+    (["train", "--lr-decay", "2"], "textvae train: error: --lr-decay must be in (0, 1), got 2.0"),
+    (["train", "--checkpoint-minutes", "-1"], "textvae train: error: --checkpoint-minutes must be >= 0 (0: off), got -1.0"),
+    (["train", "--device", "gpu"], "textvae train: error: --device 'gpu' is not a torch device"),
     (["train", "--nonsense"], "textvae: error: unrecognized arguments: --nonsense (see textvae --help)"),
     (["sample", RUN, "-n", "-1"], "textvae sample: error: argument -n: must be >= 1, got -1"),
     (["sample", RUN, "--temperature", "0"], "textvae sample: error: argument --temperature: must be > 0, got 0"),
@@ -205,6 +209,21 @@ def test_an_experiment_with_a_missing_corpus_writes_nothing(tmp_path, capsys):
     line = _refused(["experiment", str(toml), "--no-progress"], capsys)
     assert line.startswith("textvae experiment: error: ") and "absent" in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exp.toml"]
+
+
+def test_an_option_of_an_experiment_file_is_named_as_in_the_file_not_as_a_flag(tmp_path, capsys):
+    toml = tmp_path / "exp.toml"
+    toml.write_text('[train]\nlr = -1.0\n[[methods]]\nname = "VAE"\nobjective = "elbo"\n')
+    line = _refused(["experiment", str(toml), "--no-progress"], capsys)
+    assert line.endswith("[train]: lr must be > 0, got -1.0") and "--lr" not in line
+
+
+def test_the_flag_of_a_library_option_is_the_commands_own():
+    commands = build_parser().commands.choices
+    assert commands["train"].flag_of("batch_size") == "--batch-size"
+    assert commands["train"].flag_of("num_samples") == "--dg-samples"  # the density-gap objective's parameter
+    assert commands["evaluate"].flag_of("num_samples") == "num_samples"  # evaluate has no such flag
+    assert commands["experiment"].flag_of("lr") == "lr"
 
 
 @pytest.mark.parametrize("package", ["pyro_textvae", "inference", "evaluation"])

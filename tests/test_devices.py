@@ -33,14 +33,14 @@ def test_cuda_means_the_gpu_of_the_local_rank(two_gpus):
     assert resolve_device("cuda", local_rank=1, local_world_size=2) == torch.device("cuda", 1)
     assert resolve_device("cuda:1") == torch.device("cuda", 1)
     assert resolve_device("cpu", local_rank=1, local_world_size=2) == torch.device("cpu")
-    with pytest.raises(ValueError, match="--device 'cuda:1' names one GPU for 2 processes"):
+    with pytest.raises(ValueError, match="device 'cuda:1' names one GPU for 2 processes on this node; pass device cuda"):
         resolve_device("cuda:1", local_rank=0, local_world_size=2)
     with pytest.raises(ValueError, match="resolves to cuda:2 but only 2 GPU"):
         resolve_device("cuda", local_rank=2, local_world_size=3)
 
 
-@pytest.mark.parametrize("device, message", [("gpu", "--device 'gpu' is not a torch device"),
-                                             ("mps", "--device must be cpu, cuda or cuda:K, got 'mps'")])
+@pytest.mark.parametrize("device, message", [("gpu", "^device 'gpu' is not a torch device"),
+                                             ("mps", "^device must be cpu, cuda or cuda:K, got 'mps'")])
 def test_a_bad_device_is_named(device, message):
     with pytest.raises(ValueError, match=message):
         resolve_device(device)
@@ -48,7 +48,7 @@ def test_a_bad_device_is_named(device, message):
 
 def test_cuda_on_a_machine_without_one_is_refused(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(ValueError, match="--device 'cuda' but CUDA is not available"):
+    with pytest.raises(ValueError, match="^device 'cuda' but CUDA is not available"):
         resolve_device("cuda")
 
 

@@ -28,6 +28,7 @@ import torch.distributions.normal as normal_module
 import torch.multiprocessing as mp
 
 import evaluation.report
+import inference.checkpoints
 import inference.run
 import inference.trainer
 from evaluation.distributed_eval import sharded_log_likelihood
@@ -38,8 +39,8 @@ from inference.objectives import Objective, get_objective
 from inference.run import new_trainer, resume_trainer
 from inference.schedules import ConstantSchedule
 from inference.trainer import TrainConfig, Trainer
-from pyro_textvae.data import iterate_batches, synthetic_corpus
 from pyro_textvae.cli import main
+from pyro_textvae.data import iterate_batches, synthetic_corpus
 from pyro_textvae.io import load_checkpoint, load_json, read_jsonl
 from pyro_textvae.model import TextVAE, TextVAEConfig
 
@@ -115,7 +116,8 @@ def _counted(function, counts: dict):
 def _count_writes(rank: int) -> dict:
     """Wrap the writers of the run folder to count the calls made in this process."""
     counts = {"writes": 0}
-    for module, name in [(inference.trainer, "save_checkpoint"), (inference.trainer, "append_jsonl"),
+    for module, name in [(inference.trainer, "save_checkpoint"), (inference.checkpoints, "save_checkpoint"),
+                         (inference.trainer, "append_jsonl"),
                          (inference.trainer, "truncate_jsonl"), (inference.run, "save_json")]:
         setattr(module, name, _counted(getattr(module, name), counts))
     return counts

@@ -14,12 +14,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.text import Text
 
 from evaluation.scatter import plot_collapse_against_holes
-from evaluation.tables import COLUMNS
+from evaluation.tables import COLUMNS, write_results
 from pyro_textvae.cli import main
-from pyro_textvae.cli.experiment_runner import (
-    load_experiment,
-    write_results,
-)
+from pyro_textvae.cli.experiment_file import load_experiment
 from pyro_textvae.io import load_json
 
 CONFIG = """
@@ -225,6 +222,19 @@ def test_scatter_draws_a_nonpositive_joint_kl_at_the_left_end():
     ax = plot_collapse_against_holes(runs).axes[0]
     (x, _), = ax.collections[0].get_offsets()
     assert x == pytest.approx(ax.get_xlim()[0]) and ax.get_xscale() == "log"
+
+
+def test_the_scatter_draws_into_a_given_figure_and_keeps_its_canvas():
+    import matplotlib.pyplot as plt
+
+    runs = {"VAE": [{"mi": 0.5, "active_units": {"au": 2}, "holes": {"joint_kl": 0.2}}]}
+    fig = plt.figure()
+    canvas = fig.canvas
+    try:
+        assert plot_collapse_against_holes(runs, fig=fig) is fig
+        assert fig.canvas is canvas and len(fig.axes) == 2 and [t.get_text() for t in fig.axes[0].texts] == ["VAE"]
+    finally:
+        plt.close(fig)
 
 
 def test_the_scatter_redrawn_from_results_csv_shows_the_means_over_seeds(tmp_path):

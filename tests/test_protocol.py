@@ -88,7 +88,7 @@ def test_cli_schedule_fills_in_what_was_not_given(tmp_path, capsys):
 
 
 def test_experiment_schedule_section_sets_train_options_and_warm_up(tmp_path):
-    from pyro_textvae.cli.experiment_runner import load_experiment
+    from pyro_textvae.cli.experiment_file import load_experiment
 
     path = tmp_path / "exp.toml"
     methods = ("[[methods]]\nname = 'VAE'\nobjective = 'elbo'\n[[methods]]\nname = 'short'\nobjective = 'dg'\n"
@@ -105,7 +105,7 @@ def test_experiment_schedule_section_sets_train_options_and_warm_up(tmp_path):
 def test_the_protocol_config_is_the_paper_schedule_with_40_epochs():
     from pathlib import Path
 
-    from pyro_textvae.cli.experiment_runner import load_experiment
+    from pyro_textvae.cli.experiment_file import load_experiment
 
     config = load_experiment(Path(__file__).resolve().parents[1] / "examples" / "short_yelp_protocol.toml")
     assert config["train"]["epochs"] == 40 and config["train"]["decay_patience"] == 5

@@ -40,9 +40,9 @@ def test_only_a_missing_min_count_takes_the_default():
 
 @pytest.mark.parametrize(
     "option, message",
-    [({"lr": -1.0}, "--lr must be > 0, got -1.0"), ({"clip_norm": 0.0}, "--clip-norm must be > 0, got 0.0"),
-     ({"optimizer": "rmsprop"}, "--optimizer must be one of ['adam', 'sgd'], got 'rmsprop'"),
-     ({"seed": -1}, "--seed must be >= 0, got -1"), ({"batch_size": 0}, "--batch-size must be >= 1, got 0")],
+    [({"lr": -1.0}, "lr must be > 0, got -1.0"), ({"clip_norm": 0.0}, "clip_norm must be > 0, got 0.0"),
+     ({"optimizer": "rmsprop"}, "optimizer must be one of ['adam', 'sgd'], got 'rmsprop'"),
+     ({"seed": -1}, "seed must be >= 0, got -1"), ({"batch_size": 0}, "batch_size must be >= 1, got 0")],
 )
 def test_bad_training_options_are_refused_when_the_config_is_made(option, message):
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -51,7 +51,7 @@ def test_bad_training_options_are_refused_when_the_config_is_made(option, messag
 
 @pytest.mark.parametrize(
     "data, model, device, message",
-    [({"synthetic": SYNTHETIC}, SMALL, "gpu", "--device 'gpu' is not a torch device"),
+    [({"synthetic": SYNTHETIC}, SMALL, "gpu", "device 'gpu' is not a torch device"),
      ({"synthetic": SYNTHETIC, "min_cnt": 2}, SMALL, "cpu", "unknown key(s) ['min_cnt']"),
      ({"synthetic": SYNTHETIC}, {**SMALL, "latent_dim": 0}, "cpu", "latent_dim")],
 )

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from evaluation.tables import format_mean_std, table_from_results_csv
-from pyro_textvae.cli.experiment_runner import write_results
+from evaluation.tables import format_mean_std, table_from_results_csv, write_results
 
 
 @pytest.mark.parametrize(

@@ -166,7 +166,7 @@ def test_a_crash_at_the_end_of_an_epoch_keeps_each_metrics_line_once(tmp_path, m
 def test_existing_run_folder_is_not_overwritten(tmp_path):
     _train(tmp_path, epochs=1).fit()
     before = (tmp_path / "run" / "last.pt").read_bytes()
-    with pytest.raises(FileExistsError, match="--overwrite"):
+    with pytest.raises(FileExistsError, match="pass overwrite=True"):
         _train(tmp_path, epochs=1)
     assert (tmp_path / "run" / "last.pt").read_bytes() == before
 

@@ -15,7 +15,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from pyro_textvae.errors import CheckpointError, NonFiniteError
+from pyro_textvae.errors import CheckpointError, NonFiniteError, OptionError
 
 from .decode import add_decode_commands
 from .evaluate import add_evaluate_commands
@@ -47,10 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``textvae`` console script; errors in input end with one clear message."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message="Encountered NaN")  # Pyro's; the trainer names the step and term
     try:
         args.func(args)
+    except OptionError as error:  # the library names its options; the user typed flags
+        print(f"textvae {args.command}: error: {parser.commands.choices[args.command].explain(error)}", file=sys.stderr)
+        return 2
     except (CheckpointError, FileExistsError, ValueError, NonFiniteError) as error:  # a CorpusError is a ValueError
         print(f"textvae {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -1,4 +1,5 @@
-"""The ``textvae experiment`` sub-command (:mod:`pyro_textvae.cli.experiment_runner` does the work); register
+"""The ``textvae experiment`` sub-command (:mod:`pyro_textvae.cli.experiment_file` reads the file,
+:mod:`pyro_textvae.cli.experiment_runner` does the work); register
 it with :func:`add_experiment_commands`. Nothing heavy is imported until the command runs."""
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ def add_experiment_commands(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("experiment", help="train and evaluate several objectives from a TOML file",
                                    description="Train and evaluate the methods of a TOML file into one results "
                                                "folder (a table and pictures); a rerun skips what is done.")
-    parser.add_argument("config", help="experiment TOML file (see pyro_textvae/cli/experiment_runner.py)")
+    parser.add_argument("config", help="experiment TOML file (see pyro_textvae/cli/experiment_file.py)")
     parser.add_argument("--seed", type=at_least(0), nargs="+", metavar="S",
                         help="train and evaluate only these seeds (default: the file's seeds)")
     parser.add_argument("--method", action="append", metavar="NAME",
@@ -31,12 +32,8 @@ def add_experiment_commands(subparsers: argparse._SubParsersAction) -> None:
 
 def _experiment_command(args: argparse.Namespace) -> None:
     """Handler of ``textvae experiment``: train, evaluate and report the file's methods."""
-    from .experiment_runner import (
-        load_experiment,
-        report_experiment,
-        run_experiment,
-        select_methods,
-    )
+    from .experiment_file import load_experiment, select_methods
+    from .experiment_runner import report_experiment, run_experiment
 
     config = load_experiment(args.config)
     if args.method:

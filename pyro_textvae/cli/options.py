@@ -9,6 +9,8 @@ import argparse
 from collections.abc import Callable
 from typing import NoReturn
 
+from pyro_textvae.errors import OptionError
+
 
 def at_least(minimum: int) -> Callable[[str], int]:
     """An argparse ``type``: an integer >= ``minimum`` (argparse names the option in the error)."""
@@ -58,7 +60,25 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
+        self.aliases: dict[str, str] = {}  # library option -> destination, where they differ
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def add_subparsers(self, **kwargs) -> argparse._SubParsersAction:
+        """``add_subparsers``, the action kept as :attr:`commands` (its ``choices``: name -> parser)."""
+        self.commands = super().add_subparsers(**kwargs)
+        return self.commands
+
+    def flag_of(self, option: str) -> str:
+        """The flag of the library option ``option`` (a parameter or config field) on this command
+        line, the option whose destination is ``option`` or its :attr:`aliases` entry (``batch_size``
+        -> ``--batch-size``); the name itself where the command has no such flag."""
+        dest = self.aliases.get(option, option)
+        flags = [action.option_strings[-1] for action in self._actions if action.dest == dest and action.option_strings]
+        return flags[0] if flags else option
+
+    def explain(self, error: OptionError) -> str:
+        """``error``'s message naming this command line's flags instead of the library's options."""
+        return error.naming(self.flag_of)
 

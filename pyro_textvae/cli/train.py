@@ -45,7 +45,22 @@ def _sweep(params: dict[str, list[str]]) -> list[dict[str, str]]:
 
 
 def _add_train_arguments(p: argparse.ArgumentParser) -> None:
-    data = p.add_argument_group("data")
+    """Every option of ``textvae train``, in its help's groups."""
+    _add_data_arguments(p.add_argument_group("data"))
+    _add_model_arguments(p.add_argument_group("model"))
+    _add_objective_arguments(p.add_argument_group(
+        "objective (`textvae objectives` lists each one's parameters and defaults)"))
+    _add_training_arguments(p.add_argument_group("training"))
+    p.add_argument("--seed", type=int, default=TrainConfig.seed,
+                   help="seed of the parameters, the batches and the synthetic corpus")
+    p.add_argument("--out", default="runs/textvae", metavar="RUN", help="run folder")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    p.add_argument("--resume", metavar="RUN",
+                   help="continue RUN from last.pt (other options come from RUN, except --epochs, --device and "
+                        "--precision)")
+
+
+def _add_data_arguments(data: argparse._ArgumentGroup) -> None:
     data.add_argument("--data", metavar="DIR", help="corpus folder with train.txt, valid.txt, test.txt "
                                                     "(default: the embedded synthetic corpus)")
     data.add_argument("--synthetic", action="store_true", help="use the embedded synthetic corpus (the default)")
@@ -59,7 +74,9 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
                       help="keep the N most frequent words (default: all)")
     data.add_argument("--max-length", type=at_least(1), default=DEFAULT_MAX_LENGTH, metavar="N",
                       help="drop (and count) sentences longer than N tokens")
-    model = p.add_argument_group("model")
+
+
+def _add_model_arguments(model: argparse._ArgumentGroup) -> None:
     model.add_argument("--embed-dim", type=int, default=TextVAEConfig.embed_dim, help="word embedding size")
     model.add_argument("--hidden-dim", type=int, help=f"LSTM state size (default: {TextVAEConfig.hidden_dim} with "
                        f"--data, {SYNTHETIC_MODEL['hidden_dim']} on the synthetic corpus)")
@@ -71,7 +88,9 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     model.add_argument("--latent", choices=LATENTS, default=TextVAEConfig.latent,
                        help="Gaussian z with a N(0, I) prior, or von Mises-Fisher z with a uniform prior on the sphere")
     model.add_argument("--kappa", type=float, default=TextVAEConfig.kappa, help="vMF concentration (--latent vmf)")
-    objective = p.add_argument_group("objective (`textvae objectives` lists each one's parameters and defaults)")
+
+
+def _add_objective_arguments(objective: argparse._ArgumentGroup) -> None:
     objective.add_argument("--objective", default="elbo", help="training objective")
     objective.add_argument("--param", action="append", default=[], metavar="NAME=VALUE[,VALUE...]",
                            help="objective parameter (repeatable); a comma list trains one run per value")
@@ -86,7 +105,9 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
                                 "(default: the objective's)")
     objective.add_argument("--warmup-epochs", type=float, metavar="E",
                            help="KL warm-up length in epochs (default: the objective's)")
-    train = p.add_argument_group("training")
+
+
+def _add_training_arguments(train: argparse._ArgumentGroup) -> None:
     train.add_argument("--schedule", metavar="NAME", help="a named schedule (inference/protocol.py; 'paper': "
                        "warm-up 10, halve lr after 5 bad epochs, at most 5 times, 100 epochs); the options "
                        "below override its fields")
@@ -124,13 +145,6 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     train.add_argument("--curve-samples", type=int, metavar="S",
                        help="prior draws of the per-epoch validation joint-KL (default: "
                             "evaluation.curves.CURVE_PRIOR_SAMPLES; 0: no MI and joint-KL curves)")
-    p.add_argument("--seed", type=int, default=TrainConfig.seed,
-                   help="seed of the parameters, the batches and the synthetic corpus")
-    p.add_argument("--out", default="runs/textvae", metavar="RUN", help="run folder")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
-    p.add_argument("--resume", metavar="RUN",
-                   help="continue RUN from last.pt (other options come from RUN, except --epochs, --device and "
-                        "--precision)")
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -180,7 +194,10 @@ def _train_runs(args: argparse.Namespace) -> None:
     swept = [k for k, v in params.items() if len(v) > 1]
     for run_params in runs:
         out = args.out + "".join(f"-{k}={run_params[k]}" for k in swept)
-        trainer = new_trainer(out, data, model, args.objective, run_params, train, args.overwrite)
+        try:
+            trainer = new_trainer(out, data, model, args.objective, run_params, train, args.overwrite)
+        except FileExistsError:  # the library's says overwrite=True
+            raise FileExistsError(f"run folder {str(Path(out))!r} already exists; pass --overwrite or --resume") from None
         trainer.epoch_metrics += curves
         _report(trainer.fit(), trainer.run_dir)
 
@@ -274,4 +291,5 @@ def add_train_command(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser("train", help="train a sentence VAE into a run folder", description=(
         "Train a sentence VAE into a run folder (config.json, vocab.json, metrics.jsonl, best.pt, last.pt)."))
     _add_train_arguments(train)
+    train.aliases = {name: flag for flag, name in DG_ALIASES.items()}
     train.set_defaults(func=_train)
