@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from inference.run import resume_trainer
-from inference.trainer import CheckpointError
 from pyro_textvae.data import iterate_batches, make_batch
+from pyro_textvae.errors import CheckpointError
 from pyro_textvae.io import load_checkpoint, save_checkpoint
 
 OLD = Path(__file__).parent / "data" / "old_bucketing"

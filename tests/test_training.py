@@ -14,7 +14,7 @@ from pyro import poutine
 from pyro.infer import Trace_ELBO
 from pyro.poutine.messenger import Messenger
 
-import inference.trainer as trainer_module
+import inference.checkpoints as checkpoints_module
 from inference.handlers import scale_latent
 from inference.optim import ClippedOptim
 from inference.run import new_trainer, resume_trainer
@@ -140,7 +140,7 @@ def test_a_crash_at_the_end_of_an_epoch_keeps_each_metrics_line_once(tmp_path, m
     the resumed run's metrics.jsonl holds epochs 1..3 once each, as an uninterrupted run's does."""
     _train(tmp_path, "straight", epochs=3).fit()
     trainer = _train(tmp_path, "crashed", epochs=3)
-    save_checkpoint = trainer_module.save_checkpoint
+    save_checkpoint = checkpoints_module.save_checkpoint  # last.pt is written there
     saved = {"last.pt": 0}
 
     def crash_at_second_last_pt(path, state):
@@ -152,7 +152,7 @@ def test_a_crash_at_the_end_of_an_epoch_keeps_each_metrics_line_once(tmp_path, m
         if saved["last.pt"] == 2 and crash == "after last.pt":
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(trainer_module, "save_checkpoint", crash_at_second_last_pt)
+    monkeypatch.setattr(checkpoints_module, "save_checkpoint", crash_at_second_last_pt)
     with pytest.raises(KeyboardInterrupt):
         trainer.fit()
     monkeypatch.undo()
