@@ -1,0 +1,42 @@
+"""Run folders written by an older ``textvae train`` (tests/data/old_runs, see its README) still
+resume, evaluate and sample, and their objective parameters load with the values they were saved with."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from inference.objectives import get_objective
+from pyro_textvae.cli import main
+
+OLD_RUNS = Path(__file__).parent / "data" / "old_runs"
+NAMES = ("dg-vmf-latent", "bn", "aae", "wae-mmd")
+EVALUATE = ["--checkpoint", "last", "--iw-samples", "2", "--iw-subset", "4", "--prior-samples", "50",
+            "--num-generate", "2", "--num-interpolations", "1", "--no-progress"]
+
+
+@pytest.fixture
+def old_run(request, tmp_path) -> Path:
+    copy = tmp_path / request.param
+    shutil.copytree(OLD_RUNS / request.param, copy)
+    return copy
+
+
+@pytest.mark.parametrize("old_run", NAMES, indirect=True)
+def test_an_old_run_folder_resumes_evaluates_and_samples(old_run, capsys):
+    assert main(["train", "--resume", str(old_run), "--epochs", "2", "--no-progress", "--curve-samples", "0"]) == 0
+    records = [json.loads(line) for line in (old_run / "metrics.jsonl").read_text().splitlines()]
+    assert [record["epoch"] for record in records] == [1, 2]
+    assert main(["evaluate", str(old_run), *EVALUATE]) == 0
+    assert json.loads((old_run / "eval.json").read_text())["likelihood"]["iw_samples"] == 2
+    capsys.readouterr()
+    assert main(["sample", str(old_run), "-n", "3", "--max-length", "5"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_an_old_config_loads_its_objective_parameters_with_the_saved_values(name):
+    saved = json.loads((OLD_RUNS / name / "config.json").read_text())["objective"]
+    assert get_objective(saved["name"]).resolve(saved["params"]) == saved["params"]
