@@ -51,13 +51,18 @@ class TermsMixin:
 
     last_terms: dict[str, float]
 
+    def _reset_terms(self) -> None:
+        """Forget the terms of an earlier evaluation (called before each one)."""
+        self._records = []
+
     def _publish_terms(self) -> None:
-        records, self._records = getattr(self, "_records", []), []
+        records = getattr(self, "_records", [])
+        self._reset_terms()
         self.last_terms = {key: sum(r[key] for r in records) / self.num_particles for key in (records or [{}])[0]}
 
     def loss(self, model: Callable, guide: Callable, *args, **kwargs) -> float:
         """The negative objective, averaged over particles, through the particle hook."""
-        self._records = []
+        self._reset_terms()
         loss = 0.0
         with torch.no_grad():
             for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
@@ -68,14 +73,14 @@ class TermsMixin:
 
     def differentiable_loss(self, model: Callable, guide: Callable, *args, **kwargs) -> torch.Tensor:
         """The negative objective as a differentiable surrogate (see ``Trace_ELBO``)."""
-        self._records = []
+        self._reset_terms()
         loss = super().differentiable_loss(model, guide, *args, **kwargs)
         self._publish_terms()
         return loss
 
     def loss_and_grads(self, model: Callable, guide: Callable, *args, **kwargs) -> float:
         """The negative objective; runs backward on its surrogate (see ``Trace_ELBO``)."""
-        self._records = []
+        self._reset_terms()
         loss = super().loss_and_grads(model, guide, *args, **kwargs)
         self._publish_terms()
         return loss

@@ -36,13 +36,13 @@ def _observed_loss(model_trace) -> torch.Tensor | float:
 def _surrogate_terms(elbo: ELBO, model: Callable, guide: Callable, args, kwargs) -> dict[str, torch.Tensor]:
     reconstruction, total = 0.0, 0.0
     if isinstance(elbo, TermsMixin):
-        elbo._records = []
+        elbo._reset_terms()
     for model_trace, guide_trace in elbo._get_traces(model, guide, args, kwargs):
         _, surrogate = elbo._differentiable_loss_particle(model_trace, guide_trace)
         reconstruction = reconstruction + _observed_loss(model_trace) / elbo.num_particles
         total = total + surrogate / elbo.num_particles
     if isinstance(elbo, TermsMixin):
-        elbo._records = []
+        elbo._reset_terms()
     return {"reconstruction": reconstruction, "latent": total - reconstruction, "total": total}
 
 
