@@ -50,6 +50,7 @@ from evaluation.toy import (
 from inference.run import new_trainer
 from inference.trainer import TrainConfig
 from pyro_textvae.cli.explore import EXPLORE_CONFIG, add_explore_commands
+from pyro_textvae.cli.toy import add_toy_command
 from pyro_textvae.io import CheckpointError
 from pyro_textvae.run_folder import open_run
 
@@ -381,7 +382,9 @@ def test_toy_grid_shows_the_aggregated_posterior_density(tmp_path):
 
 def _parser():
     parser = argparse.ArgumentParser()
-    add_explore_commands(parser.add_subparsers(dest="command", required=True))
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_explore_commands(commands)
+    add_toy_command(commands)
     return parser
 
 

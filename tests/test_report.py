@@ -15,6 +15,7 @@ from inference.elbo import elbo_terms
 from inference.run import new_trainer
 from inference.trainer import TrainConfig
 from pyro_textvae.cli import main
+from pyro_textvae.cli.compare import add_compare_command
 from pyro_textvae.cli.evaluate import add_evaluate_commands
 from pyro_textvae.data import iterate_batches, make_batch
 from pyro_textvae.io import CheckpointError, load_json
@@ -44,7 +45,9 @@ def _one_sentence(ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser()
-    add_evaluate_commands(parser.add_subparsers())
+    commands = parser.add_subparsers()
+    add_evaluate_commands(commands)
+    add_compare_command(commands)
     return parser
 
 

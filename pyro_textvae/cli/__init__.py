@@ -1,6 +1,6 @@
 """The ``textvae`` command line, the application layer: the parser, ``main`` and one module a
-command (``train``, ``reconstruct`` and ``sample`` in :mod:`.decode`, ``objectives``, ``evaluate``
-and ``compare`` in :mod:`.evaluate`, ``explore`` and ``toy`` in :mod:`.explore`, ``experiment``).
+command (``train``, ``reconstruct`` and ``sample`` in :mod:`.decode`, ``objectives``, ``evaluate``,
+``compare``, ``explore``, ``toy``, ``experiment``).
 
 It alone imports all three packages (:mod:`pyro_textvae`, :mod:`inference`, :mod:`evaluation`);
 no library module imports it (the import contract in ``pyproject.toml``). Every command takes
@@ -17,12 +17,14 @@ from collections.abc import Sequence
 
 from pyro_textvae.errors import CheckpointError, NonFiniteError, OptionError
 
+from .compare import add_compare_command
 from .decode import add_decode_commands
 from .evaluate import add_evaluate_commands
 from .experiment import add_experiment_commands
 from .explore import add_explore_commands
 from .objectives import add_objectives_command
 from .options import Parser
+from .toy import add_toy_command
 from .train import add_train_command
 
 DESCRIPTION = """Sentence VAEs in Pyro without posterior collapse or holes: DG-VAE and its baselines.
@@ -40,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_decode_commands(sub)
     add_objectives_command(sub)
     add_evaluate_commands(sub)
+    add_compare_command(sub)
     add_explore_commands(sub)
+    add_toy_command(sub)
     add_experiment_commands(sub)
     return parser
 

@@ -1,9 +1,8 @@
-"""The ``textvae evaluate`` and ``textvae compare`` sub-commands (docs/dg-vae.md, sec. 5).
+"""The ``textvae evaluate`` sub-command (docs/dg-vae.md, sec. 5).
 
 ``textvae evaluate RUN`` computes every metric of a run on one split and writes ``eval.json`` and
-``eval.md`` into the run folder (:func:`evaluation.report.evaluate_run`); ``textvae compare RUN...``
-prints one table with a row per run and writes it as ``PREFIX.md`` and ``PREFIX.csv``
-(:func:`evaluation.report.compare_runs`). Register both with :func:`add_evaluate_commands`.
+``eval.md`` into the run folder (:func:`evaluation.report.evaluate_run`). Register it with
+:func:`add_evaluate_commands`.
 """
 from __future__ import annotations
 
@@ -78,19 +77,8 @@ def _check_not_replacing(path: Path, options: dict, overwrite: bool) -> None:
                               "pass --overwrite to replace it")
 
 
-def _compare(args: argparse.Namespace) -> None:
-    """Handler of ``textvae compare``: print the table; with ``--out PREFIX`` also write it as
-    ``PREFIX.md`` and ``PREFIX.csv``."""
-    from evaluation.tables import compare_runs
-
-    table = compare_runs(args.runs, out_prefix=args.out, split=args.split)
-    print(table.markdown(), end="")
-    if args.out:
-        print(f"wrote {args.out}.md and {args.out}.csv")
-
-
 def add_evaluate_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``evaluate`` and ``compare`` on the ``textvae`` sub-parsers (handlers in ``func``)."""
+    """Register ``evaluate`` on the ``textvae`` sub-parsers (handler in ``func``)."""
     evaluate = subparsers.add_parser("evaluate", help="compute every metric of a run into eval.json and eval.md",
                                      description="Compute every metric of a run on one split; write eval.json "
                                                  "and eval.md into the run folder and print eval.md.")
@@ -126,10 +114,3 @@ def add_evaluate_commands(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--overwrite", action="store_true",
                           help="replace an eval.json made with other settings (refused without it)")
     evaluate.set_defaults(func=_evaluate)
-    compare = subparsers.add_parser("compare", help="one table of the evaluated metrics of several runs",
-                                    description="Print one table, a row per run, of the runs' eval.json.")
-    compare.add_argument("runs", nargs="+", metavar="RUN", help="run folders holding eval.json")
-    compare.add_argument("--split", default=EVALUATE_DEFAULTS.split, choices=SPLITS, help="split compared")
-    compare.add_argument("--out", metavar="PREFIX",
-                         help="also write the table as PREFIX.md and PREFIX.csv (default: print it only)")
-    compare.set_defaults(func=_compare)

@@ -1,4 +1,4 @@
-"""The ``textvae explore`` and ``textvae toy`` sub-commands (register with :func:`add_explore_commands`).
+"""The ``textvae explore`` sub-command (register with :func:`add_explore_commands`).
 
 ``textvae explore RUN --out DIR`` writes into DIR the pictures of :mod:`evaluation.plots`
 (``hole.png``, ``posteriors.png``, ``forest.png``, ``dimensions.png``, ``ppc_length.png``), the
@@ -9,18 +9,11 @@ posterior summary ``summary.csv`` (``az.summary``, statistics only) and the per-
 be a run folder). ``textvae explore RUN1 RUN2 ... --out DIR`` does
 this for each run in ``DIR/<run name>/`` and lays their hole pictures side by side in
 ``DIR/hole_comparison.png`` (Zhang et al. 2022, Figure 1, from our own runs).
-
-``textvae toy --out DIR`` trains the 2-D toy (:mod:`evaluation.toy`) under each objective and
-writes ``toy_grid.png`` (one row per objective, columns at increasing steps), ``toy_kl.csv``, its
-options in ``config.json`` (``objectives``, their ``params`` and every :class:`evaluation.toy.ToyConfig`
-field: ``steps``, ``seed``, ...) and the numbers of ``toy_kl.csv`` in ``metrics.json``
-(``{"kl": [record, ...]}``, :func:`evaluation.toy.toy_kl_records`).
 """
 from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import io
 from collections.abc import Sequence
 from pathlib import Path
@@ -54,7 +47,7 @@ def label_names(text: str) -> dict[str, str]:
 
 
 def add_explore_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``explore`` and ``toy`` on ``subparsers`` (each with ``set_defaults(func=...)``)."""
+    """Register ``explore`` on ``subparsers`` (with ``set_defaults(func=...)``)."""
     explore = subparsers.add_parser("explore", help="pictures of collapse and holes of one or more runs (ArviZ)",
                                     description="Pictures and CSV files of the posteriors of one or more runs.")
     explore.add_argument("runs", nargs="+", metavar="RUN", help="run folder(s); several: a side-by-side hole picture")
@@ -81,20 +74,9 @@ def add_explore_commands(subparsers: argparse._SubParsersAction) -> None:
     explore.add_argument("--seed", type=at_least(0), default=0, help="seed of the sentences and draws")
     explore.set_defaults(func=explore_command)
 
-    toy = subparsers.add_parser("toy", help="the 2-D toy of collapse and holes under several objectives",
-                                description="Train the 2-D toy under each objective and draw its aggregated "
-                                            "posteriors against the prior.")
-    toy.add_argument("--out", required=True, metavar="DIR",
-                     help="folder for toy_grid.png, toy_kl.csv, config.json, metrics.json")
-    toy.add_argument("--objectives", default=None, metavar="NAME,...",
-                     help="comma list of objectives (default: elbo,ae,aae,wae-mmd,dg)")
-    toy.add_argument("--steps", type=at_least(1), default=300, help="training steps per objective")
-    toy.add_argument("--dpi", type=at_least(1), default=100, help="resolution of the picture")
-    toy.add_argument("--seed", type=at_least(0), default=0, help="seed of the data and the training")
-    toy.set_defaults(func=toy_command)
 
-
-def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence]) -> None:
+def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence]) -> None:
+    """``rows`` under ``header`` as a CSV file at ``path``, written atomically."""
     from pyro_textvae.io import atomic_write_bytes
 
     buffer = io.StringIO()
@@ -152,7 +134,7 @@ def _explore_run(run, out: Path, args: argparse.Namespace):
     keys = ("kl", "mean_variance", "marginal_kl")
     rows = [[k] + ["" if stats[key] is None else float(stats[key][k]) for key in keys]
             for k in range(posteriors.latent_dim)]
-    _write_csv(out / "dimensions.csv", ("latent_dim",) + keys, rows)
+    write_csv(out / "dimensions.csv", ("latent_dim",) + keys, rows)
     print(f"{run.path}: pictures and CSV files -> {out}")
     return posteriors
 
@@ -195,38 +177,3 @@ def explore_command(args: argparse.Namespace) -> None:
     figure = plot_hole_comparison(compared, args.dims, args.point, label_names=args.label_names)
     save_figure(figure, out / "hole_comparison.png", args.dpi)
     print(f"hole pictures side by side -> {out / 'hole_comparison.png'}")
-
-
-def toy_command(args: argparse.Namespace) -> None:
-    """``textvae toy``: train the toy under each objective, draw the grid, write the KL table and
-    the ``config.json`` and ``metrics.json`` of the module docstring."""
-    import matplotlib
-
-    from evaluation.plots import plot_toy_grid, save_figure
-    from evaluation.toy import (
-        TOY_KL_COLUMNS,
-        TOY_OBJECTIVES,
-        TOY_PARAMS,
-        ToyConfig,
-        toy_kl_records,
-        train_toy_objectives,
-    )
-    from pyro_textvae.io import save_json
-
-    matplotlib.use("Agg")
-    objectives = TOY_OBJECTIVES if not args.objectives else tuple(n.strip() for n in args.objectives.split(","))
-    config = ToyConfig(steps=args.steps, seed=args.seed)
-    runs = train_toy_objectives(objectives, config)
-    out = Path(args.out)
-    params = {name: TOY_PARAMS.get(name, {}) for name in objectives}
-    save_json(out / "config.json", {"objectives": list(objectives), "params": params, "dpi": args.dpi,
-                                    **dataclasses.asdict(config)})
-    save_figure(plot_toy_grid(runs), out / "toy_grid.png", args.dpi)
-    records = toy_kl_records(runs)
-    for name in runs:
-        last = [record for record in records if record["objective"] == name][-1]
-        print(f"{name:10s} KL(q_D || p) = {last['kl_aggregate_prior']:.3f}   "
-              f"KL(p || q_D) = {last['kl_prior_aggregate']:.3f}")
-    _write_csv(out / "toy_kl.csv", TOY_KL_COLUMNS, [[record[key] for key in TOY_KL_COLUMNS] for record in records])
-    save_json(out / "metrics.json", {"kl": records})
-    print(f"toy grid -> {out / 'toy_grid.png'}")
