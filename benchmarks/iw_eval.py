@@ -1,4 +1,4 @@
-"""Throughput of the importance-sampled log p(x) (docs/dg-vae.md, sec. 5): Pyro traces vs a plain loop.
+"""Throughput of the importance-sampled log p(x) (``docs/metrics.md#marginal-likelihood``): Pyro traces vs a plain loop.
 
 Both estimate, for every sentence x of a batch,
 

@@ -1,4 +1,4 @@
-"""Training-step time of every registered objective relative to ``elbo`` (``dg-vae.md`` sec. 4).
+"""Training-step time of every registered objective relative to ``elbo`` (``docs/maths.md#baselines``).
 
 For each objective one :class:`~inference.trainer.Trainer` (its own model, same seed, the
 objective's model options) takes ``Trainer.step`` on the same batches: real ``short_yelp``

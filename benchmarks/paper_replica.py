@@ -1,6 +1,6 @@
 """Our training step against a plain-PyTorch replica of the paper's step, and bf16 against fp32.
 
-The replica is written here from the math of ``dg-vae.md`` sec. 1-3, on the same networks and the
+The replica is written here from the math of ``docs/maths.md``, on the same networks and the
 same batches (short_yelp's exact-length buckets from :func:`pyro_textvae.data.iterate_batches`):
 
     z_i = mu_i + sigma_i eps_i,   Rec = (1/|B|) sum_i -sum_t m_it log softmax(decoder(x_i, z_i))[w_it]

@@ -276,7 +276,7 @@ def encode_split(
 
 
 def dimension_statistics(posteriors: SplitPosteriors, num_prior_samples: int = 10_000, seed: int = 0) -> dict:
-    """Per latent dimension k (``dg-vae.md`` sec. 5), arrays of shape (d,):
+    """Per latent dimension k (``docs/metrics.md#pictures``), arrays of shape (d,):
 
     * ``kl``: E_x KL(q(z_k|x) || N(0, 1)) (:func:`posterior_kl_per_dim`), Gaussian posteriors only;
     * ``mean_variance``: Var_x E_q[z_k|x], the active-units statistic (:func:`active_units`);

@@ -4,7 +4,7 @@ the picture of an experiment's curves.
 :func:`curve_metrics` is a :attr:`inference.trainer.Trainer.epoch_metrics` hook: after each epoch
 it encodes the validation split (eval mode) and adds, next to the trainer's own -ELBO, KL and AU,
 
-* ``valid_mi``: I_q(x; z) of the N validation posteriors (one z per sentence, ``dg-vae.md`` sec. 5),
+* ``valid_mi``: I_q(x; z) of the N validation posteriors (one z per sentence, ``docs/metrics.md#mutual-information``),
 * ``valid_joint_kl``: E_{z~p}[log p(z) - log q_D(z)] from :data:`CURVE_PRIOR_SAMPLES` prior draws
   (the test-split evaluation uses 1000 x 128; a tenth of that keeps an epoch's curve cost at a few
   seconds, and the Monte-Carlo error well below the differences between methods),

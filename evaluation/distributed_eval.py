@@ -8,7 +8,8 @@ batches r, r + W, r + 2W, ... with
 
 (:func:`evaluation.sentence_likelihood.sentence_log_likelihood`, the estimate of
 :func:`evaluation.likelihood.importance_log_likelihood` for the sentence VAE; Burda et al. 2016,
-eq. 8; ``dg-vae.md`` sec. 5), each batch with torch's RNG seeded from ``(seed, batch number)``, and the per-sentence
+eq. 8; ``docs/metrics.md#marginal-likelihood``), each batch with torch's RNG seeded from
+``(seed, batch number)``, and the per-sentence
 values are all-gathered at the end. Every rank returns the whole split's vector, and it is the
 same vector for any number of ranks (one process included): a batch gets the same sentences and
 the same random numbers wherever it is scored.

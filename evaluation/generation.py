@@ -1,7 +1,7 @@
 """Decoding sentences from latent codes: greedy, sampled and beam search.
 
 Text is generated autoregressively from the decoder's ``p(w_t | w_<t, z)`` (``Predictive`` cannot
-do this: a teacher-forced decoder conditions on the observed prefix, see ``pyro-notes.md``):
+do this: a teacher-forced decoder conditions on the observed prefix, see ``docs/maths.md#sampling-text``):
 
 * greedy: ``w_t = argmax_w p(w | w_<t, z)`` over every word but ``<pad>`` and ``<s>``;
 * sampled: ``w_t ~ p(w | w_<t, z)^(1/T)`` renormalised (temperature ``T``);

@@ -1,5 +1,5 @@
 """Metrics on a set of posteriors q(z|x_1), ..., q(z|x_N): mutual information, active units,
-the hole metrics of DG-VAE and per-dimension KL (docs/dg-vae.md, sec. 5).
+the hole metrics of DG-VAE and per-dimension KL (``docs/metrics.md``).
 
 A posterior set is one torch Distribution with batch shape (N,) and event shape (d,). A
 diagonal Gaussian (``Normal(loc, scale).to_event(1)``) takes a fast path that evaluates the
@@ -125,7 +125,7 @@ def mutual_information(
     posterior: Distribution, num_samples: int = 1, chunk_size: int = 1024, posterior_chunk_size: int = 4096
 ) -> float:
     """I_q(x; z) = E_x[-H(q(z|x))] - E_{x, z~q(z|x)} log q_D(z), q_D(z) = (1/N) sum_j q(z|x_j)
-    (Hoffman & Johnson 2016; He et al. 2019, sec. 4; docs/dg-vae.md, sec. 5), with
+    (Hoffman & Johnson 2016; He et al. 2019, sec. 4; ``docs/metrics.md#mutual-information``), with
     ``num_samples`` draws z ~ q(z|x_i) per posterior (one per sentence in the protocol).
 
     The entropy term uses ``posterior.entropy()``; for a family without it, the Monte-Carlo
@@ -145,8 +145,8 @@ def mutual_information(
 
 
 def active_units(loc: torch.Tensor, threshold: float = 0.01) -> tuple[int, torch.Tensor]:
-    """AU = #{k : Var_x(E_q[z_k | x]) >= threshold} (Burda et al. 2016, sec. 5.2; docs/dg-vae.md,
-    sec. 5), with the unbiased sample variance over the N data (divisor N - 1), as in the classic
+    """AU = #{k : Var_x(E_q[z_k | x]) >= threshold} (Burda et al. 2016, sec. 5.2; ``docs/metrics.md#active-units``),
+    with the unbiased sample variance over the N data (divisor N - 1), as in the classic
     text-VAE code. ``loc`` holds the posterior means, shape (N, d). Returns (AU, variances (d,))."""
     if not isinstance(loc, torch.Tensor) or loc.dim() != 2 or loc.size(0) < 2:
         raise ValueError("active_units: loc must be a tensor of shape (N, d) with N >= 2")
@@ -192,7 +192,7 @@ def hole_metrics(
     posterior_chunk_size: int = 1024,
     marginal: bool | None = None,
 ) -> dict:
-    """Hole metrics of Zhang et al. 2022 (sec. 5; docs/dg-vae.md, sec. 5), z ~ p(z) by Monte Carlo:
+    """Hole metrics of Zhang et al. 2022 (sec. 5; ``docs/metrics.md#hole-metrics``), z ~ p(z) by Monte Carlo:
 
         joint-KL      = E_{z~p}[log p(z) - log q_D(z)]            (KL(p || q_D): uncovered prior mass)
         marginal-KL_k = E_{z~p}[log p_k(z_k) - log q_D,k(z_k)]     (1-D marginals, k = 1..d)

@@ -1,6 +1,6 @@
 """Per-datum marginal likelihood by importance sampling, and perplexity.
 
-The classic text-VAE protocol (docs/dg-vae.md, sec. 5; Burda et al. 2016, eq. 8):
+The classic text-VAE protocol (``docs/metrics.md#marginal-likelihood``; Burda et al. 2016, eq. 8):
 
     log p(x_i) ~= logsumexp_k [log p(x_i, z_k) - log q(z_k | x_i)] - log K,   z_k ~ q(z | x_i),
 
@@ -88,7 +88,7 @@ def importance_log_likelihood(
 
         log p(x_i) ~= logsumexp_{k=1..K} [log p(x_i, z_k) - log q(z_k | x_i)] - log K,  z_k ~ q(z | x_i)
 
-    (Burda et al. 2016, eq. 8; docs/dg-vae.md, sec. 5, K = 500). The K particles are drawn in
+    (Burda et al. 2016, eq. 8; ``docs/metrics.md#marginal-likelihood``, K = 500). The K particles are drawn in
     chunks of ``chunk_size`` through :func:`pyro.infer.importance.vectorized_importance_weights`
     (guide traced inside a ``num_particles_vectorized`` plate at dim ``-(max_plate_nesting + 1)``,
     model replayed against it). Each site's ``unscaled_log_prob`` is summed over its batch dims
@@ -132,7 +132,7 @@ def importance_log_likelihood(
 
 def perplexity(log_likelihoods: torch.Tensor, num_tokens: torch.Tensor | int) -> float:
     """PPL = exp(-sum_i log p(x_i) / sum_i T_i), T_i the tokens of sentence i counting ``</s>``
-    (docs/dg-vae.md, sec. 5)."""
+    (``docs/metrics.md#marginal-likelihood``)."""
     log_likelihoods = torch.as_tensor(log_likelihoods)
     total_tokens = float(torch.as_tensor(num_tokens).sum())
     if total_tokens <= 0:
@@ -142,7 +142,7 @@ def perplexity(log_likelihoods: torch.Tensor, num_tokens: torch.Tensor | int) ->
 
 def negative_log_likelihood_summary(log_likelihoods: torch.Tensor, num_tokens: torch.Tensor | int) -> dict:
     """{"nll": mean -log p(x) per sentence, "ppl": :func:`perplexity`, "num_sentences": B,
-    "num_tokens": total tokens} for reporting (docs/dg-vae.md, sec. 5)."""
+    "num_tokens": total tokens} for reporting (``docs/metrics.md#marginal-likelihood``)."""
     log_likelihoods = torch.as_tensor(log_likelihoods)
     return {
         "nll": -float(log_likelihoods.mean()),

@@ -13,7 +13,7 @@ Legends sit outside the data panels, so they never cover data or the prior's cir
 * :func:`plot_sentence_posteriors` and :func:`plot_sentence_forest` (in
   :mod:`evaluation.sentence_plots`): per-sentence posteriors against the prior;
 * :func:`plot_dimension_bars`: per dimension, E_x KL(q(z_k|x) || p), Var_x E[z_k|x] (active
-  units) and marginal-KL_k (holes), ``dg-vae.md`` sec. 5;
+  units) and marginal-KL_k (holes), ``docs/metrics.md#pictures``;
 * :func:`plot_length_ppc` (in :mod:`evaluation.sentence_plots`): lengths of sentences decoded from
   prior samples against the split's;
 * :func:`plot_toy_grid`: the 2-D toy's aggregated posterior per objective and step.
@@ -287,7 +287,7 @@ def plot_dimension_bars(
 ) -> Figure:
     """Bars per latent dimension of :func:`evaluation.arviz_data.dimension_statistics`: E_x KL
     (collapse: all near 0), Var_x E[z_k|x] with the AU threshold 0.01, and marginal-KL_k with the
-    CU threshold 0.03 (holes: large bars) (``dg-vae.md`` sec. 5)."""
+    CU threshold 0.03 (holes: large bars) (``docs/metrics.md#pictures``)."""
     panels = [
         ("kl", "E_x KL(q(z_k|x) || p(z_k))", None),
         ("mean_variance", "Var_x E[z_k|x] (active units)", AU_THRESHOLD),

@@ -1,4 +1,4 @@
-"""Run-level evaluation: every metric of docs/dg-vae.md sec. 5 for a trained run, in one call.
+"""Run-level evaluation: every metric of ``docs/metrics.md`` for a trained run, in one call.
 
 :func:`evaluate_run` scores one split of a run folder (the test split by default) and writes
 ``eval.json`` and ``eval.md`` into the folder (``eval-<split>.json`` / ``.md`` for another split):
@@ -55,7 +55,7 @@ CU_TAUS = (0.01, 0.03, 0.05, 0.1)
 
 
 def latent_prior(vae: TextVAE, device: torch.device | str = "cpu") -> Distribution:
-    """p(z) of ``vae`` with batch shape ``()``: N(0, I_d) or uniform on S^{d-1} (docs/dg-vae.md, sec. 1, 3)."""
+    """p(z) of ``vae`` with batch shape ``()``: N(0, I_d) or uniform on S^{d-1} (``docs/maths.md#model-and-guide``)."""
     d = vae.config.latent_dim
     if vae.config.latent == "vmf":
         return HypersphericalUniform(d, device=device)
@@ -181,8 +181,9 @@ def _prior_sampling(run: Run, references: list[list[str]], num_generate: int, ma
 def _interpolation(run: Run, centers: torch.Tensor, references: list[list[str]], num_pairs: int,
                    seed: int, max_length: int, batch_size: int) -> dict:
     """Greedy decodings at mu = (1 - t) mu_a + t mu_b, t = 0, 0.1, ..., 1, for seeded pairs (a, b),
-    scored by :func:`text_metrics.interpolation_scores` and averaged over pairs (docs/dg-vae.md,
-    sec. 5). A pair whose path holds an empty decoding is skipped (BLEU needs tokens) and counted."""
+    scored by :func:`evaluation.text_metrics.interpolation_scores` and averaged over pairs
+    (``docs/metrics.md#interpolation``). A pair whose path holds an empty decoding is skipped (BLEU needs
+    tokens) and counted."""
     generator = torch.Generator().manual_seed(seed)
     pairs = torch.randperm(centers.shape[0], generator=generator)[: 2 * num_pairs].view(num_pairs, 2)
     steps = [k / (INTERPOLATION_STEPS - 1) for k in range(INTERPOLATION_STEPS)]
@@ -252,7 +253,7 @@ def evaluate_run(
     checkpoint: str | None = None,
     device: torch.device | str = "cpu",
 ) -> dict:
-    """Every metric of docs/dg-vae.md sec. 5 on ``split`` of ``run``; writes ``eval.json`` / ``eval.md``.
+    """Every metric of ``docs/metrics.md`` on ``split`` of ``run``; writes ``eval.json`` / ``eval.md``.
 
     -ELBO = Rec + KL, Rec = -log p(x|z), KL = KL(q(z|x) || p) per sentence (one z ~ q(z|x));
     log p(x) ~= logmeanexp_k [log p(x, z_k) - log q(z_k|x)], K = ``iw_samples`` (on ``iw_subset``

@@ -1,12 +1,12 @@
 """Importance-sampled log p(x) of a batch of sentences, from the TextVAE's networks directly.
 
 The estimate of :func:`evaluation.likelihood.importance_log_likelihood` on ``vae.model`` and
-``vae.guide`` (docs/dg-vae.md, sec. 5; Burda et al. 2016, eq. 8), written for the sentence VAE
+``vae.guide`` (``docs/metrics.md#marginal-likelihood``; Burda et al. 2016, eq. 8), written for the sentence VAE
 so that what is the same for every sample is done once and the output layer never holds the
 ``(K, B, T, V)`` logits:
 
     log p(x_i) ~= logsumexp_k [log p(z_k) + log p(x_i | z_k) - log q(z_k | x_i)] - log K,  z_k ~ q(z | x_i),
-    log p(x_i | z) = sum_t m_t (l_t[w_t] - logsumexp_v l_t[v]),  l_t = V h_t + c  (docs/dg-vae.md, sec. 1).
+    log p(x_i | z) = sum_t m_t (l_t[w_t] - logsumexp_v l_t[v]),  l_t = V h_t + c  (``docs/maths.md#model-and-guide``).
 
 * the encoder runs once, the K samples are drawn in one call (so the estimate does not depend on
   the chunk size) and log p(z) - log q(z | x) is formed once for all of them;
@@ -110,7 +110,7 @@ def sentence_log_likelihood(
 ) -> torch.Tensor:
     """Importance-sampled log p(x_i) of every sentence of a padded batch, shape (B,), float32:
     ``logsumexp_k [log p(z_k) + log p(x_i | z_k) - log q(z_k | x_i)] - log K`` (module docstring;
-    docs/dg-vae.md, sec. 5). The model must be in eval mode (dropout off, no bag-of-words term):
+    ``docs/metrics.md#marginal-likelihood``). The model must be in eval mode (dropout off, no bag-of-words term):
     the estimate is that of ``vae.model`` / ``vae.guide`` in eval mode. Randomness: torch's global
     RNG, the same draws as ``importance_log_likelihood`` with one chunk of ``num_samples``.
     ``chunk_size``: samples decoded at a time (None: :func:`chunk_for_memory`); it does not change

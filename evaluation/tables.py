@@ -6,7 +6,7 @@ perplexity of :data:`PPL_LIMIT` or more as ``exp(log PPL)``.
 
 :func:`compare_runs` gathers the ``eval.json`` of several runs (written by
 :func:`evaluation.report.evaluate_run`) into one :class:`ComparisonTable`, a row per run and a
-column per metric of :data:`COLUMNS` (``dg-vae.md`` sec. 5), as Markdown and CSV.
+column per metric of :data:`COLUMNS` (``docs/metrics.md``), as Markdown and CSV.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Text metrics for prior sampling and interpolation (docs/dg-vae.md, sec. 5).
+"""Text metrics for prior sampling and interpolation (``docs/metrics.md#bleu-against-a-set``).
 
 BLEU against a *set* of references, as in the forward/backward BLEU of Shi et al. (2018) and
 Fu et al. (2019): a hypothesis h is scored against the whole reference set R with the standard
@@ -138,7 +138,8 @@ def bleu_precision_recall(
     smooth_method: str = "floor",
     smooth_value: float | None = None,
 ) -> dict:
-    """Forward/backward BLEU for prior samples (Shi et al. 2018, sec. 5; Fu et al. 2019; docs/dg-vae.md, sec. 5):
+    """Forward/backward BLEU for prior samples (Shi et al. 2018, sec. 5; Fu et al. 2019;
+    ``docs/metrics.md#bleu-against-a-set``):
 
         precision_n = mean_{h in H} BLEU-n(h; R),  recall_n = mean_{r in R} BLEU-n(r; H),
         F_n = 2 precision_n recall_n / (precision_n + recall_n)   (0 when both are 0)
@@ -234,7 +235,7 @@ def interpolation_scores(
     max_order: int = 4,
     smooth_method: str = "floor",
 ) -> dict:
-    """Scores of an interpolation path (docs/dg-vae.md, sec. 5): the sentences decoded at
+    """Scores of an interpolation path (``docs/metrics.md#interpolation``): the sentences decoded at
     mu = (1 - t) mu_a + t mu_b, t = 0, 0.1, ..., 1, with ``start`` = a and ``end`` = b tokenized.
 
     Returns {"bleu_to_start": [BLEU-max_order of each step against a], "bleu_to_end": [... b],

@@ -13,7 +13,7 @@ ELBO's upper bound, with every q(z|i) at the prior; telling the classes apart co
 log C nats of KL), ``ae`` separates the classes but leaves most of the prior uncovered (holes),
 ``dg`` (joint density gap, :data:`TOY_PARAMS`) separates them while the aggregated posterior
 q_D(z) = (1/N) sum_i q(z|i) covers the prior (Zhang et al. 2022, sec. 2 and Figure 1;
-``dg-vae.md`` sec. 2). KL(q_D || p) and KL(p || q_D) are computed by quadrature on a grid.
+``docs/metrics.md#two-dimensional-toy``). KL(q_D || p) and KL(p || q_D) are computed by quadrature on a grid.
 """
 from __future__ import annotations
 
@@ -214,7 +214,7 @@ def train_toy_objectives(
     """:func:`train_toy` for each objective, in order, all from the same seed, with the objective's
     parameters overridden by ``params[name]``. The default runs ``dg`` with ``mode="joint"``: in
     two dimensions the joint density gap is cheap and sees the dependence between the coordinates
-    that the dimension-wise estimator cannot (``dg-vae.md`` sec. 3 and 7)."""
+    that the dimension-wise estimator cannot (``docs/maths.md#density-gap-estimator``)."""
     return {name: train_toy(name, config, params.get(name)) for name in objectives}
 
 

@@ -1,4 +1,4 @@
-"""The density-gap regulariser of DG-VAE (Zhang et al. 2022, sec. 3; ``dg-vae.md`` sec. 2-3).
+"""The density-gap regulariser of DG-VAE (Zhang et al. 2022, sec. 3; ``docs/maths.md#density-gap-estimator``).
 
 DG-VAE keeps the reconstruction term of the ELBO and replaces the per-datum KL terms by the KL
 between the aggregated posterior of the batch and the prior,
@@ -13,7 +13,7 @@ estimated with M reparameterised samples z_{i,m} ~ q(z|x_i) per datum:
     log q_B(z)   =  logsumexp_j log q(z|x_j) - log |B|,
 
 where log q_B(z) - log p(z) is the *density gap* at z. The estimator is unbiased, since
-(1/|B|) sum_i E_{q(z|x_i)} f(z) = E_{q_B} f(z). Variants (``dg-vae.md`` sec. 3):
+(1/|B|) sum_i E_{q(z|x_i)} f(z) = E_{q_B} f(z). Variants (``docs/maths.md#density-gap-estimator``):
 
 * ``mode="marginal"`` (the paper's Gaussian default): the estimator applied to each coordinate k
   with the one-dimensional marginals q(z_k|x_j), p(z_k), summed over k. For a product prior this
@@ -228,7 +228,7 @@ def density_gap_kl(
     """Density-gap estimate of KL(q_B || p), q_B = (1/|B|) sum_j q(z|x_j) (Zhang et al. 2022, sec. 3).
 
         KL(q_B || p) ~= (1/(|B| M)) sum_{i,m} [log q_B(z_{i,m}) - log p(z_{i,m})],  z_{i,m} ~ q(z|x_i)
-        log q_B(z) = logsumexp_j log q(z|x_j) - log |B|              (``dg-vae.md`` sec. 3)
+        log q_B(z) = logsumexp_j log q(z|x_j) - log |B|              (``docs/maths.md#density-gap-estimator``)
 
     :param posterior: q(z|x_j), batch shape ``(..., B)`` (the last batch dim is the data batch;
         leading dims, e.g. vectorised particles, are kept), event shape ``(d,)``, with ``rsample``.

@@ -2,7 +2,8 @@
 
 A :class:`inference.latent_penalty.LatentPenaltyELBO` whose penalty is ``|B| KL(q_B || p)``,
 estimated by :func:`inference.density_gap.density_gap_kl` (the math is in that module's docstring
-and ``dg-vae.md`` sec. 2-3). Swap ``loss=Trace_ELBO()`` for ``loss=DensityGapELBO()`` in an SVI loop.
+and ``docs/maths.md#density-gap-estimator``). Swap ``loss=Trace_ELBO()`` for ``loss=DensityGapELBO()`` in an
+SVI loop.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ class DensityGapELBO(LatentPenaltyELBO):
         loss = - sum_{observed} log p(x|z) - sum_{other latents} [log p(z) - log q(z)]
                + sum_{DG sites} scale * beta * |B| * KL(q_B || p)
 
-    with KL(q_B || p) from :func:`density_gap_kl` (Zhang et al. 2022, sec. 3; ``dg-vae.md`` sec. 3).
+    with KL(q_B || p) from :func:`density_gap_kl` (Zhang et al. 2022, sec. 3; ``docs/maths.md#density-gap-estimator``).
     ``scale`` is the guide site's scale (the plate's subsample factor N/|B| times any
     ``poutine.scale``, e.g. a KL warm-up weight), so a subsampled plate of N data gives
     N KL(q_B || p), the scale of Trace_ELBO's summed KL. A site masked out by ``poutine.mask``

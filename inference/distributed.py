@@ -16,7 +16,7 @@ leaving out at most N - 1 sentences of the epoch (a different few each epoch, as
 
 The density-gap term can aggregate over the global batch: :func:`gather_distribution` concatenates
 every rank's posterior parameters with a differentiable all-gather, so gradients of one rank's
-loss reach the encoders of the others (``dg-vae.md`` sec. 3; :class:`inference.DensityGapELBO`
+loss reach the encoders of the others (``docs/maths.md#density-gap-estimator``; :class:`inference.DensityGapELBO`
 with ``agg="global"``).
 """
 from __future__ import annotations

@@ -8,7 +8,7 @@ For a guide sample ``z ~ q(z|x)`` (one particle)::
 
 (Kingma and Welling 2014, eq. 7). The per-datum values come from the sites' unscaled
 ``fn.log_prob`` and ``kl_divergence``, so subsampling scales and KL weights do not enter: these
-are the quantities reported as Rec, KL and ELBO (``dg-vae.md`` sec. 5). Sites outside the batch
+are the quantities reported as Rec, KL and ELBO (``docs/metrics.md#rec-kl-and-elbo``). Sites outside the batch
 plate are not supported here.
 """
 from __future__ import annotations
@@ -44,8 +44,8 @@ class TermsMixin:
 
     ``Trace_ELBO.loss`` recomputes ``log p - log q`` itself instead of calling
     ``_differentiable_loss_particle``, so a subclass that changes the objective must override it
-    (``pyro-notes.md``). The subclass's hook appends a dict of terms per particle to ``self._records``
-    (summed over a vectorised particle dim, as Pyro does); after each ``loss``,
+    (``docs/maths.md#latent-terms-in-pyro``). The subclass's hook appends a dict of terms per particle to
+    ``self._records`` (summed over a vectorised particle dim, as Pyro does); after each ``loss``,
     ``differentiable_loss`` or ``loss_and_grads`` they are averaged into ``self.last_terms``.
     """
 

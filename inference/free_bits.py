@@ -1,4 +1,4 @@
-"""Free bits: the KL term counted only above a target (Kingma et al. 2016; ``dg-vae.md`` sec. 4).
+"""Free bits: the KL term counted only above a target (Kingma et al. 2016; ``docs/maths.md#baselines``).
 
 Kingma et al. 2016, "Improved Variational Inference with Inverse Autoregressive Flow", appendix
 "free bits".
@@ -55,7 +55,7 @@ class FreeBitsELBO(LatentPenaltyELBO):
     """Fine free bits: ``R = |B| sum_k max(target_kl / d, mean_i KL(q(z_k|x_i) || p(z_k)))``
     (Kingma et al. 2016, one group per dimension).
 
-    :param target_kl: the total target over the d dimensions (4 in ``dg-vae.md`` sec. 4).
+    :param target_kl: the total target over the d dimensions (4 in ``docs/maths.md#paper-settings``).
     :param sites: penalised latent sites (see :class:`LatentPenaltyELBO`).
     """
 
@@ -74,7 +74,7 @@ class FreeBitsELBO(LatentPenaltyELBO):
 class SentenceFreeBitsELBO(FreeBitsELBO):
     """Coarse free bits: ``R = sum_i max(target_kl, KL(q(z|x_i) || p(z)))`` (per sentence).
 
-    :param target_kl: the per-sentence target (4 in ``dg-vae.md`` sec. 4).
+    :param target_kl: the per-sentence target (4 in ``docs/maths.md#paper-settings``).
     :param sites: penalised latent sites (see :class:`LatentPenaltyELBO`).
     """
 

@@ -12,7 +12,8 @@ keeps every other term and puts ``s * R`` where the site's ``log p - log q`` sto
 
 with ``R`` a penalty in the *per-datum sum convention*: it stands in for
 ``sum_{i in B} KL(q(z|x_i) || p(z))``, so a batch-level divergence D enters as ``|B| D``, exactly as
-:class:`inference.density_gap_elbo.DensityGapELBO` enters ``|B| KL(q_B || p)`` (``dg-vae.md`` sec. 2).
+:class:`inference.density_gap_elbo.DensityGapELBO` enters ``|B| KL(q_B || p)``
+(``docs/maths.md#why-the-kl-term-collapses``).
 A site masked out by ``poutine.mask`` (a schedule weight of 0) contributes nothing. The other
 latent sites keep ``Trace_ELBO``'s estimator: the reparameterised ones through their entropy term,
 the others through the score function with the reward ``log p - log q`` of the sites kept in the

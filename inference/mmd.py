@@ -1,6 +1,6 @@
 """WAE-MMD: the latent term replaced by the MMD between posterior and prior samples.
 
-Tolstikhin et al. 2018 ("Wasserstein Auto-Encoders", Algorithm 2; ``dg-vae.md`` sec. 4) penalise
+Tolstikhin et al. 2018 ("Wasserstein Auto-Encoders", Algorithm 2; ``docs/maths.md#baselines``) penalise
 the distance between the aggregated posterior q(z) and the prior p(z) by the maximum mean
 discrepancy of their samples. For posterior samples x_1..x_n (one z_i ~ q(z|x_i) per datum) and as
 many prior samples y_1..y_n, the unbiased U-statistic (Gretton et al. 2012, eq. 3) is

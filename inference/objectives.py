@@ -1,6 +1,6 @@
 """The registry of training objectives: one name, one loss, one weight schedule, model options.
 
-An :class:`Objective` is the Pyro-native form of a method of ``dg-vae.md`` sec. 4: a loss term is
+An :class:`Objective` is the Pyro-native form of a method of ``docs/maths.md#baselines``: a loss term is
 an ELBO subclass, the weight of the latent term a schedule applied by
 :func:`inference.handlers.scale_latent`, a different posterior family or decoder a model option.
 A comparison is one loop over :data:`OBJECTIVES`:

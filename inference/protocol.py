@@ -1,4 +1,4 @@
-"""The training schedule of the paper as one named configuration (``dg-vae.md`` sec. 1).
+"""The training schedule of the paper as one named configuration (``docs/maths.md#training-schedule``).
 
 A :class:`TrainingSchedule` is the whole schedule of a run:
 

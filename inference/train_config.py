@@ -33,7 +33,7 @@ def launched_by_torchrun() -> bool:
 
 @dataclass
 class TrainConfig:
-    """Options of :class:`~inference.trainer.Trainer`; defaults are the paper's (``dg-vae.md`` sec. 1): the
+    """Options of :class:`~inference.trainer.Trainer`; defaults are the paper's (``docs/maths.md#paper-settings``): the
     plateau rule's from :data:`inference.protocol.PAPER_SCHEDULE` (``epochs`` is its ``max_epochs``).
 
     ``batch_size`` is per process: with ``distributed`` over N ranks a step sees N x batch_size

@@ -5,7 +5,7 @@ loss and gradients are finite, the optimiser) on a mini-batch B of a training se
 wrapped in ``poutine.scale(1 / N)`` so the loss is the per-sentence estimate
 ``(1/|B|) sum_{i in B} [-log p(x_i|z_i)] + w_t * (latent term)`` of the objective, and the latent
 term weighted by the schedule ``w_t`` through :func:`inference.handlers.scale_latent` (KL warm-up,
-``dg-vae.md`` sec. 1). Gradients are clipped to a global norm; the learning rate is halved after
+``docs/maths.md#training-schedule``). Gradients are clipped to a global norm; the learning rate is halved after
 ``decay_patience`` epochs without a better validation loss, at most ``max_decays`` times, then
 training stops (He et al. 2019, the schedule used by Zhang et al. 2022). The validation loss is the
 objective's ``selection``: the per-sentence -ELBO, or the trained loss itself at latent weight 1
@@ -199,7 +199,7 @@ class Trainer(CheckpointMixin):
     @torch.no_grad()
     def evaluate_split(self, split: EncodedSplit) -> dict[str, float]:
         """Per-sentence reconstruction, KL and -ELBO (KL weight 1, dropout off) and active units
-        (dimensions with ``Var_x E[z_k|x] >= 0.01``, ``dg-vae.md`` sec. 5). Distributed, every rank
+        (dimensions with ``Var_x E[z_k|x] >= 0.01``, ``docs/metrics.md#active-units``). Distributed, every rank
         scores its slice of each batch of ``256 N`` sentences and the sums are added over ranks."""
         was_training = self.vae.training
         self.vae.eval()

@@ -23,7 +23,8 @@ def check_precision(precision: str, where: str = "precision") -> str:
 
 @dataclass(frozen=True)
 class TextVAEConfig:
-    """Sizes and options of a :class:`TextVAE`; defaults are the paper's (``dg-vae.md`` sec. 1)."""
+    """Sizes and options of a :class:`pyro_textvae.model.TextVAE`; defaults are the paper's
+    (``docs/maths.md#paper-settings``)."""
 
     vocab_size: int
     embed_dim: int = 128

@@ -1,6 +1,6 @@
 """Distributions on the unit sphere S^{d-1} in R^d: von Mises-Fisher and uniform.
 
-The vMF posterior and the uniform prior of the vMF-VAE and DG-vMF-VAE (docs/dg-vae.md, sec. 3-4;
+The vMF posterior and the uniform prior of the vMF-VAE and DG-vMF-VAE (``docs/maths.md#model-and-guide``;
 Xu and Durrett 2018; Davidson et al. 2018, "Hyperspherical Variational Auto-Encoders").
 
 Densities, for a unit mean direction mu, concentration kappa > 0 and v = d/2 - 1:
@@ -236,7 +236,7 @@ class HypersphericalUniform(TorchDistribution):
     """Uniform distribution on S^{d-1} in R^d: log p(x) = -log |S^{d-1}|, |S^{d-1}| = 2 pi^{d/2} / Gamma(d/2).
 
     Samples are normalised standard Gaussians (Muller 1959). The prior of the vMF-VAE
-    (docs/dg-vae.md, sec. 3).
+    (``docs/maths.md#model-and-guide``).
     """
 
     arg_constraints: dict = {}

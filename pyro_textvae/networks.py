@@ -1,6 +1,6 @@
 """The neural networks of the sentence VAE: an LSTM encoder and an LSTM language-model decoder.
 
-Both follow Zhang et al. 2022 (DG-VAE), sec. 5 / ``dg-vae.md`` sec. 1, itself the setting of
+Both follow Zhang et al. 2022 (DG-VAE), sec. 5 / ``docs/maths.md#model-and-guide``, itself the setting of
 Bowman et al. 2016 and He et al. 2019:
 
 * encoder: embeddings -> LSTM -> last hidden state ``h`` (a posterior head maps ``h`` to the

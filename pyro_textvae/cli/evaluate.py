@@ -1,4 +1,4 @@
-"""The ``textvae evaluate`` sub-command (docs/dg-vae.md, sec. 5).
+"""The ``textvae evaluate`` sub-command (``docs/metrics.md``).
 
 ``textvae evaluate RUN`` computes every metric of a run on one split and writes ``eval.json`` and
 ``eval.md`` into the run folder (:func:`evaluation.report.evaluate_run`). Register it with

@@ -94,7 +94,8 @@ def _run_names(paths: Sequence[str]) -> list[str]:
 
 
 def _explore_run(run, out: Path, args: argparse.Namespace):
-    """Every picture and CSV of one opened run into ``out``; returns its :class:`SplitPosteriors`."""
+    """Every picture and CSV of one opened run into ``out``; returns its
+    :class:`evaluation.arviz_data.SplitPosteriors`."""
     from evaluation.arviz_data import (
         dimension_statistics,
         encode_split,

@@ -1,7 +1,7 @@
 """Padded mini-batches of sentences, with length bucketing.
 
 Each row of a batch is ``<s> w_1 ... w_n </s>`` followed by ``<pad>`` up to the longest row, the
-layout the LSTM encoder and decoder of docs/dg-vae.md sec. 1 read: the decoder predicts
+layout the LSTM encoder and decoder of ``docs/maths.md#model-and-guide`` read: the decoder predicts
 ``tokens[:, 1:]`` (the words and ``</s>``) where ``mask[:, 1:]`` is True.
 
 Bucketing: an epoch shuffles the sentence order with a seeded ``torch.Generator``, groups it by

@@ -1,6 +1,6 @@
 """Reading tokenised text files into splits, and encoding them with one vocabulary.
 
-File format (the Short-Yelp files of the DG-VAE experiments, docs/dg-vae.md sec. 7): UTF-8, one
+File format (the Short-Yelp files of the DG-VAE experiments, ``docs/maths.md#paper-settings``): UTF-8, one
 sentence per line, tokens separated by white space, an optional ``label<TAB>`` prefix. Blank lines
 are skipped. A line ends at ``\\n``, ``\\r\\n`` or a lone ``\\r`` (the line ends editors write); a
 byte-order mark is accepted at the start of the file only. A control character other than TAB
@@ -147,7 +147,7 @@ def _encode(split: Split, vocab: Vocab, max_length: int | None) -> EncodedSplit:
 class Corpus:
     """A vocabulary and the encoded ``"train"``, ``"valid"``, ``"test"`` splits.
 
-    The vocabulary comes from the training split only (docs/dg-vae.md sec. 1), after dropping
+    The vocabulary comes from the training split only (``docs/maths.md#paper-settings``), after dropping
     sentences longer than ``max_length``.
     """
 

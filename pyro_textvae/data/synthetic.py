@@ -161,7 +161,8 @@ def synthetic_corpus(
 
 def write_synthetic(folder: str | os.PathLike[str], **kwargs: int) -> Path:
     """Write :func:`synthetic_splits` (``**kwargs`` passed on) as ``folder/{train,valid,test}.txt``
-    in the ``label<TAB>sentence`` format that :func:`read_split` reads back exactly; returns the folder."""
+    in the ``label<TAB>sentence`` format that :func:`pyro_textvae.data.read_split` reads back exactly; returns the
+    folder."""
     root = Path(folder)
     root.mkdir(parents=True, exist_ok=True)
     for name, split in synthetic_splits(**kwargs).items():

@@ -1,9 +1,8 @@
 """Word vocabulary: the map between tokens and integer ids.
 
-The ids follow the text-VAE convention of the DG-VAE experiments (docs/dg-vae.md, sec. 1,
-"Vocabulary: ``<pad> <s> </s> <unk>`` plus the training words"): the four specials take ids
-0, 1, 2, 3 and the training words follow by descending count, ties broken alphabetically, so
-the same corpus always gives the same ids.
+The ids follow the text-VAE convention of the DG-VAE experiments (``docs/maths.md#model-and-guide``): the
+four specials take ids 0, 1, 2, 3 and the training words follow by descending count, ties broken
+alphabetically, so the same corpus always gives the same ids.
 """
 
 from __future__ import annotations
