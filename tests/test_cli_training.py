@@ -74,6 +74,7 @@ def test_reconstruct_names_the_words_it_reads_as_unk(finished, capsys):
     assert len(captured.out.splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_the_thread_count_is_recorded_and_used_again_by_resume(tmp_path):
     out = tmp_path / "threads"
     try:

@@ -193,6 +193,7 @@ def _assert_same_parameters(expected: dict, actual: dict, moved_from: dict) -> N
     assert max(float((expected[k] - moved_from[k]).abs().max()) for k in expected) > 1e-3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["elbo", "dg-global"])
 def test_one_distributed_step_equals_one_step_on_the_global_batch(distributed, tmp_path, name):
     _, ranks = distributed

@@ -53,6 +53,7 @@ def _png_size(path):
     return struct.unpack(">II", header[16:24])
 
 
+@pytest.mark.slow
 def test_miniature_experiment_fills_every_column_and_draws_the_scatter(tmp_path, capsys):
     config = tmp_path / "mini.toml"
     config.write_text(CONFIG)
@@ -149,6 +150,7 @@ def test_a_run_folder_that_disagrees_with_the_file_is_not_reused(tmp_path, capsy
     assert (tmp_path / "results" / "experiment.toml").read_text() == CONFIG
 
 
+@pytest.mark.slow
 def test_an_evaluation_made_with_other_settings_is_redone_without_retraining(tmp_path, capsys):
     config = tmp_path / "mini.toml"
     config.write_text(CONFIG)

@@ -395,6 +395,7 @@ def _quick_run(path, objective):
     return path
 
 
+@pytest.mark.slow
 def test_explore_command_writes_every_picture_and_compares_runs(tmp_path):
     first = _quick_run(tmp_path / "elbo", "elbo")
     second = shutil.copytree(first, tmp_path / "copy")
@@ -441,6 +442,7 @@ def test_explore_command_writes_every_picture_and_compares_runs(tmp_path):
         parser.parse_args(["explore", str(first), "--out", "x", "--label-names", "0=negative,1"])
 
 
+@pytest.mark.slow
 def test_toy_command_writes_the_grid_the_kl_table_its_config_and_metrics(tmp_path):
     args = _parser().parse_args(["toy", "--out", str(tmp_path), "--objectives", "elbo,ae", "--steps", "24",
                                  "--dpi", "20", "--seed", "2"])

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from inference.run import new_trainer
@@ -25,6 +26,7 @@ def _textvae(*args: str) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     straight = _textvae("train", "--out", str(tmp_path / "straight"), *ARGS)
     assert straight.wait(timeout=300) == 0, straight.stderr.read().decode()

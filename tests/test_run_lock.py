@@ -32,6 +32,7 @@ def training(tmp_path):
     process.wait()
 
 
+@pytest.mark.slow
 def test_a_second_writer_is_refused_naming_the_folder_and_the_holder(training, capsys):
     process, out = training
     config = (out / "config.json").read_bytes()
@@ -46,6 +47,7 @@ def test_a_second_writer_is_refused_naming_the_folder_and_the_holder(training, c
     assert open_run(out, checkpoint="last") is not None  # a reader needs no lock
 
 
+@pytest.mark.slow
 def test_the_lock_of_a_killed_writer_is_gone_and_its_run_resumes(training):
     process, out = training
     process.send_signal(signal.SIGKILL)

@@ -46,6 +46,7 @@ def test_only_the_density_gap_objectives_select_on_their_own_loss():
     assert all(o.selection == "elbo" for name, o in OBJECTIVES.items() if name not in own)
 
 
+@pytest.mark.slow
 def test_own_loss_with_aggregation_size_one_is_the_elbo_at_weight_one(tmp_path):
     """With b = 1 the density gap is the per-sentence Monte-Carlo KL, so the own validation loss
     is the -ELBO whatever the warm-up weight (here 0.25), dropout off; a posterior pushed to

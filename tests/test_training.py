@@ -84,6 +84,7 @@ def test_clipped_optim_clips_the_global_norm():
         ClippedOptim("rmsprop", lr=1.0)
 
 
+@pytest.mark.slow
 def test_two_epochs_lower_the_validation_loss(tmp_path):
     trainer = _train(tmp_path, epochs=3)
     before = trainer.evaluate_split(trainer.corpus.splits["valid"])["elbo_loss"]
@@ -109,6 +110,7 @@ def test_resume_reaches_the_same_parameters(tmp_path):
     assert len(read_jsonl(tmp_path / "stopped" / "metrics.jsonl")) == 2
 
 
+@pytest.mark.slow
 def test_resume_from_a_mid_epoch_checkpoint(tmp_path):
     _train(tmp_path, "straight", epochs=2).fit()
     trainer = _train(tmp_path, "crashed", epochs=2, checkpoint_every=3)
@@ -134,6 +136,7 @@ def _lines_without_timing(run_dir):
     return [{k: v for k, v in record.items() if k != "seconds"} for record in read_jsonl(run_dir / "metrics.jsonl")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("crash", ["after the metrics line", "after last.pt"])
 def test_a_crash_at_the_end_of_an_epoch_keeps_each_metrics_line_once(tmp_path, monkeypatch, crash):
     """A crash between epoch 2's metrics line and its ``last.pt``, or right after its ``last.pt``:

@@ -67,6 +67,7 @@ def test_skip_nonfinite_that_skips_every_batch_of_an_epoch_stops_the_run(tmp_pat
     assert load_checkpoint(tmp_path / "run" / "last.pt")["trainer"]["epoch"] == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("validation", [[], ["--no-validate-args"]])
 def test_a_diverging_learning_rate_stops_with_one_line_naming_the_step(tmp_path, validation):
     done = subprocess.run([sys.executable, "-m", "pyro_textvae.cli", "train", "--out", str(tmp_path / "run"), *TINY,
@@ -77,6 +78,7 @@ def test_a_diverging_learning_rate_stops_with_one_line_naming_the_step(tmp_path,
     assert "at step" in message and ("non-finite" in message or "invalid distribution parameter" in message)
 
 
+@pytest.mark.slow
 def test_a_resumed_epoch_records_what_the_uninterrupted_epoch_records(tmp_path, monkeypatch):
     straight = _trainer(tmp_path / "straight", epochs=1)
     straight.fit()
@@ -106,6 +108,7 @@ def _killed_before_the_epoch_ends(monkeypatch, trainer):
     monkeypatch.undo()
 
 
+@pytest.mark.slow
 def test_training_checkpoints_by_time_by_default(tmp_path, monkeypatch):
     clock = iter(range(0, 10**6, 240))  # four minutes of training pass between two readings
     monkeypatch.setattr(trainer_module.time, "monotonic", lambda: next(clock))
@@ -116,6 +119,7 @@ def test_training_checkpoints_by_time_by_default(tmp_path, monkeypatch):
     assert state["epoch"] == 0 and 0 < state["batch"] <= trainer.steps_per_epoch
 
 
+@pytest.mark.slow
 def test_a_run_killed_before_its_first_checkpoint_resumes_from_step_zero(tmp_path, monkeypatch):
     straight = _trainer(tmp_path / "straight", epochs=1)
     straight.fit()
@@ -131,6 +135,7 @@ def test_a_run_killed_before_its_first_checkpoint_resumes_from_step_zero(tmp_pat
     assert {k: v for k, v in found.items() if k != "seconds"} == {k: v for k, v in expected.items() if k != "seconds"}
 
 
+@pytest.mark.slow
 def test_a_start_killed_between_vocab_and_config_is_trained_without_overwrite(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "--epochs", "1", "--out", str(out), *TINY]) == 0
@@ -145,6 +150,7 @@ def test_a_start_killed_between_vocab_and_config_is_trained_without_overwrite(tm
     assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
 
 
+@pytest.mark.slow
 def test_resume_removes_the_temporaries_of_a_killed_write(tmp_path):
     _trainer(tmp_path / "run", epochs=1).fit()
     stale = tmp_path / "run" / ".last.pt.abc123.tmp"
