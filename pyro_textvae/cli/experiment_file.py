@@ -37,7 +37,8 @@ METHOD_KEYS = {"name", "objective", "params", "model", "train"}
 
 def load_experiment(path: str | Path) -> dict[str, Any]:
     """Read and check an experiment TOML file; relative paths are resolved against its folder, and
-    the file's bytes are kept under ``"source"`` (:func:`run_experiment` copies them to ``out``)."""
+    the file's bytes are kept under ``"source"`` (:func:`pyro_textvae.cli.experiment_runner.run_experiment`
+    copies them to ``out``)."""
     path = Path(path)
     try:
         source = path.read_bytes()

@@ -44,7 +44,8 @@ def run_experiment(
     """Train (or resume, or skip) and evaluate every method for ``seeds`` (default: the file's);
     after each run, write the table and pictures of every evaluated run so far. First every
     existing run folder is checked against the file, then the file (``config`` from
-    :func:`load_experiment`) is copied to ``out/experiment.toml``, so a refused file is not recorded."""
+    :func:`pyro_textvae.cli.experiment_file.load_experiment`) is copied to ``out/experiment.toml``, so a refused
+    file is not recorded."""
     seeds = config["seeds"] if seeds is None else seeds
     out = Path(config["out"])
     runs = [(method, seed, out / "runs" / f"{method['name']}-seed{seed}")
@@ -155,7 +156,8 @@ def _train_and_evaluate(config: dict, method: dict, seed: int, run_dir: Path, pr
 def _check_run_matches(run_dir: Path, method: dict, data: dict, model: dict, train: dict) -> None:
     """Refuse to reuse a run folder whose stored config disagrees with the experiment file: its
     objective, the file's params, model and train options, and every data option (a key missing on
-    either side counts as None; the corpus path as :func:`load_experiment` resolved it)."""
+    either side counts as None; the corpus path as :func:`pyro_textvae.cli.experiment_file.load_experiment`
+    resolved it)."""
     stored = load_json(run_dir / "config.json")
     stored_data = stored.get("data") if isinstance(stored.get("data"), dict) else {}
     expected = {("objective", "name"): method["objective"]}

@@ -63,7 +63,7 @@ def test_a_folder_holding_a_run_is_refused_and_overwrite_clears_its_results(tmp_
     (run / "config.json").write_text("{}")
     (run / "metrics.jsonl").write_text("{}\n")
     (run / "notes.txt").write_text("mine")
-    with pytest.raises(FileExistsError, match="already exists; pass --overwrite or --resume"):
+    with pytest.raises(FileExistsError, match="already exists; pass overwrite=True"):
         check_run_dir(run, overwrite=False)
     prepare_run_dir(run, overwrite=True)
     assert sorted(p.name for p in run.iterdir()) == ["config.json", "notes.txt"]
