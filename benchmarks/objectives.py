@@ -46,7 +46,7 @@ def benchmark_corpus(seed: int) -> tuple[Corpus, str]:
 def build_trainer(name: str, corpus: Corpus, sizes: dict, config: TrainConfig, run_dir: Path) -> Trainer:
     """A trainer for objective ``name`` with its default parameters, placed after the warm-up."""
     objective = get_objective(name)
-    params = objective.resolve()
+    params = objective.configure()
     options = {**sizes, **objective.model_options(params), "vocab_size": len(corpus.vocab)}
     model_config = TextVAEConfig.from_dict(options)
     torch.manual_seed(config.seed)

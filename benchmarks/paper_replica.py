@@ -81,7 +81,7 @@ def make_sides(corpus: Corpus, vae: TextVAE, seed: int) -> dict:
         chosen = get_objective(objective)
         for precision in ("fp32", "bf16"):
             config = TrainConfig(optimizer="sgd", progress=False, seed=seed, validate_args=False, precision=precision)
-            trainer = Trainer(copy.deepcopy(vae), corpus, chosen, chosen.resolve(), config, run_dir=Path("."))
+            trainer = Trainer(copy.deepcopy(vae), corpus, chosen, chosen.configure(), config, run_dir=Path("."))
             sides[f"ours {objective} {precision}"] = _ours(trainer)
         replica = copy.deepcopy(vae).train()
         optimizer = torch.optim.SGD(replica.parameters(), lr=0.5)

@@ -24,6 +24,7 @@ import socket
 import statistics
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import pyro
@@ -33,6 +34,7 @@ import torch.multiprocessing as mp
 
 from inference.density_gap_elbo import DensityGapELBO
 from inference.distributed import average_gradients
+from inference.objective_configs import AEConfig
 from inference.objectives import Objective, get_objective
 from inference.schedules import ConstantSchedule
 from inference.trainer import TrainConfig, Trainer
@@ -46,8 +48,8 @@ def _objective(name: str) -> tuple[Objective, dict]:
     if name == "elbo":
         return get_objective("beta"), {"beta": 1.0}
     agg = name.removeprefix("dg-")
-    return Objective(name, "density gap", {}, lambda p: DensityGapELBO(32, agg=agg),
-                     lambda p, n: ConstantSchedule(1.0)), {}
+    return Objective(name, "density gap", AEConfig, partial(DensityGapELBO, 32, agg=agg),
+                     lambda config, n: ConstantSchedule(1.0)), {}
 
 
 def _timed(hook, times: list[float]):

@@ -65,7 +65,7 @@ def main() -> None:
     config = TrainConfig(optimizer="adam", batch_size=args.batch_size, progress=False, seed=args.seed,
                          validate_args=not args.no_validate_args)
     objective = get_objective("elbo")
-    trainer = Trainer(vae, corpus, objective, objective.resolve(), config, run_dir=Path("."))
+    trainer = Trainer(vae, corpus, objective, objective.configure(), config, run_dir=Path("."))
     pyro.clear_param_store()
     pyro.enable_validation(config.validate_args)
     batches = list(iterate_batches(corpus.splits["train"], args.batch_size, shuffle=True, seed=args.seed))

@@ -21,6 +21,8 @@ from typing import Sequence
 import torch
 from torch.distributions import Distribution, Independent, Normal
 
+from pyro_textvae.config import ACTIVE_UNIT_THRESHOLD
+
 from .evaluate_options import EVALUATE_DEFAULTS
 
 HALF_LOG_TWO_PI = 0.5 * math.log(2 * math.pi)
@@ -144,7 +146,7 @@ def mutual_information(
     return float(neg_entropy - log_aggregate.double().mean())
 
 
-def active_units(loc: torch.Tensor, threshold: float = 0.01) -> tuple[int, torch.Tensor]:
+def active_units(loc: torch.Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> tuple[int, torch.Tensor]:
     """AU = #{k : Var_x(E_q[z_k | x]) >= threshold} (Burda et al. 2016, sec. 5.2; ``docs/metrics.md#active-units``),
     with the unbiased sample variance over the N data (divisor N - 1), as in the classic
     text-VAE code. ``loc`` holds the posterior means, shape (N, d). Returns (AU, variances (d,))."""

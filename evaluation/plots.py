@@ -29,6 +29,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from pyro_textvae.config import ACTIVE_UNIT_THRESHOLD
+
 from .arviz_data import SplitPosteriors
 from .figures import check_size, new_axes, save_figure
 from .sentence_plots import (
@@ -54,7 +56,7 @@ __all__ = [
 ]
 
 PRIOR_MASSES = (0.5, 0.9, 0.99)
-AU_THRESHOLD = 0.01
+AU_THRESHOLD = ACTIVE_UNIT_THRESHOLD
 CU_TAU = 0.03
 POINTS = ("draw", "center")
 GRID_POINTS = 121

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from inference.density_gap import density_gap_kl
 from inference.distributed import rank_and_world_size
 from inference.elbo import elbo_terms
+from pyro_textvae.config import ACTIVE_UNIT_THRESHOLD
 from pyro_textvae.data import EncodedSplit, iterate_batches, num_batches
 from pyro_textvae.distributions import HypersphericalUniform, VonMisesFisher
 from pyro_textvae.errors import OptionError, OptionName
@@ -50,7 +51,7 @@ from .tables import eval_filename, evaluation_markdown
 from .text_metrics import bleu_precision_recall, interpolation_scores
 
 INTERPOLATION_STEPS = 11
-AU_THRESHOLD = 0.01
+AU_THRESHOLD = ACTIVE_UNIT_THRESHOLD
 CU_TAUS = (0.01, 0.03, 0.05, 0.1)
 
 

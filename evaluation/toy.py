@@ -178,7 +178,7 @@ def train_toy(objective: str, config: ToyConfig | None = None, params: dict | No
     """
     config = config or ToyConfig()
     chosen = get_objective(objective)
-    resolved = chosen.resolve(params)
+    resolved = chosen.configure(params)
     if chosen.model_options(resolved):
         raise ValueError(
             f"objective {objective!r} changes the model ({chosen.model_options(resolved)}); "

@@ -26,14 +26,17 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Distribution
 
+from pyro_textvae.checks import NON_NEGATIVE, POSITIVE, POSITIVE_INT
+
 from .distributed import average_gradients, broadcast_module
 from .latent_penalty import LatentPenaltyELBO
+from .objective_configs import AAEConfig
 
 
 class LatentDiscriminator(nn.Module):
     """``D(z)``: the logit that ``z`` came from the prior; an MLP ``d -> h -> h -> 1`` with ReLUs."""
 
-    def __init__(self, latent_dim: int, hidden_dim: int = 64) -> None:
+    def __init__(self, latent_dim: int, hidden_dim: int = AAEConfig.hidden_dim) -> None:
         super().__init__()
         self.latent_dim, self.hidden_dim = latent_dim, hidden_dim
         self.layers = nn.Sequential(
@@ -55,11 +58,6 @@ def discriminator_loss(
     return F.softplus(-discriminator(prior_samples)).mean() + F.softplus(discriminator(posterior_samples)).mean()
 
 
-def _positive(name: str, value: float, strict: bool = True) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 or (strict and value == 0):
-        raise ValueError(f"{name} must be a number {'>' if strict else '>='} 0, got {value!r}")
-
-
 class AdversarialELBO(LatentPenaltyELBO):
     """AAE: ``R = lambda sum_i softplus(-D(z_i))`` with a discriminator trained in the same SVI step.
 
@@ -76,15 +74,14 @@ class AdversarialELBO(LatentPenaltyELBO):
 
     term_name = "adversarial"
 
-    def __init__(self, weight: float = 1.0, hidden_dim: int = 64, lr: float = 1e-3, site: str = "z", **kwargs) -> None:
-        _positive("weight", weight, strict=False)
-        _positive("lr", lr)
-        if not isinstance(hidden_dim, int) or isinstance(hidden_dim, bool) or hidden_dim < 1:
-            raise ValueError(f"hidden_dim must be a positive integer, got {hidden_dim!r}")
+    def __init__(self, weight: float = AAEConfig.weight, hidden_dim: int = AAEConfig.hidden_dim,
+                 lr: float = AAEConfig.lr, site: str = "z", **kwargs) -> None:
+        weight, lr = NON_NEGATIVE.check("weight", weight), POSITIVE.check("lr", lr)
+        POSITIVE_INT.check("hidden_dim", hidden_dim)
         if not isinstance(site, str):
             raise TypeError(f"site must be a site name, got {site!r}")
         super().__init__((site,), **kwargs)
-        self.weight, self.hidden_dim, self.lr = float(weight), hidden_dim, float(lr)
+        self.weight, self.hidden_dim, self.lr = weight, hidden_dim, lr
         self.discriminator: LatentDiscriminator | None = None
         self.optimizer: torch.optim.Adam | None = None
         self._train_discriminator = False

@@ -39,11 +39,14 @@ import torch
 from torch.distributions import Distribution, Independent
 from torch.utils.checkpoint import checkpoint
 
+from pyro_textvae.checks import POSITIVE_INT, Range, check_value
+
 MODES = ("marginal", "joint")
 AGGREGATIONS = ("local", "global")
 PARTICLE_PLATE = "num_particles_vectorized"
 _CHUNK_ELEMENTS = 2**18
 _RECOMPUTE_ELEMENTS = 2**22
+OPTIONAL_POSITIVE_INT = Range(int, minimum=1, optional=True)
 _NORMALS = (torch.distributions.Normal, pyro.distributions.Normal)
 
 
@@ -51,14 +54,10 @@ def check_estimator_options(
     num_samples: int, agg_size: int | None, mode: str, chunk_size: int | None
 ) -> None:
     """Raise ValueError naming the option when an estimator setting is out of range."""
-    if not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
-    if agg_size is not None and (not isinstance(agg_size, int) or agg_size < 1):
-        raise ValueError(f"agg_size must be None or a positive integer, got {agg_size!r}")
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
-        raise ValueError(f"chunk_size must be None or a positive integer, got {chunk_size!r}")
+    POSITIVE_INT.check("num_samples", num_samples)
+    OPTIONAL_POSITIVE_INT.check("agg_size", agg_size)
+    check_value("mode", mode, str, choices=MODES)
+    OPTIONAL_POSITIVE_INT.check("chunk_size", chunk_size)
 
 
 def _check_aggregate(posterior: Distribution, aggregate: Distribution, offset: int) -> None:

@@ -13,9 +13,14 @@ from typing import Sequence
 import torch
 from torch.distributions import Distribution
 
+from pyro_textvae.checks import NON_NEGATIVE, check_value
+
 from .density_gap import AGGREGATIONS, check_estimator_options, density_gap_kl
 from .distributed import gather_distribution
 from .latent_penalty import LatentPenaltyELBO
+from .objective_configs import DGConfig
+
+# LatentPenaltyELBO
 
 
 class DensityGapELBO(LatentPenaltyELBO):
@@ -32,7 +37,7 @@ class DensityGapELBO(LatentPenaltyELBO):
     model/guide pair with a batch plate and reparameterised latent sites works.
 
     :param num_samples: M, samples per datum for the estimate.
-    :param agg_size: aggregation size b (``None``: the whole batch).
+    :param agg_size: aggregation size b (``None`` or 0: the whole batch).
     :param mode: ``"marginal"`` or ``"joint"`` (see :func:`density_gap_kl`).
     :param beta: weight of the density-gap term.
     :param sites: latent site names to regularise; ``None``: every latent guide site inside a
@@ -57,20 +62,19 @@ class DensityGapELBO(LatentPenaltyELBO):
 
     def __init__(
         self,
-        num_samples: int = 32,
+        num_samples: int = DGConfig.num_samples,
         agg_size: int | None = None,
-        mode: str = "marginal",
+        mode: str = DGConfig.mode,
         beta: float = 1.0,
         sites: Sequence[str] | None = None,
         chunk_size: int | None = None,
-        agg: str = "local",
+        agg: str = DGConfig.agg,
         **kwargs,
     ) -> None:
+        agg_size = None if agg_size == 0 and not isinstance(agg_size, bool) else agg_size
         check_estimator_options(num_samples, agg_size, mode, chunk_size)
-        if agg not in AGGREGATIONS:
-            raise ValueError(f"agg must be one of {AGGREGATIONS}, got {agg!r}")
-        if beta < 0:
-            raise ValueError(f"beta must be >= 0, got {beta}")
+        check_value("agg", agg, str, choices=AGGREGATIONS)
+        beta = NON_NEGATIVE.check("beta", beta)
         if isinstance(sites, str):
             raise TypeError(f"sites must be a sequence of site names, got the string {sites!r}")
         super().__init__(sites, **kwargs)

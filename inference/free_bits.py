@@ -29,13 +29,10 @@ from collections.abc import Sequence
 import torch
 from torch.distributions import Distribution, Independent, kl_divergence
 
+from pyro_textvae.checks import NON_NEGATIVE
+
 from .latent_penalty import LatentPenaltyELBO
-
-
-def _check_target(target_kl: float) -> float:
-    if not isinstance(target_kl, (int, float)) or isinstance(target_kl, bool) or target_kl < 0:
-        raise ValueError(f"target_kl must be a number >= 0, got {target_kl!r}")
-    return float(target_kl)
+from .objective_configs import FreeBitsConfig
 
 
 def per_dimension_kl(posterior: Distribution, prior: Distribution) -> torch.Tensor:
@@ -61,9 +58,9 @@ class FreeBitsELBO(LatentPenaltyELBO):
 
     term_name = "free_bits_kl"
 
-    def __init__(self, target_kl: float = 4.0, sites: Sequence[str] = ("z",), **kwargs) -> None:
+    def __init__(self, target_kl: float = FreeBitsConfig.target_kl, sites: Sequence[str] = ("z",), **kwargs) -> None:
         super().__init__(sites, **kwargs)
-        self.target_kl = _check_target(target_kl)
+        self.target_kl = NON_NEGATIVE.check("target_kl", target_kl)
 
     def penalty(self, posterior: Distribution, prior: Distribution, value: torch.Tensor) -> torch.Tensor:
         kl = per_dimension_kl(posterior, prior)

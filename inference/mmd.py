@@ -19,7 +19,10 @@ from collections.abc import Sequence
 import torch
 from torch.distributions import Distribution
 
+from pyro_textvae.checks import NON_NEGATIVE
+
 from .latent_penalty import LatentPenaltyELBO
+from .objective_configs import WAEConfig
 
 
 def inverse_multiquadratic_kernel(x: torch.Tensor, y: torch.Tensor, scale: float) -> torch.Tensor:
@@ -63,11 +66,10 @@ class WassersteinMMDELBO(LatentPenaltyELBO):
 
     term_name = "mmd"
 
-    def __init__(self, weight: float = 10.0, sites: Sequence[str] = ("z",), **kwargs) -> None:
-        if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight < 0:
-            raise ValueError(f"weight (lambda) must be a number >= 0, got {weight!r}")
+    def __init__(self, weight: float = WAEConfig.weight, sites: Sequence[str] = ("z",), **kwargs) -> None:
+        weight = NON_NEGATIVE.check("weight", weight)
         super().__init__(sites, **kwargs)
-        self.weight = float(weight)
+        self.weight = weight
 
     def penalty(self, posterior: Distribution, prior: Distribution, value: torch.Tensor) -> torch.Tensor:
         prior_samples = prior.expand(posterior.batch_shape).sample()

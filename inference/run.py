@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -24,6 +26,7 @@ from pyro_textvae.model import TextVAE, TextVAEConfig
 from pyro_textvae.run_folder import CONFIG_VERSION, load_corpus, read_config, read_vocab
 
 from .distributed import broadcast_from_rank_zero, init_process_group
+from .objective_configs import ObjectiveConfig
 from .objectives import get_objective
 from .tensorboard import TENSORBOARD_DIR
 from .train_config import TrainConfig, launched_by_torchrun
@@ -68,16 +71,18 @@ def new_trainer(
     data: dict,
     model_options: dict,
     objective: str,
-    params: dict,
+    params: Mapping[str, Any] | ObjectiveConfig | None,
     train: TrainConfig,
     overwrite: bool = False,
 ) -> Trainer:
     """Build corpus, model and trainer for a new run, then write ``config.json`` and ``vocab.json``
     (rank 0 only when ``train.distributed``; the other ranks get its vocabulary). Every option is
     checked, the device included, before the run folder is created, so bad options leave nothing
-    behind that a corrected rerun would need ``--overwrite`` for."""
+    behind that a corrected rerun would need ``--overwrite`` for. ``params``: the objective's
+    :class:`~inference.objective_configs.ObjectiveConfig`, or parameters it is made of (the others
+    at their defaults for the model's latent)."""
     chosen = get_objective(objective)
-    resolved = chosen.resolve(params)
+    resolved = chosen.configure(params, latent=model_options.get("latent"))
     if train.distributed:
         init_process_group()
     made: dict[str, Corpus] = {}
@@ -110,7 +115,7 @@ def new_trainer(
             "version": CONFIG_VERSION,
             "data": data,
             "model": model_config.to_dict(),
-            "objective": {"name": objective, "params": resolved},
+            "objective": {"name": objective, "params": resolved.to_dict()},
             "train": train.to_dict(),
             "corpus": corpus.summary(),
         }
@@ -128,14 +133,13 @@ SIZE_OPTIONS = (OptionName("hidden_dim"), ", ", OptionName("embed_dim"), ", ", O
                 OptionName("batch_size"), ", ", OptionName("max_length"), " or ", OptionName("num_samples"))
 
 
-def check_training_memory(model_config: TextVAEConfig, train: TrainConfig, corpus: Corpus, params: dict,
-                          options: str | tuple[str, ...] = SIZE_OPTIONS) -> None:
+def check_training_memory(model_config: TextVAEConfig, train: TrainConfig, corpus: Corpus,
+                          params: ObjectiveConfig, options: str | tuple[str, ...] = SIZE_OPTIONS) -> None:
     """Refuse a run whose model, batch of the longest training sentences and density-gap samples
-    (``params["num_samples"]``) would not fit in the memory of ``train.device``
-    (:func:`pyro_textvae.memory.training_estimate`), before any of it is allocated."""
+    (``params.num_samples``, where the objective has them) would not fit in the memory of
+    ``train.device`` (:func:`pyro_textvae.memory.training_estimate`), before any of it is allocated."""
     longest = max((len(ids) for ids in corpus.splits["train"].ids), default=0)
-    samples = params.get("num_samples")
-    samples = samples if isinstance(samples, int) and not isinstance(samples, bool) else None
+    samples = getattr(params, "num_samples", None)
     parts = training_estimate(model_config, train.batch_size, longest, train.optimizer, samples)
     local = [int(os.environ.get(name, default)) for name, default in (("LOCAL_RANK", 0), ("LOCAL_WORLD_SIZE", 1))]
     check_memory(parts, resolve_device(train.device, *local), options)  # the device is checked first
@@ -161,7 +165,7 @@ def check_split_sizes(corpus: Corpus, data: dict) -> None:
               f"{data.get('max_length')} ({counts})")
 
 
-def _model_config(chosen, resolved: dict, model_options: dict, corpus: Corpus) -> TextVAEConfig:
+def _model_config(chosen, resolved: ObjectiveConfig, model_options: dict, corpus: Corpus) -> TextVAEConfig:
     options = {**model_options, **chosen.model_options(resolved), "vocab_size": len(corpus.vocab)}
     return TextVAEConfig.from_dict(options)
 
@@ -218,7 +222,10 @@ def _resumed_trainer(run_dir: Path, read_run, distributed: bool, overrides: dict
     corpus = load_corpus(config["data"], vocab=Vocab(itos), where=f"{run_dir / 'config.json'} [data]")
     model_config = TextVAEConfig.from_dict(config["model"], f"{run_dir / 'config.json'} [model]")
     objective = get_objective(config["objective"]["name"])
-    params = objective.resolve(config["objective"]["params"])
+    try:
+        params = objective.configure(config["objective"]["params"], latent=config["model"].get("latent"))
+    except ValueError as error:
+        raise CheckpointError(f"{run_dir / 'config.json'} [objective]: {error}") from None
     check_training_memory(model_config, train, corpus, params, "hidden_dim, embed_dim, vocab_size, batch_size or "
                           f"num_samples in {run_dir / 'config.json'}")
     torch.manual_seed(train.seed)  # as new_trainer: a run without last.pt restarts from these parameters

@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import pyro
 import torch
@@ -35,6 +36,7 @@ from pyro import poutine
 from pyro.infer.util import torch_item
 from tqdm.auto import tqdm
 
+from pyro_textvae.config import ACTIVE_UNIT_THRESHOLD
 from pyro_textvae.data import Batch, Corpus, EncodedSplit, iterate_batches
 from pyro_textvae.data.batching import BUCKETINGS
 from pyro_textvae.io import (
@@ -64,6 +66,7 @@ from .distributed import (
 )
 from .elbo import elbo_terms
 from .handlers import scale_latent
+from .objective_configs import ObjectiveConfig
 from .objectives import Objective
 from .optim import ClippedOptim, NonFiniteError
 from .protocol import PlateauState
@@ -99,7 +102,7 @@ class Trainer(CheckpointMixin):
         vae: TextVAE,
         corpus: Corpus,
         objective: Objective,
-        params: dict,
+        params: ObjectiveConfig | Mapping[str, Any] | None,
         config: TrainConfig,
         run_dir: str | Path,
     ) -> None:
@@ -121,6 +124,7 @@ class Trainer(CheckpointMixin):
         self.global_batch_size = config.batch_size * self.world_size
         full, rest = divmod(self.num_data, self.global_batch_size)
         self.steps_per_epoch = full + (rest >= self.world_size)
+        params = objective.configure(params)
         self.loss = objective.make_loss(params)
         self.selection = objective.selection
         self.schedule = objective.make_schedule(params, self.steps_per_epoch)
@@ -199,7 +203,7 @@ class Trainer(CheckpointMixin):
     @torch.no_grad()
     def evaluate_split(self, split: EncodedSplit) -> dict[str, float]:
         """Per-sentence reconstruction, KL and -ELBO (KL weight 1, dropout off) and active units
-        (dimensions with ``Var_x E[z_k|x] >= 0.01``, ``docs/metrics.md#active-units``). Distributed, every rank
+        (dimensions with ``Var_x E[z_k|x] >= ACTIVE_UNIT_THRESHOLD``, ``docs/metrics.md#active-units``). Distributed, every rank
         scores its slice of each batch of ``256 N`` sentences and the sums are added over ranks."""
         was_training = self.vae.training
         self.vae.eval()
@@ -222,7 +226,7 @@ class Trainer(CheckpointMixin):
         variances = squares / (n - 1)
         result = {"reconstruction": float(sums[0]) / n, "kl": float(sums[1]) / n}
         result["elbo_loss"] = result["reconstruction"] + result["kl"]
-        result["active_units"] = int((variances >= 0.01).sum())
+        result["active_units"] = int((variances >= ACTIVE_UNIT_THRESHOLD).sum())
         return result
 
     @torch.no_grad()

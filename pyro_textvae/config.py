@@ -12,6 +12,7 @@ LATENTS = ("normal", "vmf")
 POSTERIORS = ("gaussian", "bn", "delta")
 PRECISIONS = ("fp32", "bf16")  # of the networks (pyro_textvae.precision)
 DEFAULT_PRECISION = "fp32"
+ACTIVE_UNIT_THRESHOLD = 0.01  # a latent dimension is active where Var_x E[z_k|x] >= this (Burda et al. 2016)
 
 
 def check_precision(precision: str, where: str = "precision") -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from .checks import Range
 from .data import Corpus, Vocab, synthetic_splits
 from .data.corpus import LABEL_MODES
 from .data.synthetic import MAX_TOPICS
@@ -32,11 +33,8 @@ DATA_KEYS = {"path", "labels", "synthetic", *DATA_COUNTS}
 
 
 def _count_error(value: Any, minimum: int, allow_none: bool) -> str | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        return f"must be an integer >= {minimum}{' or None' if allow_none else ''}, got {value!r}"
-    return None
+    wanted = Range(int, minimum=minimum, optional=allow_none)
+    return None if wanted.contains(value) else f"must be {wanted.describe()}, got {value!r}"
 
 
 def check_data_options(data: Any, where: str = "data options") -> None:

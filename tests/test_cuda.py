@@ -83,7 +83,7 @@ def test_a_run_resumed_on_the_device_ends_where_the_straight_run_ends(tmp_path):
         for name, epochs in (("straight", 2), ("resumed", 1)):
             config = TrainConfig(epochs=epochs, batch_size=16, optimizer="adam", progress=False, seed=3,
                                  device=str(DEVICE))
-            new_trainer(tmp_path / name, DATA, SMALL, "elbo", {"warmup_epochs": "1"}, config).fit()
+            new_trainer(tmp_path / name, DATA, SMALL, "elbo", {"warmup_epochs": 1}, config).fit()
         resume_trainer(tmp_path / "resumed", epochs=2).fit(resume=True)
     finally:
         torch.use_deterministic_algorithms(False)
@@ -110,7 +110,7 @@ def test_evaluation_on_the_device_agrees_with_the_cpu(tmp_path):
     """The variances of the posterior means behind AU (no randomness): equal to rounding; the
     importance-sampled NLL uses each device's own generator: equal within Monte-Carlo error."""
     config = TrainConfig(epochs=1, batch_size=16, optimizer="adam", progress=False, seed=3)
-    new_trainer(tmp_path / "run", DATA, SMALL, "elbo", {"warmup_epochs": "1"}, config).fit()
+    new_trainer(tmp_path / "run", DATA, SMALL, "elbo", {"warmup_epochs": 1}, config).fit()
     options = {"iw_samples": 50, "prior_samples": 500, "num_generate": 4, "num_interpolations": 2, "progress": False}
     results = [evaluate_run(open_run(tmp_path / "run", device=str(device)), device=device, **options)
                for device in (torch.device("cpu"), DEVICE)]

@@ -61,7 +61,7 @@ def test_metrics_jsonl_and_tensorboard_hold_the_curves(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     config = TrainConfig(epochs=2, batch_size=16, optimizer="adam", progress=False)
-    trainer = new_trainer(tmp_path / "run", DATA, SMALL, "elbo", {"warmup_epochs": "1"}, config)
+    trainer = new_trainer(tmp_path / "run", DATA, SMALL, "elbo", {"warmup_epochs": 1}, config)
     trainer.epoch_metrics.append(curve_metrics(prior_samples=200))
     trainer.fit()
     history = read_jsonl(tmp_path / "run" / "metrics.jsonl")

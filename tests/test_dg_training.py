@@ -11,7 +11,7 @@ MODEL = {"embed_dim": 16, "hidden_dim": 32, "latent_dim": 4}
 
 def _active_units(tmp_path, objective):
     config = TrainConfig(epochs=16, batch_size=32, optimizer="adam", lr=5e-3, progress=False, seed=0)
-    new_trainer(tmp_path / objective, DATA, MODEL, objective, {"warmup_epochs": "2"}, config).fit()
+    new_trainer(tmp_path / objective, DATA, MODEL, objective, {"warmup_epochs": 2}, config).fit()
     return [record["valid_active_units"] for record in read_jsonl(tmp_path / objective / "metrics.jsonl")]
 
 

@@ -19,6 +19,7 @@ import contextlib
 import os
 import shutil
 import socket
+from functools import partial
 
 import pyro
 import pyro.distributions as dist
@@ -35,6 +36,7 @@ from evaluation.distributed_eval import sharded_log_likelihood
 from inference.density_gap import density_gap_kl
 from inference.density_gap_elbo import DensityGapELBO
 from inference.distributed import close_distributed, shard_batch, shard_bounds
+from inference.objective_configs import AEConfig
 from inference.objectives import Objective, get_objective
 from inference.run import new_trainer, resume_trainer
 from inference.schedules import ConstantSchedule
@@ -91,8 +93,8 @@ def _objective(name: str) -> tuple[Objective, dict]:
     if name == "elbo":
         return get_objective("beta"), {"beta": 1.0}
     loss = {"dg-global": "global", "dg-local": "local"}[name]
-    return Objective(name, "density gap", {}, lambda p: DensityGapELBO(SAMPLES, agg=loss),
-                     lambda p, n: ConstantSchedule(1.0)), {}
+    return Objective(name, "density gap", AEConfig, partial(DensityGapELBO, SAMPLES, agg=loss),
+                     lambda config, n: ConstantSchedule(1.0)), {}
 
 
 def _trainer(corpus, name: str, distributed: bool, run_dir) -> Trainer:
@@ -126,8 +128,8 @@ def _count_writes(rank: int) -> dict:
 def _fit_crash_resume(out_dir) -> None:
     """A 2-epoch distributed run, and the same run killed at its 5th step and resumed."""
     config = TrainConfig(epochs=2, batch_size=LOCAL, optimizer="adam", progress=False, seed=3, checkpoint_every=2)
-    new_trainer(out_dir / "straight", RUN_DATA, MODEL, "elbo", {"warmup_epochs": "1"}, config).fit()
-    crashed = new_trainer(out_dir / "crashed", RUN_DATA, MODEL, "elbo", {"warmup_epochs": "1"}, config)
+    new_trainer(out_dir / "straight", RUN_DATA, MODEL, "elbo", {"warmup_epochs": 1}, config).fit()
+    crashed = new_trainer(out_dir / "crashed", RUN_DATA, MODEL, "elbo", {"warmup_epochs": 1}, config)
     original, calls = crashed.step, {"n": 0}
 
     def crash_on_fifth(tokens, mask):

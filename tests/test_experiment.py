@@ -267,3 +267,15 @@ def test_one_method_into_another_folder(tmp_path, capsys):
     capsys.readouterr()
     assert main(["experiment", str(config), "--method", "DG", "--report-only"]) == 2
     assert "--method: no method ['DG'] in the file; its methods: ['VAE', 'DG-VAE']" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("stored, asked", [("gamma", "bn_gamma"), ("bn_gamma", "gamma")])
+def test_a_run_folder_matches_a_parameter_by_its_old_or_new_spelling(tmp_path, stored, asked):
+    """A run written before the rename (gamma) is reused by a file that says bn_gamma, and the other way round."""
+    from pyro_textvae.cli.experiment_runner import _check_run_matches
+    from pyro_textvae.io import save_json
+
+    save_json(tmp_path / "config.json", {"objective": {"name": "bn", "params": {stored: 0.7, "warmup_epochs": 2.0}}})
+    _check_run_matches(tmp_path, {"objective": "bn", "params": {asked: 0.7}}, {}, {}, {})
+    with pytest.raises(ValueError, match=r"objective\.params\.bn_gamma is 0\.7 but the experiment asks for 0\.5"):
+        _check_run_matches(tmp_path, {"objective": "bn", "params": {asked: 0.5}}, {}, {}, {})

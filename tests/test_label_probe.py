@@ -47,7 +47,7 @@ def test_a_separable_label_is_read_off_and_a_constant_feature_is_at_chance():
 def test_eval_json_has_the_probe_and_the_table_its_columns(tmp_path):
     data = {"synthetic": {"num_train": 64, "num_valid": 16, "num_test": 24, "seed": 4}}
     config = TrainConfig(epochs=1, batch_size=16, optimizer="adam", progress=False)
-    new_trainer(tmp_path / "run", data, SMALL, "elbo", {"warmup_epochs": "1"}, config).fit()
+    new_trainer(tmp_path / "run", data, SMALL, "elbo", {"warmup_epochs": 1}, config).fit()
     run = open_run(tmp_path / "run")
     assert run.corpus.splits["train"].labels is not None
     result = evaluate_run(run, iw_samples=2, prior_samples=50, num_generate=4, num_interpolations=2,

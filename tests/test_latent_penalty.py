@@ -12,8 +12,8 @@ from pyro import poutine
 from pyro.infer import Trace_ELBO
 
 from inference.density_gap_elbo import DensityGapELBO
-from inference.latent_penalty import LatentPenaltyELBO
 from inference.handlers import scale_latent
+from inference.latent_penalty import LatentPenaltyELBO
 
 
 class SingleSampleKL(LatentPenaltyELBO):

@@ -111,10 +111,10 @@ def test_mmd_is_near_zero_for_one_distribution_and_grows_with_a_shift():
 
 def test_cyclical_weights_follow_the_schedule(tmp_path):
     objective = get_objective("cyclical")
-    params = objective.resolve({"cycle_epochs": "2", "warmup_epochs": "1"})
+    params = objective.configure({"cycle_epochs": 2, "warmup_epochs": 1})
     schedule = objective.make_schedule(params, 5)
     assert [schedule(t) for t in range(23)] == [min(1.0, (t % 10) / 5) for t in range(23)]
-    trainer = new_trainer(tmp_path / "run", DATA, SMALL, "cyclical", {"cycle_epochs": "1", "warmup_epochs": "0.5"},
+    trainer = new_trainer(tmp_path / "run", DATA, SMALL, "cyclical", {"cycle_epochs": 1, "warmup_epochs": 0.5},
                           TrainConfig(epochs=1, batch_size=16, progress=False))
     batch = next(iter(iterate_batches(trainer.train_split, 16, shuffle=False)))
     cycle, warmup = trainer.steps_per_epoch, max(1, round(0.5 * trainer.steps_per_epoch))
@@ -134,7 +134,7 @@ def test_aae_discriminator_steps_and_round_trips_through_state_dict():
     state = loss_fn.state_dict()
     assert all(not torch.equal(before[k], v) for k, v in state["discriminator"].items())
     assert math.isfinite(loss_fn.last_terms["discriminator"])
-    restored = get_objective("aae").make_loss(get_objective("aae").resolve())
+    restored = get_objective("aae").make_loss()
     restored.load_state_dict(state)
     for key, value in state["discriminator"].items():
         assert torch.equal(restored.state_dict()["discriminator"][key], value)
@@ -151,7 +151,7 @@ def test_a_loaded_aae_discriminator_is_rebuilt_on_the_device_of_the_latent():
     _, _, loss_fn, vae = _setup("aae")
     batch = _batch()
     loss_fn.loss_and_grads(vae.model, vae.guide, batch.tokens, batch.mask)
-    restored = get_objective("aae").make_loss(get_objective("aae").resolve())
+    restored = get_objective("aae").make_loss()
     restored.load_state_dict(loss_fn.state_dict())
     discriminator = restored._discriminator_for(vae.config.latent_dim, torch.device("meta"))
     assert {p.device.type for p in discriminator.parameters()} == {"meta"}

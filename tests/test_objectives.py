@@ -31,7 +31,7 @@ def _batch():
 def _setup(name: str, overrides: dict | None = None):
     """The objective's resolved params, loss and a dropout-free small model with its model options."""
     objective = get_objective(name)
-    params = objective.resolve(overrides)
+    params = objective.configure(overrides)
     options = {**SMALL, "dropout_in": 0.0, "dropout_out": 0.0, **objective.model_options(params)}
     torch.manual_seed(0)
     vae = TextVAE(TextVAEConfig.from_dict({**options, "vocab_size": VOCAB}))
@@ -229,9 +229,9 @@ def test_bad_names_parameters_and_sites_list_the_valid_ones():
     with pytest.raises(ValueError, match="valid: " + ", ".join(OBJECTIVES)):
         get_objective("vqvae")
     with pytest.raises(ValueError, match="valid: target_kl, warmup_epochs"):
-        get_objective("free-bits").resolve({"gamma": "0.5"})
+        get_objective("free-bits").configure({"gamma": 0.5})
     with pytest.raises(ValueError, match="lambda"):
-        get_objective("wae-mmd").resolve({"lambda": "much"})
+        get_objective("wae-mmd").configure({"lambda": "much"})
     with pytest.raises(ValueError, match="target_kl"):
         FreeBitsELBO(target_kl=-1.0)
     with pytest.raises(ValueError, match="latent sites"):

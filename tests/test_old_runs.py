@@ -36,7 +36,12 @@ def test_an_old_run_folder_resumes_evaluates_and_samples(old_run, capsys):
     assert len(capsys.readouterr().out.splitlines()) == 3
 
 
+RENAMED = {"gamma": "bn_gamma", "disc_hidden": "hidden_dim", "disc_lr": "lr", "lambda": "weight"}  # old: current
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_an_old_config_loads_its_objective_parameters_with_the_saved_values(name):
-    saved = json.loads((OLD_RUNS / name / "config.json").read_text())["objective"]
-    assert get_objective(saved["name"]).resolve(saved["params"]) == saved["params"]
+    saved = json.loads((OLD_RUNS / name / "config.json").read_text())
+    config = get_objective(saved["objective"]["name"]).configure(saved["objective"]["params"],
+                                                                  latent=saved["model"]["latent"])
+    assert config.to_dict() == {RENAMED.get(key, key): value for key, value in saved["objective"]["params"].items()}

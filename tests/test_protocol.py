@@ -50,7 +50,7 @@ def test_the_trainer_follows_the_schedule(tmp_path, monkeypatch):
     config = TrainConfig(epochs=30, batch_size=32, optimizer="adam", lr=1e-3, decay_patience=2, max_decays=2,
                          progress=False)
     data = {"synthetic": {"num_train": 32, "num_valid": 8, "num_test": 8, "seed": 1}}
-    new_trainer(tmp_path / "run", data, SMALL, "elbo", {"warmup_epochs": "1"}, config).fit()
+    new_trainer(tmp_path / "run", data, SMALL, "elbo", {"warmup_epochs": 1}, config).fit()
     history = read_jsonl(tmp_path / "run" / "metrics.jsonl")
     assert [r["lr"] for r in history] == pytest.approx([1e-3 * f for f in simulate(SMALL_SCHEDULE, LOSSES)["lr_factors"]])
     assert [r["epoch"] for r in history if r["halved"]] == [4, 7]

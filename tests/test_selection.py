@@ -31,7 +31,7 @@ def _scripted_validation(monkeypatch, trainer, elbo, own):
 def test_best_checkpoint_follows_the_objectives_selection(tmp_path, monkeypatch, objective, best_epoch):
     """DG-VAE's per-sentence KL grows while its own loss falls (the -ELBO rises): best.pt must be
     the epoch of its lowest own loss; the VAE keeps the -ELBO."""
-    trainer = _trainer(tmp_path, objective, {"warmup_epochs": "1"})
+    trainer = _trainer(tmp_path, objective, {"warmup_epochs": 1})
     _scripted_validation(monkeypatch, trainer, elbo=[50.0, 51.0, 52.0], own=[45.0, 44.0, 43.0])
     for epoch in range(3):
         record = trainer._end_epoch(epoch, 0.0)
@@ -51,7 +51,7 @@ def test_own_loss_with_aggregation_size_one_is_the_elbo_at_weight_one(tmp_path):
     """With b = 1 the density gap is the per-sentence Monte-Carlo KL, so the own validation loss
     is the -ELBO whatever the warm-up weight (here 0.25), dropout off; a posterior pushed to
     means 2.5 makes the KL (about 12.5 nats) large against the error."""
-    trainer = _trainer(tmp_path, "dg", {"warmup_epochs": "1", "agg_size": "1", "num_samples": "512"})
+    trainer = _trainer(tmp_path, "dg", {"warmup_epochs": 1, "agg_size": 1, "num_samples": 512})
     with torch.no_grad():
         bias = trainer.vae.posterior.linear.bias
         bias[: bias.numel() // 2] = 2.5

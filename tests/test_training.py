@@ -30,7 +30,7 @@ DATA = {"synthetic": {"num_train": 96, "num_valid": 32, "num_test": 32, "seed": 
 
 def _train(tmp_path, name="run", epochs=2, objective="elbo", params=None, **train):
     config = TrainConfig(epochs=epochs, batch_size=16, optimizer="adam", progress=False, seed=7, **train)
-    return new_trainer(tmp_path / name, DATA, SMALL, objective, params or {"warmup_epochs": "1"}, config)
+    return new_trainer(tmp_path / name, DATA, SMALL, objective, params or {"warmup_epochs": 1}, config)
 
 
 def test_schedules_follow_their_formulas():

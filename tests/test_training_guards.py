@@ -27,7 +27,7 @@ DATA = {"synthetic": {"num_train": 96, "num_valid": 32, "num_test": 32, "seed": 
 
 def _trainer(path, **train):
     options = {"epochs": 2, "batch_size": 16, "optimizer": "adam", "progress": False, "seed": 7, **train}
-    return new_trainer(path, DATA, SMALL, "elbo", {"warmup_epochs": "1"}, TrainConfig(**options))
+    return new_trainer(path, DATA, SMALL, "elbo", {"warmup_epochs": 1}, TrainConfig(**options))
 
 
 def _spike_at(trainer, steps):

@@ -93,7 +93,7 @@ def _apply_schedule(path: Path, config: dict) -> dict:
     methods = []
     for method in config["methods"]:
         try:
-            defaults = get_objective(method["objective"]).defaults
+            defaults = get_objective(method["objective"]).config_class.defaults()
         except ValueError as error:
             raise ValueError(f"{path}: method {method['name']!r}: {error}") from None
         params = method.get("params", {})
@@ -137,7 +137,8 @@ def _check_method(path: Path, config: dict, method: dict) -> None:
         if not isinstance(method.get(key, {}), dict):
             raise ValueError(f"{where}: {key} must be a table, got {method[key]!r}")
     try:
-        get_objective(method["objective"]).resolve(method.get("params", {}))
+        latent = {**config.get("model", {}), **method.get("model", {})}.get("latent")
+        get_objective(method["objective"]).configure(method.get("params", {}), latent=latent)
         dataclass_from_dict(TrainConfig, {**config.get("train", {}), **method.get("train", {})}, "[train]")
         model = {"vocab_size": 5, **config.get("model", {}), **method.get("model", {})}  # the corpus sets it
         dataclass_from_dict(TextVAEConfig, model, "[model]")

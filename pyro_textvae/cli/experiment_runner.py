@@ -29,6 +29,7 @@ from evaluation.figures import save_figure
 from evaluation.report import evaluate_run, evaluation_settings
 from evaluation.scatter import plot_collapse_against_holes
 from evaluation.tables import eval_filename, write_results
+from inference.objective_configs import config_class
 from inference.run import new_trainer, resume_trainer
 from inference.train_config import TrainConfig
 from pyro_textvae.io import atomic_write_bytes, dataclass_from_dict, load_json
@@ -157,12 +158,18 @@ def _check_run_matches(run_dir: Path, method: dict, data: dict, model: dict, tra
     """Refuse to reuse a run folder whose stored config disagrees with the experiment file: its
     objective, the file's params, model and train options, and every data option (a key missing on
     either side counts as None; the corpus path as :func:`pyro_textvae.cli.experiment_file.load_experiment`
-    resolved it)."""
+    resolved it). Parameters are compared by their current names, so an old spelling on either side
+    matches the new one."""
     stored = load_json(run_dir / "config.json")
     stored_data = stored.get("data") if isinstance(stored.get("data"), dict) else {}
     expected = {("objective", "name"): method["objective"]}
     expected |= {("data", k): data.get(k) for k in sorted(set(data) | set(stored_data))}
-    expected |= {("objective", "params", k): v for k, v in method.get("params", {}).items()}
+    canonical = config_class(method["objective"]).canonical
+    if isinstance(stored.get("objective"), dict) and stored["objective"].get("name") == method["objective"]:
+        params = stored["objective"].get("params", {})
+        stored["objective"]["params"] = {canonical(k, method["objective"]): v for k, v in params.items()}
+    expected |= {("objective", "params", canonical(k, method["objective"])): v
+                 for k, v in method.get("params", {}).items()}
     expected |= {("model", k): v for k, v in model.items()}
     expected |= {("train", k): v for k, v in train.items()}
     for keys, value in expected.items():

@@ -11,6 +11,13 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from inference.objective_configs import (
+    CONFIGS,
+    config_class,
+    configure_from_text,
+    describe_parameters,
+    shortcut_options,
+)
 from inference.train_config import (
     DEFAULT_LR,
     OPTIMIZER_NAMES,
@@ -23,8 +30,20 @@ from pyro_textvae.demo import SYNTHETIC_MODEL, SYNTHETIC_OPTIMIZER
 
 from .options import Parser, at_least
 
-DG_ALIASES = {"dg_samples": "num_samples", "agg_size": "agg_size", "dg_mode": "mode", "dg_agg": "agg",
-              "warmup_epochs": "warmup_epochs"}
+
+def _add_objective_arguments(group: argparse._ArgumentGroup) -> None:
+    """``--objective``, ``--param`` and the shortcut options, from the objectives' configs
+    (:mod:`inference.objective_configs`): what ``textvae objectives`` lists."""
+    listing = "; ".join(f"{name}: {describe_parameters(name)}" for name in CONFIGS)
+    group.add_argument("--objective", default="elbo", help="training objective")
+    group.add_argument("--param", action="append", default=[], metavar="NAME=VALUE[,VALUE...]",
+                       help="objective parameter (repeatable); a comma list trains one run per value. "
+                            f"The parameters and their defaults: {listing}")
+    for flag, item in shortcut_options().items():
+        wanted = item.metadata["range"]
+        options = {"choices": wanted.choices} if wanted.choices else {"type": wanted.kind, "metavar": item.name.upper()}
+        group.add_argument(flag, dest=flag[2:].replace("-", "_"), **options,
+                           help=f"sets {item.name}: {item.metadata['help']} (default: the objective's)")
 
 
 def _parse_params(pairs: Sequence[str]) -> dict[str, list[str]]:
@@ -88,23 +107,6 @@ def _add_model_arguments(model: argparse._ArgumentGroup) -> None:
     model.add_argument("--latent", choices=LATENTS, default=TextVAEConfig.latent,
                        help="Gaussian z with a N(0, I) prior, or von Mises-Fisher z with a uniform prior on the sphere")
     model.add_argument("--kappa", type=float, default=TextVAEConfig.kappa, help="vMF concentration (--latent vmf)")
-
-
-def _add_objective_arguments(objective: argparse._ArgumentGroup) -> None:
-    objective.add_argument("--objective", default="elbo", help="training objective")
-    objective.add_argument("--param", action="append", default=[], metavar="NAME=VALUE[,VALUE...]",
-                           help="objective parameter (repeatable); a comma list trains one run per value")
-    objective.add_argument("--dg-samples", type=int, metavar="M",
-                           help="DG: samples per posterior (default: the objective's)")
-    objective.add_argument("--agg-size", type=int, metavar="B",
-                           help="DG: aggregation size, 0 = the batch (default: the objective's)")
-    objective.add_argument("--dg-mode", choices=["marginal", "joint"],
-                           help="DG: per-dimension or joint density gap (default: the objective's)")
-    objective.add_argument("--dg-agg", choices=["local", "global"],
-                           help="DG under torchrun: aggregate each process's batch or the global batch "
-                                "(default: the objective's)")
-    objective.add_argument("--warmup-epochs", type=float, metavar="E",
-                           help="KL warm-up length in epochs (default: the objective's)")
 
 
 def _add_training_arguments(train: argparse._ArgumentGroup) -> None:
@@ -181,21 +183,21 @@ def _train_runs(args: argparse.Namespace) -> None:
         data["synthetic"] = {"num_train": args.synthetic_train, "seed": args.seed}
     model = _model_options(args)
     params = _parse_params(args.param)
-    for flag, name in DG_ALIASES.items():
-        if getattr(args, flag) is not None:
-            params[name] = [str(getattr(args, flag))]
-    if args.latent == "vmf" and args.objective == "dg" and "mode" not in params:
-        params["mode"] = ["joint"]
+    for flag, item in shortcut_options().items():
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is not None:
+            params[item.name] = [str(value)]
     train, params = _train_config(args, params)
+    runs = _sweep(params)
+    configs = [configure_from_text(args.objective, run, model["latent"]) for run in runs]  # all checked first
     curves = _curve_hooks(args.curve_samples)
     from inference.run import new_trainer
 
-    runs = _sweep(params)
     swept = [k for k, v in params.items() if len(v) > 1]
-    for run_params in runs:
+    for run_params, config in zip(runs, configs):
         out = args.out + "".join(f"-{k}={run_params[k]}" for k in swept)
         try:
-            trainer = new_trainer(out, data, model, args.objective, run_params, train, args.overwrite)
+            trainer = new_trainer(out, data, model, args.objective, config, train, args.overwrite)
         except FileExistsError:  # the library's says overwrite=True
             raise FileExistsError(f"run folder {str(Path(out))!r} already exists; pass --overwrite or --resume") from None
         trainer.epoch_metrics += curves
@@ -252,11 +254,9 @@ def _train_config(
     plateau = {"epochs": args.epochs, "decay_patience": args.decay_patience, "lr_decay": args.lr_decay,
                "max_decays": args.max_decays}
     if args.schedule is not None:
-        from inference.objectives import get_objective
-
         schedule = named_schedule(args.schedule, "--schedule")
         plateau = {**schedule.train_options(), **{k: v for k, v in plateau.items() if v is not None}}
-        defaults = get_objective(args.objective).defaults
+        defaults = config_class(args.objective).defaults()
         params = {**{k: [str(v)] for k, v in schedule.objective_params(defaults).items()}, **params}
     elif args.epochs is None:
         plateau["epochs"] = TrainConfig.epochs if args.data else SYNTHETIC_EPOCHS
@@ -291,5 +291,5 @@ def add_train_command(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser("train", help="train a sentence VAE into a run folder", description=(
         "Train a sentence VAE into a run folder (config.json, vocab.json, metrics.jsonl, best.pt, last.pt)."))
     _add_train_arguments(train)
-    train.aliases = {name: flag for flag, name in DG_ALIASES.items()}
+    train.aliases = {item.name: flag[2:].replace("-", "_") for flag, item in shortcut_options().items()}
     train.set_defaults(func=_train)

@@ -12,6 +12,7 @@ import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
+from ..checks import Range
 from ..io import CheckpointError, atomic_write_bytes, parse_json, read_bounded
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
@@ -25,11 +26,7 @@ class CorpusError(ValueError):
 
 def _check_count(value: object, name: str, minimum: int, allow_none: bool = False) -> None:
     """Raise ``ValueError`` naming ``name`` unless ``value`` is an int >= ``minimum`` (or None)."""
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        expected = f"an integer >= {minimum}" + (" or None" if allow_none else "")
-        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    Range(int, minimum=minimum, optional=allow_none).check(name, value)
 
 
 class Vocab:
