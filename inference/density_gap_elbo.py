@@ -8,7 +8,7 @@ SVI loop.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch.distributions import Distribution
