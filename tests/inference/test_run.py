@@ -27,14 +27,14 @@ DATA = {"synthetic": {"num_train": 48, "num_valid": 16, "num_test": 16, "seed": 
 
 def _trainer(run_dir, **options):
     config = TrainConfig(epochs=1, batch_size=16, optimizer="adam", progress=False, seed=3, **options)
-    return new_trainer(run_dir, DATA, SMALL, "dg", {"num_samples": "4"}, config)
+    return new_trainer(run_dir, DATA, SMALL, "dg", {"num_samples": 4}, config)
 
 
 def test_a_new_run_writes_a_config_that_reads_back_to_the_same_run(tmp_path):
     trainer = _trainer(tmp_path / "run")
     trainer.close()
     config = read_config(tmp_path / "run")
-    assert config["objective"] == {"name": "dg", "params": get_objective("dg").resolve({"num_samples": "4"})}
+    assert config["objective"] == {"name": "dg", "params": get_objective("dg").configure({"num_samples": 4}).to_dict()}
     assert config["objective"]["params"]["num_samples"] == 4
     assert config["model"]["latent_dim"] == SMALL["latent_dim"]
     assert config["train"]["seed"] == 3 and config["data"] == DATA
