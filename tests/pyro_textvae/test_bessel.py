@@ -9,6 +9,7 @@ import scipy.special as special
 import torch
 
 from pyro_textvae.bessel import bessel_iv_ratio, log_bessel_iv, log_bessel_ive
+from tests.pyro_textvae.test_distributions import DIMS, KAPPAS, _scipy_log_iv
 
 ORDERS = (0.0, 0.5, 3.0, 15.0, 99.0, 255.0)
 X = np.array([1e-3, 0.1, 1.0, 7.5, 24.9, 25.1, 80.0, 1e3, 1e4])
@@ -68,3 +69,31 @@ def test_a_bad_order_is_refused_by_every_function(order):
     for function in (log_bessel_ive, log_bessel_iv, bessel_iv_ratio):
         with pytest.raises(ValueError, match="order"):
             function(order, torch.ones(2))
+
+
+@pytest.mark.parametrize("d", DIMS)
+def test_log_bessel_iv_matches_scipy(d):
+    x = np.array(KAPPAS)
+    for order in (d / 2 - 1, d / 2):
+        got = log_bessel_iv(order, torch.tensor(x)).numpy()
+        np.testing.assert_allclose(got, _scipy_log_iv(order, x), rtol=1e-11, atol=1e-11)
+        scaled = log_bessel_ive(order, torch.tensor(x)).numpy()
+        np.testing.assert_allclose(scaled, np.log(special.ive(order, x)), rtol=1e-11, atol=1e-11)
+
+
+def test_log_bessel_iv_gradient_is_ratio_plus_order_over_x():
+    x = torch.tensor(KAPPAS, dtype=torch.float64, requires_grad=True)
+    for d in DIMS:
+        v = d / 2 - 1
+        (grad,) = torch.autograd.grad(log_bessel_iv(v, x).sum(), x)
+        ref = special.ive(v + 1, x.detach().numpy()) / special.ive(v, x.detach().numpy()) + v / x.detach().numpy()
+        np.testing.assert_allclose(grad.numpy(), ref, rtol=1e-9)
+
+
+@pytest.mark.parametrize("order", [0.0, 0.5, 7.0, 63.0])
+def test_bessel_functions_pass_finite_difference_checks(order):
+    x = torch.tensor([0.3, 4.0, 24.0, 26.0, 300.0], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: log_bessel_iv(order, t), (x,))
+    assert torch.autograd.gradgradcheck(lambda t: log_bessel_iv(order, t), (x,))
+    assert torch.autograd.gradcheck(lambda t: log_bessel_ive(order, t), (x,))
+    assert torch.autograd.gradcheck(lambda t: bessel_iv_ratio(order, t), (x,))

@@ -18,8 +18,8 @@ from inference.trainer import TrainConfig
 from pyro_textvae.cli import main
 from pyro_textvae.io import read_jsonl
 
-from .conftest import SMALL
-from .test_experiment import CONFIG
+from tests.conftest import SMALL
+from tests.cli.test_experiment import CONFIG
 
 DATA = {"synthetic": {"num_train": 48, "num_valid": 24, "num_test": 8, "seed": 2}}
 

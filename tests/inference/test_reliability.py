@@ -15,7 +15,7 @@ from inference.run import new_trainer
 from inference.trainer import TrainConfig
 from pyro_textvae.io import append_jsonl, load_checkpoint, read_jsonl
 
-from .conftest import SMALL
+from tests.conftest import SMALL
 
 ARGS = ["--synthetic-train", "480", "--embed-dim", "16", "--hidden-dim", "32", "--latent-dim", "4",
         "--batch-size", "16", "--optimizer", "adam", "--no-progress", "--seed", "5", "--epochs", "3"]

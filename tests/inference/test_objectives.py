@@ -18,7 +18,7 @@ from inference.objectives import OBJECTIVES, get_objective
 from pyro_textvae.data import make_batch
 from pyro_textvae.model import TextVAE, TextVAEConfig
 
-from .conftest import SMALL
+from tests.conftest import SMALL
 
 VOCAB = 20
 NUM_DATA = 30

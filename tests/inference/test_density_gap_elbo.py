@@ -14,7 +14,7 @@ from pyro import poutine
 from inference.density_gap import density_gap_kl
 from inference.density_gap_elbo import DensityGapELBO
 
-from .test_density_gap import (
+from tests.inference.test_density_gap import (
     DOUBLE,
     analytic_kl,
     mixture_kl_quad,

@@ -9,7 +9,7 @@ import pyro_textvae.memory as memory
 from pyro_textvae.memory import parameter_count, training_estimate
 from pyro_textvae.model import TextVAE, TextVAEConfig
 
-from .test_run_files import TINY, refused, run, trained  # noqa: F401  (fixtures)
+from tests.cli.test_run_files import TINY, refused, run, trained  # noqa: F401  (fixtures)
 
 
 @pytest.mark.parametrize("options", [{"vocab_size": 137}, {"vocab_size": 90, "skip": True, "bow": True},

@@ -27,8 +27,8 @@ from pyro_textvae.io import load_checkpoint
 from pyro_textvae.model import TextVAE, TextVAEConfig
 from pyro_textvae.run_folder import open_run
 
-from .conftest import SMALL
-from .test_distributed import _free_port, _objective, common_noise
+from tests.conftest import SMALL
+from tests.inference.test_distributed import _free_port, _objective, common_noise
 
 DEVICE = torch.device(os.environ.get("TEXTVAE_TEST_DEVICE", "cuda"))
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS, if set before its first use

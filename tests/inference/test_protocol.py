@@ -13,8 +13,8 @@ from inference.trainer import TrainConfig, Trainer
 from pyro_textvae.cli import main
 from pyro_textvae.io import load_checkpoint, read_jsonl
 
-from .conftest import SMALL
-from .test_cli import TINY
+from tests.conftest import SMALL
+from tests.cli.test_cli import TINY
 
 # patience 2, at most 2 halvings. Epoch: loss -> (best, bad epochs, halvings) by hand:
 # 1: 10 -> best; 2: 9 -> best; 3: 9.5 -> bad 1; 4: 9.2 -> bad 2: halve (1); 5: 8 -> best;
@@ -107,7 +107,7 @@ def test_the_protocol_config_is_the_paper_schedule_with_40_epochs():
 
     from pyro_textvae.cli.experiment_file import load_experiment
 
-    config = load_experiment(Path(__file__).resolve().parents[1] / "examples" / "short_yelp_protocol.toml")
+    config = load_experiment(Path(__file__).resolve().parents[2] / "examples" / "short_yelp_protocol.toml")
     assert config["train"]["epochs"] == 40 and config["train"]["decay_patience"] == 5
     assert config["train"]["max_decays"] == 5 and config["train"]["optimizer"] == "adam"
     by_name = {m["name"]: m for m in config["methods"]}

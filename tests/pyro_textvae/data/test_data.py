@@ -27,7 +27,7 @@ from pyro_textvae.data import (
     read_split,
 )
 
-SHORT_YELP = Path(__file__).resolve().parents[2] / "shared" / "data" / "short_yelp"
+SHORT_YELP = Path(__file__).resolve().parents[4] / "shared" / "data" / "short_yelp"
 SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
 
 

@@ -23,7 +23,7 @@ from inference.trainer import TrainConfig
 from pyro_textvae.io import CheckpointError, load_checkpoint, read_jsonl
 from pyro_textvae.run_folder import open_run
 
-from .conftest import SMALL
+from tests.conftest import SMALL
 
 DATA = {"synthetic": {"num_train": 96, "num_valid": 32, "num_test": 32, "seed": 1}}
 

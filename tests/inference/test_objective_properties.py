@@ -20,8 +20,8 @@ from pyro_textvae.data import iterate_batches
 from pyro_textvae.io import load_checkpoint
 from pyro_textvae.posteriors import BatchNormGaussianHead
 
-from .conftest import SMALL
-from .test_objectives import (
+from tests.conftest import SMALL
+from tests.inference.test_objectives import (
     _batch,
     _free_latent_guide,
     _free_latent_model,

@@ -13,7 +13,7 @@ from pyro_textvae.cli import main
 from pyro_textvae.io import load_checkpoint
 from pyro_textvae.run_folder import open_run
 
-from .test_run_files import TINY, refused
+from tests.cli.test_run_files import TINY, refused
 
 
 @pytest.fixture

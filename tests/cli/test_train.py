@@ -11,7 +11,7 @@ import torch
 from inference.trainer import epoch_line
 from pyro_textvae.cli import main
 
-from .test_cli import TINY
+from tests.cli.test_cli import TINY
 
 
 @pytest.fixture(scope="module")

@@ -54,7 +54,7 @@ from pyro_textvae.cli.toy import add_toy_command
 from pyro_textvae.io import CheckpointError
 from pyro_textvae.run_folder import open_run
 
-from .conftest import SMALL
+from tests.conftest import SMALL
 
 
 def png_size(path):

@@ -11,7 +11,7 @@ import pytest
 from inference.objectives import get_objective
 from pyro_textvae.cli import main
 
-OLD_RUNS = Path(__file__).parent / "data" / "old_runs"
+OLD_RUNS = Path(__file__).resolve().parents[1] / "data" / "old_runs"
 NAMES = ("dg-vmf-latent", "bn", "aae", "wae-mmd")
 EVALUATE = ["--checkpoint", "last", "--iw-samples", "2", "--iw-subset", "4", "--prior-samples", "50",
             "--num-generate", "2", "--num-interpolations", "1", "--no-progress"]

@@ -23,7 +23,7 @@ from pyro_textvae.data import make_batch
 from pyro_textvae.model import TextVAE, TextVAEConfig
 from pyro_textvae.precision import bf16_supported
 
-from .conftest import SMALL
+from tests.conftest import SMALL
 
 MIXED = [[5, 6, 7], [8], [9, 10, 11, 12, 13, 14], [15, 16]]
 VARIANTS = [{}, {"skip": True}, {"latent": "vmf"}, {"posterior": "bn"}, {"posterior": "delta"}]

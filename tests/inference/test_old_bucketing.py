@@ -18,7 +18,7 @@ from pyro_textvae.data import iterate_batches, make_batch
 from pyro_textvae.errors import CheckpointError
 from pyro_textvae.io import load_checkpoint, save_checkpoint
 
-OLD = Path(__file__).parent / "data" / "old_bucketing"
+OLD = Path(__file__).resolve().parents[1] / "data" / "old_bucketing"
 
 
 def _resume_recording(run: Path, epochs: int) -> tuple[list[torch.Tensor], object]:

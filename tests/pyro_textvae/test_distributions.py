@@ -1,4 +1,4 @@
-"""Tests for pyro_textvae.distributions: Bessel functions, vMF and uniform distributions on S^{d-1}."""
+"""Tests for pyro_textvae.distributions: the vMF and uniform distributions on S^{d-1}."""
 
 import math
 
@@ -16,9 +16,7 @@ from torch.distributions import kl_divergence
 from pyro_textvae.distributions import (
     HypersphericalUniform,
     VonMisesFisher,
-    bessel_iv_ratio,
     log_bessel_iv,
-    log_bessel_ive,
     log_sphere_surface_area,
     log_vmf_normalizer,
     mean_resultant_length,
@@ -47,35 +45,7 @@ def _scipy_mean_length(d, kappa):
     return special.ive(d / 2, kappa) / special.ive(d / 2 - 1, kappa)
 
 
-# ---------------------------------------------------------------- Bessel functions
-
-
-@pytest.mark.parametrize("d", DIMS)
-def test_log_bessel_iv_matches_scipy(d):
-    x = np.array(KAPPAS)
-    for order in (d / 2 - 1, d / 2):
-        got = log_bessel_iv(order, torch.tensor(x)).numpy()
-        np.testing.assert_allclose(got, _scipy_log_iv(order, x), rtol=1e-11, atol=1e-11)
-        scaled = log_bessel_ive(order, torch.tensor(x)).numpy()
-        np.testing.assert_allclose(scaled, np.log(special.ive(order, x)), rtol=1e-11, atol=1e-11)
-
-
-def test_log_bessel_iv_gradient_is_ratio_plus_order_over_x():
-    x = torch.tensor(KAPPAS, dtype=torch.float64, requires_grad=True)
-    for d in DIMS:
-        v = d / 2 - 1
-        (grad,) = torch.autograd.grad(log_bessel_iv(v, x).sum(), x)
-        ref = special.ive(v + 1, x.detach().numpy()) / special.ive(v, x.detach().numpy()) + v / x.detach().numpy()
-        np.testing.assert_allclose(grad.numpy(), ref, rtol=1e-9)
-
-
-@pytest.mark.parametrize("order", [0.0, 0.5, 7.0, 63.0])
-def test_bessel_functions_pass_finite_difference_checks(order):
-    x = torch.tensor([0.3, 4.0, 24.0, 26.0, 300.0], dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda t: log_bessel_iv(order, t), (x,))
-    assert torch.autograd.gradgradcheck(lambda t: log_bessel_iv(order, t), (x,))
-    assert torch.autograd.gradcheck(lambda t: log_bessel_ive(order, t), (x,))
-    assert torch.autograd.gradcheck(lambda t: bessel_iv_ratio(order, t), (x,))
+# ---------------------------------------------------------------- mean resultant length (log I_v: test_bessel.py)
 
 
 def test_mean_resultant_length_matches_scipy_and_float32_agrees():

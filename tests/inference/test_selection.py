@@ -9,7 +9,7 @@ from inference.run import new_trainer
 from inference.trainer import TrainConfig
 from pyro_textvae.io import load_checkpoint
 
-from .conftest import SMALL
+from tests.conftest import SMALL
 
 DATA = {"synthetic": {"num_train": 64, "num_valid": 48, "num_test": 16, "seed": 2}}
 

@@ -19,8 +19,8 @@ from pyro_textvae.cli import main
 from pyro_textvae.data import iterate_batches
 from pyro_textvae.io import load_checkpoint, read_jsonl
 
-from .conftest import SMALL
-from .test_run_files import TINY
+from tests.conftest import SMALL
+from tests.cli.test_run_files import TINY
 
 DATA = {"synthetic": {"num_train": 96, "num_valid": 32, "num_test": 32, "seed": 1}}
 

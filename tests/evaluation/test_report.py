@@ -22,7 +22,7 @@ from pyro_textvae.io import CheckpointError, load_json
 from pyro_textvae.model import TextVAE, TextVAEConfig
 from pyro_textvae.run_folder import Run, open_run
 
-from .conftest import SMALL
+from tests.conftest import SMALL
 
 DATA = {"synthetic": {"num_train": 96, "num_valid": 32, "num_test": 32, "seed": 1}}
 SETTINGS = {"iw_samples": 10, "prior_samples": 2000, "num_generate": 12, "num_interpolations": 3, "progress": False}

@@ -11,7 +11,7 @@ from inference.run import new_trainer
 from inference.trainer import TrainConfig
 from pyro_textvae.run_folder import open_run
 
-from .conftest import SMALL
+from tests.conftest import SMALL
 
 
 def _separable(n, rng):

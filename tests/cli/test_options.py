@@ -21,7 +21,7 @@ from pyro_textvae.cli.train import _model_options, _train_config
 from pyro_textvae.config import TextVAEConfig
 from pyro_textvae.demo import SYNTHETIC_MODEL, SYNTHETIC_OPTIMIZER
 
-from .test_cli import TINY
+from tests.cli.test_cli import TINY
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:

@@ -46,7 +46,7 @@ from pyro_textvae.data import iterate_batches, synthetic_corpus
 from pyro_textvae.io import load_checkpoint, load_json, read_jsonl
 from pyro_textvae.model import TextVAE, TextVAEConfig
 
-from .conftest import SMALL
+from tests.conftest import SMALL
 
 WORLD = 2
 LOCAL = 4

@@ -173,7 +173,7 @@ def test_an_evaluation_made_with_other_settings_is_redone_without_retraining(tmp
 
 @pytest.mark.parametrize("name", ["short_yelp.toml", "short_yelp_budget.toml", "short_yelp_protocol.toml"])
 def test_the_shipped_experiment_files_are_valid(name):
-    path = Path(__file__).resolve().parents[1] / "examples" / name
+    path = Path(__file__).resolve().parents[2] / "examples" / name
     config = load_experiment(path)
     assert Path(config["data"]["path"]).name == "short_yelp" and len(config["methods"]) >= 11
 
@@ -243,7 +243,7 @@ def test_the_scatter_redrawn_from_results_csv_shows_the_means_over_seeds(tmp_pat
     """examples/redraw_scatter.py reads back from results.csv the means that the scatter of the
     evaluations shows (MI, AU, joint-KL over the seeds of each method)."""
     spec = importlib.util.spec_from_file_location(
-        "redraw_scatter", Path(__file__).resolve().parents[1] / "examples" / "redraw_scatter.py")
+        "redraw_scatter", Path(__file__).resolve().parents[2] / "examples" / "redraw_scatter.py")
     redraw = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(redraw)
     runs = {"A": [{"mi": 1.0, "active_units": {"au": 3}, "holes": {"joint_kl": 0.5}},

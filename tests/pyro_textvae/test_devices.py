@@ -18,7 +18,7 @@ from inference.trainer import TrainConfig
 from pyro_textvae.devices import resolve_device
 from pyro_textvae.io import load_checkpoint, restore_rng_state, rng_state
 
-from .conftest import SMALL
+from tests.conftest import SMALL
 
 DATA = {"synthetic": {"num_train": 64, "num_valid": 16, "num_test": 16, "seed": 1}}
 

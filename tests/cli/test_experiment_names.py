@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from .test_experiment import CONFIG
-from .test_run_files import refused
+from tests.cli.test_experiment import CONFIG
+from tests.cli.test_run_files import refused
 
 
 @pytest.mark.parametrize("name", ["../../escaped", "/ABSOLUTE/elsewhere", "..", ".hidden", "a\\b", "tab\there", ""])
