@@ -85,7 +85,8 @@ def make_sides(corpus: Corpus, vae: TextVAE, seed: int) -> dict:
             sides[f"ours {objective} {precision}"] = _ours(trainer)
         replica = copy.deepcopy(vae).train()
         optimizer = torch.optim.SGD(replica.parameters(), lr=0.5)
-        step = (lambda r, o, name: lambda b: replica_step(r, o, b.tokens, b.mask, 0.1, name))(replica, optimizer, objective)
+        step = (lambda r, o, name: lambda b: replica_step(r, o, b.tokens, b.mask, 0.1, name))(
+            replica, optimizer, objective)
         sides[f"replica {objective} fp32"] = (step, lambda: None)
     return sides
 
@@ -135,7 +136,8 @@ def main() -> None:
             ours = f"ours {objective} {precision}"
             step = statistics.median(cpu[base]) / statistics.median(cpu[ours])
             step_wall = statistics.median(wall[base]) / statistics.median(wall[ours])
-            print(f"{objective}: ours {precision} / replica throughput: epoch {throughput[ours] / throughput[base]:.3f}, "
+            ratio = throughput[ours] / throughput[base]
+            print(f"{objective}: ours {precision} / replica throughput: epoch {ratio:.3f}, "
                   f"median step CPU {step:.3f}, wall {step_wall:.3f}")
         bf16 = statistics.median(cpu[f"ours {objective} fp32"]) / statistics.median(cpu[f"ours {objective} bf16"])
         print(f"{objective}: ours bf16 / fp32 speed-up, median step CPU {bf16:.3f}")

@@ -241,7 +241,11 @@ class SplitPosteriors:
 
 @torch.no_grad()
 def encode_split(
-    run_or_model: Run | TextVAE | tuple[TextVAE, Corpus], corpus: Corpus | None = None, split: str = "test", batch_size: int = 256, seed: int = 0
+    run_or_model: Run | TextVAE | tuple[TextVAE, Corpus],
+    corpus: Corpus | None = None,
+    split: str = "test",
+    batch_size: int = 256,
+    seed: int = 0,
 ) -> SplitPosteriors:
     """Encode every sentence of ``split`` (dropout off) into a :class:`SplitPosteriors`; ``seed``
     seeds the draws (torch's global RNG is restored)."""

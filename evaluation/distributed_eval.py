@@ -55,8 +55,8 @@ def sharded_log_likelihood(
     on every rank; each rank scores about ``1/W`` of the batches (dropout off while scoring). The
     encoder runs once a batch and the K samples are drawn at once; ``chunk_size`` samples are
     decoded at a time (None or 0: :func:`~evaluation.sentence_likelihood.chunk_for_memory`), which
-    changes only the rounding. ``device``: where batches go (default: the model's); ``on_batch``: called after each batch
-    this rank scores (a progress bar's ``update``). Torch's global RNG is left as it was."""
+    changes only the rounding. ``device``: where batches go (default: the model's); ``on_batch``: called after
+    each batch this rank scores (a progress bar's ``update``). Torch's global RNG is left as it was."""
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     device = torch.device(device) if device is not None else next(vae.parameters()).device

@@ -17,8 +17,8 @@ IW_MEMORY = 2**30  # bytes that importance sampling may hold for one batch (size
 @dataclass(frozen=True)
 class EvaluateOptions:
     """Defaults of an evaluation: the split, importance sampling (K samples per sentence, batch and
-    chunk sizes; the chunk None: sized to :data:`IW_MEMORY`), prior draws for the hole metrics, draws per posterior for the density-gap KL,
-    decoded prior samples, interpolated pairs, and the seed of every random draw."""
+    chunk sizes; the chunk None: sized to :data:`IW_MEMORY`), prior draws for the hole metrics, draws per
+    posterior for the density-gap KL, decoded prior samples, interpolated pairs, and the seed of every random draw."""
 
     split: str = "test"
     iw_samples: int = 500

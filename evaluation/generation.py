@@ -119,7 +119,8 @@ def _beam(vae, z, max_length, width) -> list[list[int]]:
         total = (scores.unsqueeze(-1) + logp).view(n, -1)
         scores, flat = total.topk(width, -1)
         beam, word = flat // vocab, flat % vocab
-        tokens = torch.cat([tokens.gather(1, beam.unsqueeze(-1).expand(-1, -1, tokens.shape[-1])), word.unsqueeze(-1)], -1)
+        kept = tokens.gather(1, beam.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
+        tokens = torch.cat([kept, word.unsqueeze(-1)], -1)
         finished = finished.gather(1, beam) | (word == EOS_ID)
         rows = (beam + torch.arange(n, device=z.device).unsqueeze(-1) * width).view(-1)
         h, c = h[:, rows], c[:, rows]

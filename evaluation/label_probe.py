@@ -6,8 +6,8 @@ For each size n of ``sizes`` the probe of :func:`evaluation.probe.probe_accuracy
 ``LogisticRegression`` on features standardised with the training rows' mean and deviation, so the
 scale of the means does not matter, only what they separate) is fitted on the first n sentences of
 one seeded permutation of the training split (nested subsets: the 1,000 include the 100), and its
-accuracy is measured on the evaluated split. The permutation depends only on the seed and the split size, so every run of
-an experiment is probed on the same sentences.
+accuracy is measured on the evaluated split. The permutation depends only on the seed and the split size, so
+every run of an experiment is probed on the same sentences.
 """
 from __future__ import annotations
 

@@ -367,8 +367,11 @@ def _measure(run: Run, data: EncodedSplit, positions: list[int], *, seed: int, s
                                                  seed, max_length, batch_size)
         bar.update()
         bar.set_description("linear probe")
-        stages["probe"] = probe_split(run.corpus, data, centers, probe_sizes, subset_seed,
-                                      lambda split: posterior_center(collect_posteriors(vae, split, batch_size, device)))
+
+        def encode(split):
+            return posterior_center(collect_posteriors(vae, split, batch_size, device))
+
+        stages["probe"] = probe_split(run.corpus, data, centers, probe_sizes, subset_seed, encode)
     finally:
         bar.close()
     return stages

@@ -96,7 +96,8 @@ def _label_apart(ax: Axes, points: list[tuple[float, float, str]], renderer: Ren
             boxes[offset] = probe.get_window_extent(renderer)
             probe.remove()
         free = [o for o, box in boxes.items() if not any(box.overlaps(other) for other in placed)]
-        inside = [o for o in free if frame.contains(boxes[o].x0, boxes[o].y0) and frame.contains(boxes[o].x1, boxes[o].y1)]
+        inside = [o for o in free
+                  if frame.contains(boxes[o].x0, boxes[o].y0) and frame.contains(boxes[o].x1, boxes[o].y1)]
         offset = (inside or free or _LABEL_OFFSETS[-1:])[0]
         _label(ax, name, (x, y), offset, leader=abs(offset[1]) > _LINE)
         placed.append(boxes[offset])

@@ -44,7 +44,8 @@ def _unused(run_dir: Path) -> bool:
 def check_run_dir(run_dir: Path, overwrite: bool) -> None:
     """``FileExistsError`` when ``run_dir`` holds a run and ``overwrite`` is off."""
     if run_dir.exists() and not overwrite and not _unused(run_dir):
-        raise FileExistsError(f"run folder {str(run_dir)!r} already exists; pass overwrite=True to replace it, or resume it")
+        raise FileExistsError(
+            f"run folder {str(run_dir)!r} already exists; pass overwrite=True to replace it, or resume it")
 
 
 def prepare_run_dir(run_dir: str | Path, overwrite: bool) -> Path:
@@ -129,8 +130,9 @@ def new_trainer(
     return trainer
 
 
-SIZE_OPTIONS = (OptionName("hidden_dim"), ", ", OptionName("embed_dim"), ", ", OptionName("max_vocab"), " (the vocabulary), ",
-                OptionName("batch_size"), ", ", OptionName("max_length"), " or ", OptionName("num_samples"))
+SIZE_OPTIONS = (OptionName("hidden_dim"), ", ", OptionName("embed_dim"), ", ", OptionName("max_vocab"),
+                " (the vocabulary), ", OptionName("batch_size"), ", ", OptionName("max_length"), " or ",
+                OptionName("num_samples"))
 
 
 def check_training_memory(model_config: TextVAEConfig, train: TrainConfig, corpus: Corpus,

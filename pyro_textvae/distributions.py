@@ -134,7 +134,9 @@ class VonMisesFisher(TorchDistribution):
         """d, the dimension of the ambient space R^d."""
         return self.event_shape[0]
 
-    def expand(self, batch_shape: torch.Size | tuple[int, ...], _instance: VonMisesFisher | None = None) -> VonMisesFisher:
+    def expand(
+        self, batch_shape: torch.Size | tuple[int, ...], _instance: VonMisesFisher | None = None
+    ) -> VonMisesFisher:
         """The same distribution with loc and concentration expanded to ``batch_shape``."""
         new = self._get_checked_instance(VonMisesFisher, _instance)
         batch_shape = torch.Size(batch_shape)

@@ -28,7 +28,8 @@ import torch
 
 from .errors import CheckpointError
 
-MAX_JSON_BYTES = 64 * 2**20  # config, metrics and eval files are kilobytes; a vocabulary of 64 MiB has millions of words
+# config, metrics and eval files are kilobytes; a vocabulary of 64 MiB has millions of words
+MAX_JSON_BYTES = 64 * 2**20
 
 
 def _write_error(path: Path, error: OSError) -> CheckpointError:

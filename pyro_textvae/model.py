@@ -45,7 +45,9 @@ class TokenCategorical(dist.Categorical):
         self._num_events = log_probs.shape[-1]
         torch.distributions.Distribution.__init__(self, log_probs.shape[:-1], validate_args=validate_args)
 
-    def expand(self, batch_shape: torch.Size | tuple[int, ...], _instance: TokenCategorical | None = None) -> TokenCategorical:
+    def expand(
+        self, batch_shape: torch.Size | tuple[int, ...], _instance: TokenCategorical | None = None
+    ) -> TokenCategorical:
         new = self._get_checked_instance(TokenCategorical, _instance)
         return super().expand(batch_shape, _instance=new)
 

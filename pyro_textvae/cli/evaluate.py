@@ -101,9 +101,10 @@ def add_evaluate_commands(subparsers: argparse._SubParsersAction) -> None:
                           help="draws per posterior for the density-gap KL")
     evaluate.add_argument("--num-generate", type=at_least(1), default=EVALUATE_DEFAULTS.num_generate, metavar="N",
                           help="prior samples decoded for BLEU")
-    evaluate.add_argument("--num-interpolations", type=at_least(1), default=EVALUATE_DEFAULTS.num_interpolations, metavar="N",
-                          help="pairs of sentences interpolated")
-    evaluate.add_argument("--seed", type=at_least(0), default=EVALUATE_DEFAULTS.seed, help="seed of every random draw of the evaluation")
+    evaluate.add_argument("--num-interpolations", type=at_least(1), default=EVALUATE_DEFAULTS.num_interpolations,
+                          metavar="N", help="pairs of sentences interpolated")
+    evaluate.add_argument("--seed", type=at_least(0), default=EVALUATE_DEFAULTS.seed,
+                          help="seed of every random draw of the evaluation")
     evaluate.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K (cuda: one GPU per local rank)")
     evaluate.add_argument("--precision", choices=PRECISIONS,
                           help="the networks in fp32 or bf16 (default: the run's own; the metrics are fp32 either way)")

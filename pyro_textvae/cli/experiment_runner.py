@@ -4,9 +4,9 @@
 writes ``out/experiment.toml`` (a copy of the file), ``out/runs/<method>-seed<s>/`` (ordinary run
 folders), ``out/results.md`` and ``out/results.csv`` (a row per method, mean +- std over seeds of
 every metric of :data:`evaluation.tables.COLUMNS`, :func:`evaluation.tables.write_results`),
-``out/mi_vs_joint_kl.png`` (collapse on one axis, holes on the other, one point per method), ``out/curves.png`` (the validation curves of every run's
-``metrics.jsonl``, :func:`evaluation.curves.plot_curves`) and ``out/holes.png`` (the hole pictures
-side by side, of the runs whose ``best.pt`` is still there). A run whose
+``out/mi_vs_joint_kl.png`` (collapse on one axis, holes on the other, one point per method),
+``out/curves.png`` (the validation curves of every run's ``metrics.jsonl``, :func:`evaluation.curves.plot_curves`)
+and ``out/holes.png`` (the hole pictures side by side, of the runs whose ``best.pt`` is still there). A run whose
 ``eval.json`` was made with the file's [evaluate] settings is skipped on a rerun (one made with
 other settings is evaluated again, and left out of a ``--report-only`` table), and an interrupted
 run resumes from its ``last.pt``, both only if the folder's ``config.json`` agrees with the file

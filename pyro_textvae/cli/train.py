@@ -199,7 +199,8 @@ def _train_runs(args: argparse.Namespace) -> None:
         try:
             trainer = new_trainer(out, data, model, args.objective, config, train, args.overwrite)
         except FileExistsError:  # the library's says overwrite=True
-            raise FileExistsError(f"run folder {str(Path(out))!r} already exists; pass --overwrite or --resume") from None
+            message = f"run folder {str(Path(out))!r} already exists; pass --overwrite or --resume"
+            raise FileExistsError(message) from None
         trainer.epoch_metrics += curves
         _report(trainer.fit(), trainer.run_dir)
 

@@ -21,7 +21,9 @@ from pathlib import Path
 from ..config import DEFAULT_MAX_LENGTH
 from .vocab import UNK_ID, CorpusError, Vocab, _check_count
 
-__all__ = ["DEFAULT_MAX_LENGTH", "CorpusError", "Split", "EncodedSplit", "Corpus", "read_split", "SPLIT_NAMES", "LABEL_MODES"]
+__all__ = [
+    "DEFAULT_MAX_LENGTH", "CorpusError", "Split", "EncodedSplit", "Corpus", "read_split", "SPLIT_NAMES", "LABEL_MODES"
+]
 
 SPLIT_NAMES: tuple[str, ...] = ("train", "valid", "test")
 LABEL_MODES: tuple[str, ...] = ("auto", "yes", "no")

@@ -20,7 +20,6 @@ from pyro_textvae.cli import build_parser, main
 from pyro_textvae.cli.train import _model_options, _train_config
 from pyro_textvae.config import TextVAEConfig
 from pyro_textvae.demo import SYNTHETIC_MODEL, SYNTHETIC_OPTIMIZER
-
 from tests.cli.test_cli import TINY
 
 
@@ -129,7 +128,8 @@ BAD_OPTIONS = [
     (["train", "--min-count", "0"], "textvae train: error: argument --min-count: must be >= 1, got 0"),
     (["train", "--lr", "-1"], "textvae train: error: --lr must be > 0, got -1.0"),
     (["train", "--lr-decay", "2"], "textvae train: error: --lr-decay must be in (0, 1), got 2.0"),
-    (["train", "--checkpoint-minutes", "-1"], "textvae train: error: --checkpoint-minutes must be >= 0 (0: off), got -1.0"),
+    (["train", "--checkpoint-minutes", "-1"],
+     "textvae train: error: --checkpoint-minutes must be >= 0 (0: off), got -1.0"),
     (["train", "--device", "gpu"], "textvae train: error: --device 'gpu' is not a torch device"),
     (["train", "--nonsense"], "textvae: error: unrecognized arguments: --nonsense (see textvae --help)"),
     (["sample", RUN, "-n", "-1"], "textvae sample: error: argument -n: must be >= 1, got -1"),

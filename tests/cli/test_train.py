@@ -10,7 +10,6 @@ import torch
 
 from inference.trainer import epoch_line
 from pyro_textvae.cli import main
-
 from tests.cli.test_cli import TINY
 
 

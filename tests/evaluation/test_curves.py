@@ -17,9 +17,8 @@ from inference.tensorboard import scalar_tag
 from inference.trainer import TrainConfig
 from pyro_textvae.cli import main
 from pyro_textvae.io import read_jsonl
-
-from tests.conftest import SMALL
 from tests.cli.test_experiment import CONFIG
+from tests.conftest import SMALL
 
 DATA = {"synthetic": {"num_train": 48, "num_valid": 24, "num_test": 8, "seed": 2}}
 

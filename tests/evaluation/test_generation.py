@@ -54,7 +54,8 @@ def test_wide_beam_finds_the_most_probable_finished_sentence(small_vocab_vae):
     for z in torch.randn(3, 3):
         best = max(candidates, key=lambda s: _sequence_log_prob(small_vocab_vae, s, z))
         found = decode(small_vocab_vae, z.unsqueeze(0), "beam", max_length=max_length, beam_width=64)[0]
-        assert _sequence_log_prob(small_vocab_vae, found, z) == pytest.approx(_sequence_log_prob(small_vocab_vae, best, z))
+        best_log_prob = _sequence_log_prob(small_vocab_vae, best, z)
+        assert _sequence_log_prob(small_vocab_vae, found, z) == pytest.approx(best_log_prob)
 
 
 def test_sampling_is_reproducible_with_a_generator_and_differs_across_seeds(small_vocab_vae):

@@ -10,7 +10,6 @@ from evaluation.tables import COLUMNS, metric_value
 from inference.run import new_trainer
 from inference.trainer import TrainConfig
 from pyro_textvae.run_folder import open_run
-
 from tests.conftest import SMALL
 
 

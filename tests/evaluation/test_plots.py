@@ -53,7 +53,6 @@ from pyro_textvae.cli.explore import EXPLORE_CONFIG, add_explore_commands
 from pyro_textvae.cli.toy import add_toy_command
 from pyro_textvae.io import CheckpointError
 from pyro_textvae.run_folder import open_run
-
 from tests.conftest import SMALL
 
 
@@ -418,7 +417,8 @@ def test_explore_command_writes_every_picture_and_compares_runs(tmp_path):
         np.testing.assert_allclose(table[:, column], stats[key], rtol=1e-12)
     assert json.loads((tmp_path / "one" / EXPLORE_CONFIG).read_text()) == {
         "runs": [str(first.resolve())], "split": "test", "sentences": 3, "draws": 5, "chains": 2, "dims": None,
-        "point": "draw", "label_names": None, "prior_samples": 500, "checkpoint": "best", "device": "cpu", "dpi": 20, "seed": 0}
+        "point": "draw", "label_names": None, "prior_samples": 500, "checkpoint": "best", "device": "cpu", "dpi": 20,
+        "seed": 0}
     assert len((tmp_path / "one" / "summary.csv").read_text().splitlines()) == 1 + 3 * SMALL["latent_dim"]
 
     args = parser.parse_args(["explore", str(first), str(second), "--out", str(tmp_path / "two"), "--sentences",

@@ -86,7 +86,8 @@ def test_the_account_names_each_checkpoint_and_which_one_is_best(reduced_demo, t
     lines = run_account_lines(reduced_demo)
     assert lines[-1] == best_line(reduced_demo)
     assert lines[-1].startswith(f"best checkpoint: best.pt is epoch {best['epoch']} of {len(history)} (lowest "
-                                f"validation loss of the objective, {best['valid_objective_loss']:.2f}); last.pt is epoch 3")
+                                f"validation loss of the objective, {best['valid_objective_loss']:.2f}); "
+                                "last.pt is epoch 3")
     assert lines[1].startswith(f"  best.pt (epoch {best['epoch']}): topic ")
     assert ("last.pt (epoch 3)" in "\n".join(lines)) == (best["epoch"] != 3)
     # an earlier best.pt: both checkpoints are accounted for, each with its own epoch
@@ -113,8 +114,9 @@ def test_sample_and_reconstruct_read_the_checkpoint_asked_for(tmp_path, capsys):
     word = vocab.index("kifo")
     weight = next(k for k in state["model"] if k.endswith("output.weight"))
     state["model"][weight] = torch.zeros_like(state["model"][weight])
-    state["model"][weight.replace("weight", "bias")] = torch.zeros_like(state["model"][weight.replace("weight", "bias")])
-    state["model"][weight.replace("weight", "bias")][word] = 10.0
+    bias = weight.replace("weight", "bias")
+    state["model"][bias] = torch.zeros_like(state["model"][bias])
+    state["model"][bias][word] = 10.0
     torch.save(state, out / "best.pt")
     for command in (["sample", str(out), "-n", "2"], ["reconstruct", str(out), "very good kifo !"]):
         assert main([*command, "--max-length", "4"]) == 0

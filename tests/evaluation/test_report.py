@@ -21,7 +21,6 @@ from pyro_textvae.data import iterate_batches, make_batch
 from pyro_textvae.io import CheckpointError, load_json
 from pyro_textvae.model import TextVAE, TextVAEConfig
 from pyro_textvae.run_folder import Run, open_run
-
 from tests.conftest import SMALL
 
 DATA = {"synthetic": {"num_train": 96, "num_valid": 32, "num_test": 32, "seed": 1}}

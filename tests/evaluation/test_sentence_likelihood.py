@@ -22,7 +22,6 @@ from evaluation.sentence_likelihood import (
 from pyro_textvae.data import make_batch
 from pyro_textvae.model import TextVAE, TextVAEConfig
 from pyro_textvae.precision import bf16_supported
-
 from tests.conftest import SMALL
 
 MIXED = [[5, 6, 7], [8], [9, 10, 11, 12, 13, 14], [15, 16]]

@@ -26,7 +26,6 @@ from pyro_textvae.distributions import VonMisesFisher
 from pyro_textvae.io import load_checkpoint
 from pyro_textvae.model import TextVAE, TextVAEConfig
 from pyro_textvae.run_folder import open_run
-
 from tests.conftest import SMALL
 from tests.inference.test_distributed import _free_port, _objective, common_noise
 

@@ -13,7 +13,6 @@ from pyro import poutine
 
 from inference.density_gap import density_gap_kl
 from inference.density_gap_elbo import DensityGapELBO
-
 from tests.inference.test_density_gap import (
     DOUBLE,
     analytic_kl,

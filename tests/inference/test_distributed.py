@@ -45,7 +45,6 @@ from pyro_textvae.cli import main
 from pyro_textvae.data import iterate_batches, synthetic_corpus
 from pyro_textvae.io import load_checkpoint, load_json, read_jsonl
 from pyro_textvae.model import TextVAE, TextVAEConfig
-
 from tests.conftest import SMALL
 
 WORLD = 2

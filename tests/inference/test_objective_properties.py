@@ -19,7 +19,6 @@ from inference.trainer import TrainConfig
 from pyro_textvae.data import iterate_batches
 from pyro_textvae.io import load_checkpoint
 from pyro_textvae.posteriors import BatchNormGaussianHead
-
 from tests.conftest import SMALL
 from tests.inference.test_objectives import (
     _batch,

@@ -17,7 +17,6 @@ from inference.mmd import WassersteinMMDELBO
 from inference.objectives import OBJECTIVES, get_objective
 from pyro_textvae.data import make_batch
 from pyro_textvae.model import TextVAE, TextVAEConfig
-
 from tests.conftest import SMALL
 
 VOCAB = 20

@@ -12,9 +12,8 @@ from inference.run import new_trainer
 from inference.trainer import TrainConfig, Trainer
 from pyro_textvae.cli import main
 from pyro_textvae.io import load_checkpoint, read_jsonl
-
-from tests.conftest import SMALL
 from tests.cli.test_cli import TINY
+from tests.conftest import SMALL
 
 # patience 2, at most 2 halvings. Epoch: loss -> (best, bad epochs, halvings) by hand:
 # 1: 10 -> best; 2: 9 -> best; 3: 9.5 -> bad 1; 4: 9.2 -> bad 2: halve (1); 5: 8 -> best;
@@ -52,7 +51,8 @@ def test_the_trainer_follows_the_schedule(tmp_path, monkeypatch):
     data = {"synthetic": {"num_train": 32, "num_valid": 8, "num_test": 8, "seed": 1}}
     new_trainer(tmp_path / "run", data, SMALL, "elbo", {"warmup_epochs": 1}, config).fit()
     history = read_jsonl(tmp_path / "run" / "metrics.jsonl")
-    assert [r["lr"] for r in history] == pytest.approx([1e-3 * f for f in simulate(SMALL_SCHEDULE, LOSSES)["lr_factors"]])
+    factors = simulate(SMALL_SCHEDULE, LOSSES)["lr_factors"]
+    assert [r["lr"] for r in history] == pytest.approx([1e-3 * f for f in factors])
     assert [r["epoch"] for r in history if r["halved"]] == [4, 7]
     assert [r["stop"] for r in history] == [False] * 8 + [True] and history[-1]["early_stop"]
     assert load_checkpoint(tmp_path / "run" / "best.pt")["epoch"] == 5

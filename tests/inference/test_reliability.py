@@ -14,7 +14,6 @@ import torch
 from inference.run import new_trainer
 from inference.trainer import TrainConfig
 from pyro_textvae.io import append_jsonl, load_checkpoint, read_jsonl
-
 from tests.conftest import SMALL
 
 ARGS = ["--synthetic-train", "480", "--embed-dim", "16", "--hidden-dim", "32", "--latent-dim", "4",

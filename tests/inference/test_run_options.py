@@ -8,7 +8,6 @@ import pytest
 from inference.run import new_trainer
 from inference.trainer import TrainConfig
 from pyro_textvae.run_folder import load_corpus
-
 from tests.conftest import SMALL
 
 SYNTHETIC = {"num_train": 48, "num_valid": 16, "num_test": 16, "seed": 1}

@@ -8,7 +8,6 @@ from inference.objectives import OBJECTIVES
 from inference.run import new_trainer
 from inference.trainer import TrainConfig
 from pyro_textvae.io import load_checkpoint
-
 from tests.conftest import SMALL
 
 DATA = {"synthetic": {"num_train": 64, "num_valid": 48, "num_test": 16, "seed": 2}}

@@ -22,7 +22,6 @@ from inference.schedules import ConstantSchedule, CyclicalSchedule, LinearWarmup
 from inference.trainer import TrainConfig
 from pyro_textvae.io import CheckpointError, load_checkpoint, read_jsonl
 from pyro_textvae.run_folder import open_run
-
 from tests.conftest import SMALL
 
 DATA = {"synthetic": {"num_train": 96, "num_valid": 32, "num_test": 32, "seed": 1}}
@@ -92,7 +91,8 @@ def test_two_epochs_lower_the_validation_loss(tmp_path):
     history = read_jsonl(tmp_path / "run" / "metrics.jsonl")
     assert [r["epoch"] for r in history] == [1, 2, 3]
     assert history[-1]["valid_elbo_loss"] < before
-    assert {"config.json", "vocab.json", "metrics.jsonl", "best.pt", "last.pt"} <= {p.name for p in (tmp_path / "run").iterdir()}
+    written = {p.name for p in (tmp_path / "run").iterdir()}
+    assert {"config.json", "vocab.json", "metrics.jsonl", "best.pt", "last.pt"} <= written
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["train"]["seed"] == 7 and config["objective"]["name"] == "elbo"
 
@@ -106,7 +106,8 @@ def test_resume_reaches_the_same_parameters(tmp_path):
     _train(tmp_path, "stopped", epochs=1).fit()
     resume_trainer(tmp_path / "stopped", epochs=2).fit(resume=True)
     straight, resumed = _parameters(tmp_path / "straight"), _parameters(tmp_path / "stopped")
-    assert all(torch.equal(straight[k], resumed[k]) for k in straight), {k: float((straight[k] - resumed[k]).abs().max()) for k in straight}
+    differences = {k: float((straight[k] - resumed[k]).abs().max()) for k in straight}
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight), differences
     assert len(read_jsonl(tmp_path / "stopped" / "metrics.jsonl")) == 2
 
 
@@ -129,7 +130,8 @@ def test_resume_from_a_mid_epoch_checkpoint(tmp_path):
     assert load_checkpoint(tmp_path / "crashed" / "last.pt")["trainer"]["step"] == 6
     resume_trainer(tmp_path / "crashed").fit(resume=True)
     straight, resumed = _parameters(tmp_path / "straight"), _parameters(tmp_path / "crashed")
-    assert all(torch.equal(straight[k], resumed[k]) for k in straight), {k: float((straight[k] - resumed[k]).abs().max()) for k in straight}
+    differences = {k: float((straight[k] - resumed[k]).abs().max()) for k in straight}
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight), differences
 
 
 def _lines_without_timing(run_dir):

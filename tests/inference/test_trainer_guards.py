@@ -18,9 +18,8 @@ from inference.trainer import TrainConfig
 from pyro_textvae.cli import main
 from pyro_textvae.data import iterate_batches
 from pyro_textvae.io import load_checkpoint, read_jsonl
-
-from tests.conftest import SMALL
 from tests.cli.test_run_files import TINY
+from tests.conftest import SMALL
 
 DATA = {"synthetic": {"num_train": 96, "num_valid": 32, "num_test": 32, "seed": 1}}
 

@@ -17,7 +17,6 @@ from inference.run import new_trainer, resume_trainer
 from inference.trainer import TrainConfig
 from pyro_textvae.devices import resolve_device
 from pyro_textvae.io import load_checkpoint, restore_rng_state, rng_state
-
 from tests.conftest import SMALL
 
 DATA = {"synthetic": {"num_train": 64, "num_valid": 16, "num_test": 16, "seed": 1}}
@@ -33,7 +32,8 @@ def test_cuda_means_the_gpu_of_the_local_rank(two_gpus):
     assert resolve_device("cuda", local_rank=1, local_world_size=2) == torch.device("cuda", 1)
     assert resolve_device("cuda:1") == torch.device("cuda", 1)
     assert resolve_device("cpu", local_rank=1, local_world_size=2) == torch.device("cpu")
-    with pytest.raises(ValueError, match="device 'cuda:1' names one GPU for 2 processes on this node; pass device cuda"):
+    message = "device 'cuda:1' names one GPU for 2 processes on this node; pass device cuda"
+    with pytest.raises(ValueError, match=message):
         resolve_device("cuda:1", local_rank=0, local_world_size=2)
     with pytest.raises(ValueError, match="resolves to cuda:2 but only 2 GPU"):
         resolve_device("cuda", local_rank=2, local_world_size=3)

@@ -12,7 +12,6 @@ import pytest
 from pyro_textvae.cli import main
 from pyro_textvae.io import load_checkpoint
 from pyro_textvae.run_folder import open_run
-
 from tests.cli.test_run_files import TINY, refused
 
 

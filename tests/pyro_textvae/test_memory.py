@@ -8,7 +8,6 @@ import pytest
 import pyro_textvae.memory as memory
 from pyro_textvae.memory import parameter_count, training_estimate
 from pyro_textvae.model import TextVAE, TextVAEConfig
-
 from tests.cli.test_run_files import TINY, refused, run, trained  # noqa: F401  (fixtures)
 
 

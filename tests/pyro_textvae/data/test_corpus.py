@@ -10,7 +10,6 @@ import pytest
 from pyro_textvae.cli import main
 from pyro_textvae.data import CorpusError, read_split
 from pyro_textvae.data.corpus import DEFAULT_MAX_LENGTH
-
 from tests.cli.test_run_files import refused
 
 TINY = ["--embed-dim", "8", "--hidden-dim", "16", "--latent-dim", "3", "--batch-size", "4", "--epochs", "1",
