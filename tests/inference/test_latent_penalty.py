@@ -128,7 +128,7 @@ def test_loss_is_the_nll_plus_the_penalty_and_publishes_both_terms():
 
 
 def test_the_penalty_takes_the_sites_scale_subsampling_and_weight_alike():
-    """N = 12 of which 3 in the batch (factor 4), weight 0.25: s = 1, the OBSERVED_NLL x 4."""
+    """N = 12 of which 3 in the batch (factor 4), weight 0.25: s = 1, the NLL x 4."""
     elbo = SquaredMeanELBO()
     loss = elbo.loss(scale_latent(penalised_model, 0.25), scale_latent(penalised_guide, 0.25), num_data=12)
     assert loss == pytest.approx(4 * OBSERVED_NLL + SQUARED_MEANS, rel=1e-6)
@@ -159,7 +159,7 @@ def test_vectorised_particles_average_to_the_same_loss():
 
 
 def test_a_site_that_the_guide_does_not_sample_is_refused():
-    with pytest.raises(ValueError, match="'u' is not a latent sample site of the penalised_guide"):
+    with pytest.raises(ValueError, match="'u' is not a latent sample site of the guide"):
         SquaredMeanELBO(sites=("u",)).loss(penalised_model, penalised_guide)
 
 
