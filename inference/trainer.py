@@ -203,8 +203,9 @@ class Trainer(CheckpointMixin):
     @torch.no_grad()
     def evaluate_split(self, split: EncodedSplit) -> dict[str, float]:
         """Per-sentence reconstruction, KL and -ELBO (KL weight 1, dropout off) and active units
-        (dimensions with ``Var_x E[z_k|x] >= ACTIVE_UNIT_THRESHOLD``, ``docs/metrics.md#active-units``). Distributed, every rank
-        scores its slice of each batch of ``256 N`` sentences and the sums are added over ranks."""
+        (dimensions with ``Var_x E[z_k|x] >= ACTIVE_UNIT_THRESHOLD``, ``docs/metrics.md#active-units``).
+        Distributed, every rank scores its slice of each batch of ``256 N`` sentences and the sums are added over
+        ranks."""
         was_training = self.vae.training
         self.vae.eval()
         rank = self.context.rank if self.context else 0
