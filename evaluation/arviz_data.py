@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch.distributions import Independent, Normal
 
+from pyro_textvae.checks import POSITIVE_INT
 from pyro_textvae.data import Corpus, EncodedSplit, make_batch
 from pyro_textvae.io import file_mode
 from pyro_textvae.model import TextVAE
@@ -138,8 +139,7 @@ def to_inference_data(
     vae, corpus, run_path = _model_and_corpus(run_or_model, corpus)
     data = _split(corpus, split)
     for name, value in (("draws", draws), ("chains", chains)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        POSITIVE_INT.check(name, value)
     positions = choose_sentences(len(data), sentences, seed)
     ids = [data.ids[p] for p in positions]
     max_length = max_length or max(len(row) for row in data.ids) + 5

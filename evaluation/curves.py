@@ -24,6 +24,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from pyro_textvae.checks import POSITIVE_INT
 from pyro_textvae.data import EncodedSplit
 from pyro_textvae.io import read_jsonl
 from pyro_textvae.model import TextVAE
@@ -47,8 +48,7 @@ def curve_metrics(
 ) -> Callable[[TextVAE, EncodedSplit], dict[str, float]]:
     """The hook adding ``mi``, ``joint_kl`` and ``joint_kl_prior_samples`` (the trainer prefixes
     ``valid_``) for a model and the validation split."""
-    if not isinstance(prior_samples, int) or isinstance(prior_samples, bool) or prior_samples < 1:
-        raise ValueError(f"curve prior samples must be an integer >= 1, got {prior_samples!r}")
+    POSITIVE_INT.check("curve prior samples", prior_samples)
 
     def metrics(vae: TextVAE, split: EncodedSplit) -> dict[str, float]:
         device = next(vae.parameters()).device

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from inference.distributed import gather_rows, rank_and_world_size
+from pyro_textvae.checks import POSITIVE_INT
 from pyro_textvae.data import EncodedSplit, iterate_batches
 from pyro_textvae.model import TextVAE
 
@@ -57,8 +58,7 @@ def sharded_log_likelihood(
     decoded at a time (None or 0: :func:`~evaluation.sentence_likelihood.chunk_for_memory`), which
     changes only the rounding. ``device``: where batches go (default: the model's); ``on_batch``: called after
     each batch this rank scores (a progress bar's ``update``). Torch's global RNG is left as it was."""
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    POSITIVE_INT.check("batch_size", batch_size)
     device = torch.device(device) if device is not None else next(vae.parameters()).device
     rank, world_size = rank_and_world_size()
     scored = [torch.zeros(0, 2, dtype=torch.float64, device=device)]

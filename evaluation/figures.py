@@ -15,6 +15,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
+from pyro_textvae.checks import POSITIVE_INT
 from pyro_textvae.io import atomic_write_bytes
 
 MIN_TICKS = 3
@@ -23,8 +24,7 @@ MIN_TICKS = 3
 def save_figure(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
     """Write ``fig`` as a PNG of its size in inches times ``dpi`` pixels, atomically (temporary
     file, fsync, rename); returns the path."""
-    if not isinstance(dpi, int) or isinstance(dpi, bool) or dpi < 1:
-        raise ValueError(f"dpi must be a positive int, got {dpi!r}")
+    POSITIVE_INT.check("dpi", dpi)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
     return atomic_write_bytes(path, buffer.getvalue())

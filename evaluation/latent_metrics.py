@@ -21,6 +21,7 @@ from typing import Sequence
 import torch
 from torch.distributions import Distribution, Independent, Normal
 
+from pyro_textvae.checks import POSITIVE_INT
 from pyro_textvae.config import ACTIVE_UNIT_THRESHOLD
 
 from .evaluate_options import EVALUATE_DEFAULTS
@@ -54,8 +55,7 @@ def _check_posterior(posterior: Distribution, caller: str) -> tuple[int, int]:
 
 def _check_positive_ints(caller: str, **options: int) -> None:
     for name, value in options.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{caller}: {name} must be a positive int, got {value!r}")
+        POSITIVE_INT.check(f"{caller}: {name}", value)
 
 
 def _gaussian_mixture_log_densities(

@@ -29,6 +29,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from pyro_textvae.checks import POSITIVE_INT
 from pyro_textvae.config import ACTIVE_UNIT_THRESHOLD
 
 from .arviz_data import SplitPosteriors
@@ -249,8 +250,7 @@ def plot_hole_comparison(
         raise ValueError(f"point must be one of {POINTS}, got {point!r}")
     if not runs:
         raise ValueError("plot_hole_comparison needs at least one run")
-    if not isinstance(columns, int) or isinstance(columns, bool) or columns < 1:
-        raise ValueError(f"columns must be an int >= 1, got {columns!r}")
+    POSITIVE_INT.check("columns", columns)
     chosen = _check_dims(dims, [posteriors for _, posteriors in runs])
     columns = min(columns, len(runs))
     rows = -(-len(runs) // columns)

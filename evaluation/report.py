@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from inference.density_gap import density_gap_kl
 from inference.distributed import rank_and_world_size
 from inference.elbo import elbo_terms
+from pyro_textvae.checks import check_value
 from pyro_textvae.config import ACTIVE_UNIT_THRESHOLD
 from pyro_textvae.data import EncodedSplit, iterate_batches, num_batches
 from pyro_textvae.distributions import HypersphericalUniform, VonMisesFisher
@@ -318,8 +319,7 @@ def _checked_split(run: Run, split: str, seed: Any, subset_seed: Any, probe_size
         raise ValueError(f"evaluate_run: probe_sizes must be a list of positive ints, got {probe_sizes!r}")
     _check_options(**{f"probe_sizes[{i}]": size for i, size in enumerate(probe_sizes)})
     for name, value in (("seed", seed), ("subset_seed", subset_seed)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"evaluate_run: {name} must be an int >= 0, got {value!r}")
+        check_value(f"evaluate_run: {name}", value, int, minimum=0)
     if split not in run.corpus.splits:
         raise ValueError(f"evaluate_run: split {split!r} not in the corpus (has {sorted(run.corpus.splits)})")
     data = run.corpus.splits[split]

@@ -27,6 +27,7 @@ import math
 
 import torch
 
+from pyro_textvae.checks import POSITIVE_INT, check_value
 from pyro_textvae.model import TextVAE
 from pyro_textvae.precision import autocast
 
@@ -115,10 +116,8 @@ def sentence_log_likelihood(
     RNG, the same draws as ``importance_log_likelihood`` with one chunk of ``num_samples``.
     ``chunk_size``: samples decoded at a time (None: :func:`chunk_for_memory`); it does not change
     the draws, only the rounding."""
-    if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
-        raise ValueError(f"sentence_log_likelihood: num_samples must be a positive int, got {num_samples!r}")
-    if chunk_size is not None and (not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1):
-        raise ValueError(f"sentence_log_likelihood: chunk_size must be None or a positive int, got {chunk_size!r}")
+    POSITIVE_INT.check("sentence_log_likelihood: num_samples", num_samples)
+    check_value("sentence_log_likelihood: chunk_size", chunk_size, int, minimum=1, optional=True)
     if vae.training:
         raise ValueError("sentence_log_likelihood: the model is in training mode (dropout on); call vae.eval() first")
     posterior = vae.posterior_distribution(tokens, mask)

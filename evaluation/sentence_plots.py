@@ -21,6 +21,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import AutoLocator, ScalarFormatter
 
+from pyro_textvae.checks import POSITIVE_INT
+
 from .figures import check_size
 
 with warnings.catch_warnings():
@@ -71,8 +73,7 @@ def plot_sentence_posteriors(
     draws of z_k, on one dimension k (default: the one whose posterior means vary most across the
     sentences). One legend for the figure. Collapse: every curve equals the prior. The draws are
     independent guide samples, so no sampling diagnostic is shown."""
-    if not isinstance(max_sentences, int) or isinstance(max_sentences, bool) or max_sentences < 1:
-        raise ValueError(f"max_sentences must be a positive int, got {max_sentences!r}")
+    POSITIVE_INT.check("max_sentences", max_sentences)
     if latent_dim is None:
         latent_dim = _most_active_in(idata, 1)[0]
     if latent_dim not in idata.posterior["latent_dim"].values:

@@ -31,13 +31,14 @@ from rouge_score import rouge_scorer
 from sacrebleu.metrics.bleu import BLEU
 from sacrebleu.metrics.helpers import extract_all_word_ngrams
 
+from pyro_textvae.checks import POSITIVE_INT
+
 SMOOTH_METHODS = ("none", "floor", "add-k", "exp")
 ROUGE_TYPE = re.compile(r"rouge[1-9][0-9]*|rougeL|rougeLsum")
 
 
 def _check_options(max_order: int, smooth_method: str, caller: str) -> None:
-    if not isinstance(max_order, int) or isinstance(max_order, bool) or max_order < 1:
-        raise ValueError(f"{caller}: max_order must be a positive int, got {max_order!r}")
+    POSITIVE_INT.check(f"{caller}: max_order", max_order)
     if smooth_method not in SMOOTH_METHODS:
         raise ValueError(f"{caller}: smooth_method must be one of {SMOOTH_METHODS}, got {smooth_method!r}")
 
@@ -196,8 +197,7 @@ def self_bleu(
 def distinct_n(sentences: Sequence[Sequence[str]], n: int) -> float:
     """Distinct-n (Li et al. 2016, sec. 4.3): #distinct n-grams / #n-grams over all sentences
     (0.0 when no sentence has n tokens)."""
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"distinct_n: n must be a positive int, got {n!r}")
+    POSITIVE_INT.check("distinct_n: n", n)
     grams = Counter()
     for sentence in sentences:
         grams.update(tuple(sentence[i : i + n]) for i in range(len(sentence) - n + 1))

@@ -33,6 +33,7 @@ from torch import nn
 
 from inference.handlers import scale_latent
 from inference.objectives import get_objective
+from pyro_textvae.checks import POSITIVE_INT
 
 TOY_OBJECTIVES = ("elbo", "ae", "aae", "wae-mmd", "dg")
 TOY_PARAMS = {"dg": {"mode": "joint"}}
@@ -66,8 +67,7 @@ class ToyConfig:
     def __post_init__(self) -> None:
         for name in ("num_classes", "per_class", "hidden_dim", "steps", "steps_per_epoch"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"toy option {name} must be a positive integer, got {value!r}")
+            POSITIVE_INT.check(f"toy option {name}", value)
         if self.num_classes < 2:
             raise ValueError(f"toy option num_classes must be at least 2, got {self.num_classes}")
         if not self.lr > 0 or not self.min_scale > 0:

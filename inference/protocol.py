@@ -23,6 +23,8 @@ import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from pyro_textvae.checks import check_value
+
 
 @dataclass(frozen=True)
 class PlateauState:
@@ -126,8 +128,7 @@ def named_schedule(options: dict[str, Any] | str, where: str = "schedule") -> Tr
         raise ValueError(f"{where}: unknown field(s) {unknown}; valid: {sorted(fields | {'name'})}")
     for key, value in overrides.items():
         kind = float if key in ("lr_decay", "warmup_epochs") else int
-        if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int):
-            raise ValueError(f"{where}: {key} must be {'a number' if kind is float else 'an integer'}, got {value!r}")
+        check_value(f"{where}: {key}", value, kind)
     try:
         return replace(SCHEDULES[name], **overrides)
     except ValueError as error:

@@ -16,6 +16,8 @@ from fractions import Fraction
 
 import torch
 
+from .checks import NON_NEGATIVE
+
 __all__ = ["bessel_iv_ratio", "log_bessel_iv", "log_bessel_ive"]
 
 _DEBYE_MIN_RADIUS = 25.0  # Debye's expansion is used where sqrt(v^2 + x^2) >= this
@@ -90,9 +92,7 @@ def _log_ive_float64(order: float, x: torch.Tensor) -> torch.Tensor:
 
 
 def _check_order(order: float) -> float:
-    if not isinstance(order, (int, float)) or isinstance(order, bool) or order < 0:
-        raise ValueError(f"Bessel order must be a real number >= 0, got {order!r}")
-    return float(order)
+    return NON_NEGATIVE.check("Bessel order", order)
 
 
 class _BesselIvRatio(torch.autograd.Function):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from .checks import POSITIVE_INT
 from .errors import option_error
 
 DEFAULT_MAX_LENGTH = 200  # tokens: `textvae train --max-length`'s default (short_yelp's longest sentence has 16)
@@ -44,8 +45,7 @@ class TextVAEConfig:
     def __post_init__(self) -> None:
         for name in ("vocab_size", "embed_dim", "hidden_dim", "latent_dim"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"model option {name} must be a positive integer, got {value!r}")
+            POSITIVE_INT.check(f"model option {name}", value)
         if self.vocab_size < 5:
             raise ValueError(f"model option vocab_size must be at least 5 (4 specials + 1 word), got {self.vocab_size}")
         for name in ("dropout_in", "dropout_out"):

@@ -22,6 +22,7 @@ from pyro.distributions import TorchDistribution, constraints
 from torch.distributions.kl import register_kl
 
 from .bessel import bessel_iv_ratio, log_bessel_iv, log_bessel_ive
+from .checks import check_value
 
 __all__ = [
     "HypersphericalUniform",
@@ -36,9 +37,7 @@ __all__ = [
 
 
 def _check_dim(dim: int) -> int:
-    if not isinstance(dim, int) or isinstance(dim, bool) or dim < 2:
-        raise ValueError(f"sphere dimension d (vectors in R^d) must be an integer >= 2, got {dim!r}")
-    return dim
+    return check_value("sphere dimension d (vectors in R^d)", dim, int, minimum=2)
 
 
 def log_sphere_surface_area(dim: int) -> float:

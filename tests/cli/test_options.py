@@ -187,7 +187,7 @@ def test_a_bad_value_in_config_json_names_the_file(run_dir, tmp_path, capsys):
     run = shutil.copytree(run_dir, tmp_path / "run")
     config = json.loads((run / "config.json").read_text())
     for value, problem in (("16", "option hidden_dim must be int, got '16'"),
-                           (-4, "model option hidden_dim must be a positive integer, got -4")):
+                           (-4, "model option hidden_dim must be an integer >= 1, got -4")):
         config["model"]["hidden_dim"] = value
         (run / "config.json").write_text(json.dumps(config))
         line = _refused(["sample", str(run)], capsys)

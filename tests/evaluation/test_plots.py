@@ -201,7 +201,7 @@ def test_hole_comparison_shows_the_same_dims_in_every_panel_and_one_legend_below
     assert len(chosen.axes) == 3 and {ax.get_xlabel() for ax in chosen.axes} == {"z[1]"}
     with pytest.raises(ValueError, match="at least one"):
         plot_hole_comparison([])
-    with pytest.raises(ValueError, match="columns must be an int >= 1"):
+    with pytest.raises(ValueError, match="columns must be an integer >= 1"):
         plot_hole_comparison(runs, columns=0)
 
 
