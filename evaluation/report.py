@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from inference.density_gap import density_gap_kl
 from inference.distributed import rank_and_world_size
 from inference.elbo import elbo_terms
-from pyro_textvae.checks import check_value
+from pyro_textvae.checks import POSITIVE_INT, Range, check_value
 from pyro_textvae.config import ACTIVE_UNIT_THRESHOLD
 from pyro_textvae.data import EncodedSplit, iterate_batches, num_batches
 from pyro_textvae.distributions import HypersphericalUniform, VonMisesFisher
@@ -50,6 +50,8 @@ from .latent_metrics import active_units, hole_metrics, mutual_information
 from .likelihood import negative_log_likelihood_summary
 from .tables import eval_filename, evaluation_markdown
 from .text_metrics import bleu_precision_recall, interpolation_scores
+
+_OPTIONAL_POSITIVE_INT = Range(int, minimum=1, optional=True)
 
 INTERPOLATION_STEPS = 11
 AU_THRESHOLD = ACTIVE_UNIT_THRESHOLD
@@ -102,8 +104,9 @@ def collect_posteriors(
 
 def _check_options(**options: Any) -> None:
     for name, value in options.items():
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise OptionError("evaluation option ", OptionName(name), f" must be an integer >= 1, got {value!r}")
+        if not _OPTIONAL_POSITIVE_INT.contains(value):
+            raise OptionError("evaluation option ", OptionName(name),
+                              f" must be {POSITIVE_INT.describe()}, got {value!r}")
 
 
 def iw_subset_positions(num_sentences: int, iw_subset: int | None, seed: int) -> list[int]:
