@@ -46,6 +46,7 @@ from pyro_textvae.data import iterate_batches, synthetic_corpus
 from pyro_textvae.io import load_checkpoint, load_json, read_jsonl
 from pyro_textvae.model import TextVAE, TextVAEConfig
 from tests.conftest import SMALL
+from tests.inference.crashing import crash_at_step
 
 WORLD = 2
 LOCAL = 4
@@ -128,16 +129,7 @@ def _fit_crash_resume(out_dir) -> None:
     """A 2-epoch distributed run, and the same run killed at its 5th step and resumed."""
     config = TrainConfig(epochs=2, batch_size=LOCAL, optimizer="adam", progress=False, seed=3, checkpoint_every=2)
     new_trainer(out_dir / "straight", RUN_DATA, MODEL, "elbo", {"warmup_epochs": 1}, config).fit()
-    crashed = new_trainer(out_dir / "crashed", RUN_DATA, MODEL, "elbo", {"warmup_epochs": 1}, config)
-    original, calls = crashed.step, {"n": 0}
-
-    def crash_on_fifth(tokens, mask):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise KeyboardInterrupt
-        return original(tokens, mask)
-
-    crashed.step = crash_on_fifth
+    crashed = crash_at_step(new_trainer(out_dir / "crashed", RUN_DATA, MODEL, "elbo", {"warmup_epochs": 1}, config), 5)
     with contextlib.suppress(KeyboardInterrupt):
         crashed.fit()
     resume_trainer(out_dir / "crashed").fit(resume=True)

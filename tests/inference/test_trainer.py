@@ -23,6 +23,7 @@ from inference.trainer import TrainConfig
 from pyro_textvae.io import CheckpointError, load_checkpoint, read_jsonl
 from pyro_textvae.run_folder import open_run
 from tests.conftest import SMALL
+from tests.inference.crashing import crash_at_step
 
 DATA = {"synthetic": {"num_train": 96, "num_valid": 32, "num_test": 32, "seed": 1}}
 
@@ -114,17 +115,7 @@ def test_resume_reaches_the_same_parameters(tmp_path):
 @pytest.mark.slow
 def test_resume_from_a_mid_epoch_checkpoint(tmp_path):
     _train(tmp_path, "straight", epochs=2).fit()
-    trainer = _train(tmp_path, "crashed", epochs=2, checkpoint_every=3)
-    original = trainer.step
-    calls = {"n": 0}
-
-    def crash_on_ninth(tokens, mask):
-        calls["n"] += 1
-        if calls["n"] == 9:
-            raise KeyboardInterrupt
-        return original(tokens, mask)
-
-    trainer.step = crash_on_ninth
+    trainer = crash_at_step(_train(tmp_path, "crashed", epochs=2, checkpoint_every=3), 9)
     with pytest.raises(KeyboardInterrupt):
         trainer.fit()
     assert load_checkpoint(tmp_path / "crashed" / "last.pt")["trainer"]["step"] == 6
