@@ -5,7 +5,9 @@ writes ``out/experiment.toml`` (a copy of the file), ``out/runs/<method>-seed<s>
 folders), ``out/results.md`` and ``out/results.csv`` (a row per method, mean +- std over seeds of
 every metric of :data:`evaluation.tables.COLUMNS`, :func:`evaluation.tables.write_results`),
 ``out/mi_vs_joint_kl.png`` (collapse on one axis, holes on the other, one point per method),
-``out/curves.png`` (the validation curves of every run's ``metrics.jsonl``, :func:`evaluation.curves.plot_curves`)
+``out/curves.png`` (the validation curves of every run's ``metrics.jsonl``, :func:`evaluation.curves.plot_curves`),
+``out/training.md`` and ``out/training.csv`` (a row per run: epochs, kept epoch, halvings, why it stopped, time;
+:func:`evaluation.training_table.write_training_table`)
 and ``out/holes.png`` (the hole pictures side by side, of the runs whose ``best.pt`` is still there). A run whose
 ``eval.json`` was made with the file's [evaluate] settings is skipped on a rerun (one made with
 other settings is evaluated again, and left out of a ``--report-only`` table), and an interrupted
@@ -14,7 +16,7 @@ run resumes from its ``last.pt``, both only if the folder's ``config.json`` agre
 ``--seed S [S ...]`` trains only those seeds (so seeds can run in separate processes), and the
 table covers every evaluated run of the file's seeds and those; ``--method NAME`` (repeatable)
 keeps only those methods, ``--out DIR`` writes into another results folder; ``--report-only`` writes the
-table and pictures of the runs evaluated so far. The table, scatter and curves need only each run's
+table and pictures of the runs evaluated so far. The tables, scatter and curves need only each run's
 small files (``config.json``, ``metrics.jsonl``, ``eval.json``), which is what ``results/*/runs/`` keeps
 in git (.gitignore); checkpoints stay out.
 """
@@ -29,6 +31,7 @@ from evaluation.figures import save_figure
 from evaluation.report import evaluate_run, evaluation_settings
 from evaluation.scatter import plot_collapse_against_holes
 from evaluation.tables import eval_filename, write_results
+from evaluation.training_table import write_training_table
 from inference.objective_configs import config_class
 from inference.run import new_trainer, resume_trainer
 from inference.train_config import TrainConfig
@@ -85,6 +88,8 @@ def _write_report(config: dict[str, Any], seeds: list[int] | None) -> dict[str, 
     save_figure(plot_collapse_against_holes(results), out / "mi_vs_joint_kl.png")
     histories = read_histories({name: [_run_dir(out, name, r["seed"]) for r in runs] for name, runs in results.items()})
     save_figure(plot_curves(histories), out / "curves.png")
+    seeded = {name: list(zip([r["seed"] for r in runs], histories[name])) for name, runs in results.items()}
+    write_training_table(out, seeded)
     _hole_pictures(out, config, results)
     return results
 

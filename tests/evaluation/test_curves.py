@@ -87,6 +87,11 @@ def test_a_report_is_rebuilt_from_the_small_files_alone(tmp_path, capsys):
     assert main(["experiment", str(config), "--report-only", "--out", str(copy)]) == 0
     assert (copy / "results.md").read_text() == (source / "results.md").read_text()
     assert (copy / "results.csv").read_text() == (source / "results.csv").read_text()
+    assert (copy / "training.md").read_text() == (source / "training.md").read_text()
+    rows = [line.strip("| ").split(" | ") for line in (copy / "training.md").read_text().splitlines()[2:]]
+    assert len(rows) == 2 and all(
+        int(epochs) == len(read_jsonl(source / "runs" / f"{method}-seed{seed}" / "metrics.jsonl"))
+        for method, seed, epochs, *_ in rows)
     assert (copy / "curves.png").stat().st_size > 0 and (copy / "mi_vs_joint_kl.png").exists()
     assert not (copy / "holes.png").exists()
     assert "no best.pt for ['VAE', 'DG-VAE']; left out of the hole pictures" in capsys.readouterr().err
