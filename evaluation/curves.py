@@ -16,12 +16,13 @@ each epoch (over the seeds that reached it) with the seeds' range as a band.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from pyro_textvae.checks import POSITIVE_INT
@@ -34,6 +35,7 @@ from .report import collect_posteriors, latent_prior
 
 CURVE_PRIOR_SAMPLES = 12_800
 CURVE_SEED = 0
+CURVE_SYMLOG = frozenset({"valid_kl", "valid_joint_kl"})
 CURVE_QUANTITIES: tuple[tuple[str, str], ...] = (
     ("valid_elbo_loss", "-ELBO (nats)"),
     ("valid_kl", "KL (nats)"),
@@ -86,28 +88,42 @@ def plot_curves(
     histories: dict[str, Sequence[list[dict]]],
     quantities: Sequence[tuple[str, str]] = CURVE_QUANTITIES,
     fig: Figure | None = None,
+    symlog: Collection[str] = CURVE_SYMLOG,
 ) -> Figure:
     """A panel per ``(key, label)`` of ``quantities`` and a line per method of ``histories``
     (``{method: [history of each seed]}``, a history the lines of a ``metrics.jsonl``): the mean
-    over seeds against the epoch, the seeds' min..max shaded. Draws into ``fig`` (a new one when
-    None) and returns it; saving is the caller's."""
+    over seeds against the epoch, the seeds' min..max shaded. The panels of ``symlog`` keys have a
+    symmetric-log y axis (linear within 0.1 of 0, logarithmic beyond: KL and joint-KL span 0.05 to 40
+    nats across methods, and the small values are the ones that tell collapse and holes apart). One
+    legend below the panels. Draws into ``fig`` (a new one when None) and returns it; saving is the
+    caller's."""
     if not quantities:
         raise ValueError("plot_curves needs at least one quantity")
+    own = fig is None
     fig = fig if fig is not None else Figure(figsize=(3.6 * len(quantities), 3.4))
     axes = fig.subplots(1, len(quantities), squeeze=False)[0]
+    handles: dict[str, Line2D] = {}
     for ax, (key, label) in zip(axes, quantities):
         for index, (name, runs) in enumerate(histories.items()):
             epochs, mean, low, high = seed_band(runs, key)
             if not len(epochs):
                 continue
             color = f"C{index % 10}"
-            ax.plot(epochs, mean, color=color, lw=1.2, label=f"{name} ({len(runs)} seed{'s' * (len(runs) > 1)})")
+            label_text = f"{name} ({len(runs)} seed{'s' * (len(runs) > 1)})"
+            (line,) = ax.plot(epochs, mean, color=color, lw=1.2, label=label_text)
+            handles.setdefault(label_text, line)
             if len(runs) > 1:
                 ax.fill_between(epochs, low, high, color=color, alpha=0.2, lw=0)
+        if key in symlog:
+            ax.set_yscale("symlog", linthresh=0.1)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_title(label, fontsize=9)
+        ax.set_title(label + (" (symlog)" if key in symlog else ""), fontsize=9)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
+    ncol = max(1, min(len(handles), int(fig.get_figwidth() / 2.6)))
+    bottom = 0.45 + 0.2 * -(-len(handles) // ncol)  # inches for the legend, below the x labels
+    if own:
+        fig.set_figheight(fig.get_figheight() + bottom)
+    fig.legend(handles=list(handles.values()), loc="lower center", ncol=ncol, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0.0, bottom / fig.get_figheight(), 1.0, 1.0))
     return fig

@@ -9,7 +9,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from evaluation.curves import curve_metrics, plot_curves, seed_band
+from evaluation.curves import CURVE_QUANTITIES, CURVE_SYMLOG, curve_metrics, plot_curves, seed_band
 from evaluation.latent_metrics import hole_metrics, mutual_information
 from evaluation.report import collect_posteriors, latent_prior
 from inference.run import new_trainer
@@ -19,6 +19,7 @@ from pyro_textvae.cli import main
 from pyro_textvae.io import read_jsonl
 from tests.cli.test_experiment import CONFIG
 from tests.conftest import SMALL
+from tests.evaluation.test_plots import _legend_clear_of_panels
 
 DATA = {"synthetic": {"num_train": 48, "num_valid": 24, "num_test": 8, "seed": 2}}
 
@@ -53,6 +54,17 @@ def test_the_picture_shows_the_mean_over_seeds_and_their_range():
     (band,) = ax.collections  # one band: B has a single seed
     ys = band.get_paths()[0].vertices[:, 1]
     assert (ys.min(), ys.max()) == (1.0, 3.0)
+
+
+def test_kl_panels_are_symlog_and_one_legend_sits_below_every_panel():
+    history = [{"epoch": e, **{key: 0.05 * 10 ** (e / 2) for key, _ in CURVE_QUANTITIES}} for e in range(1, 5)]
+    fig = plot_curves({f"method {i}": [history] for i in range(7)})
+    assert [ax.get_yscale() for ax in fig.axes] == [
+        "symlog" if key in CURVE_SYMLOG else "linear" for key, _ in CURVE_QUANTITIES]
+    assert fig.axes[1].get_yaxis().get_transform().linthresh == 0.1
+    [legend] = fig.legends
+    assert len(legend.get_texts()) == 7 and all(ax.get_legend() is None for ax in fig.axes)
+    assert _legend_clear_of_panels(fig, legend)
 
 
 def test_metrics_jsonl_and_tensorboard_hold_the_curves(tmp_path):
