@@ -108,9 +108,9 @@ def plot_curves(
             epochs, mean, low, high = seed_band(runs, key)
             if not len(epochs):
                 continue
-            color = f"C{index % 10}"
+            color, style = f"C{index % 10}", ("-", "--", ":")[index // 10 % 3]  # ten colours, then dashed
             label_text = f"{name} ({len(runs)} seed{'s' * (len(runs) > 1)})"
-            (line,) = ax.plot(epochs, mean, color=color, lw=1.2, label=label_text)
+            (line,) = ax.plot(epochs, mean, color=color, ls=style, lw=1.2, label=label_text)
             handles.setdefault(label_text, line)
             if len(runs) > 1:
                 ax.fill_between(epochs, low, high, color=color, alpha=0.2, lw=0)

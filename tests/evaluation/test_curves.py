@@ -56,14 +56,16 @@ def test_the_picture_shows_the_mean_over_seeds_and_their_range():
     assert (ys.min(), ys.max()) == (1.0, 3.0)
 
 
-def test_kl_panels_are_symlog_and_one_legend_sits_below_every_panel():
+def test_kl_panels_are_symlog_lines_differ_and_one_legend_sits_below_every_panel():
     history = [{"epoch": e, **{key: 0.05 * 10 ** (e / 2) for key, _ in CURVE_QUANTITIES}} for e in range(1, 5)]
-    fig = plot_curves({f"method {i}": [history] for i in range(7)})
+    fig = plot_curves({f"method {i}": [history] for i in range(12)})
     assert [ax.get_yscale() for ax in fig.axes] == [
         "symlog" if key in CURVE_SYMLOG else "linear" for key, _ in CURVE_QUANTITIES]
     assert fig.axes[1].get_yaxis().get_transform().linthresh == 0.1
     [legend] = fig.legends
-    assert len(legend.get_texts()) == 7 and all(ax.get_legend() is None for ax in fig.axes)
+    assert len(legend.get_texts()) == 12 and all(ax.get_legend() is None for ax in fig.axes)
+    looks = {(line.get_color(), line.get_linestyle()) for line in fig.axes[0].lines}
+    assert len(looks) == 12  # twelve methods, twelve distinguishable lines
     assert _legend_clear_of_panels(fig, legend)
 
 
