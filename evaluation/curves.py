@@ -27,8 +27,8 @@ from matplotlib.ticker import MaxNLocator
 
 from pyro_textvae.checks import POSITIVE_INT
 from pyro_textvae.data import EncodedSplit
-from pyro_textvae.io import read_jsonl
 from pyro_textvae.model import TextVAE
+from pyro_textvae.run_folder import read_history
 
 from .latent_metrics import hole_metrics, mutual_information
 from .report import collect_posteriors, latent_prior
@@ -65,8 +65,9 @@ def curve_metrics(
 
 
 def read_histories(run_dirs: dict[str, Sequence[str | Path]]) -> dict[str, list[list[dict]]]:
-    """``metrics.jsonl`` of each method's run folders (a missing file gives an empty history)."""
-    return {name: [read_jsonl(Path(run) / "metrics.jsonl") for run in runs] for name, runs in run_dirs.items()}
+    """``metrics.jsonl`` of each method's run folders (:func:`pyro_textvae.run_folder.read_history`;
+    a missing file gives an empty history)."""
+    return {name: [read_history(run) for run in runs] for name, runs in run_dirs.items()}
 
 
 def seed_band(histories: Sequence[list[dict]], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -19,8 +19,10 @@ import torch
 
 from pyro_textvae.data import EncodedSplit, make_batch
 from pyro_textvae.data.synthetic import parse_label
-from pyro_textvae.io import load_checkpoint, load_json, read_jsonl
+from pyro_textvae.errors import CheckpointError
+from pyro_textvae.io import load_checkpoint, load_json
 from pyro_textvae.model import TextVAE
+from pyro_textvae.run_folder import read_history
 
 from .generation import decode, posterior_center
 from .latent_metrics import active_units
@@ -140,9 +142,11 @@ def best_line(run_dir: str | Path) -> str:
     trainer's: the objective's own validation loss where it records one (``valid_objective_loss``,
     DG-VAE's reconstruction + KL(q_B || p)), else the per-sentence -ELBO."""
     run_dir = Path(run_dir)
-    history = read_jsonl(run_dir / "metrics.jsonl")
+    history = read_history(run_dir)
     best = int(load_checkpoint(run_dir / "best.pt")["epoch"])
-    record = next(r for r in history if r["epoch"] == best)
+    if not 1 <= best <= len(history):
+        raise CheckpointError(f"{run_dir / 'best.pt'}: epoch {best}, but metrics.jsonl has {len(history)} epochs")
+    record = history[best - 1]
     if "valid_objective_loss" in record:
         criterion, loss = "loss of the objective", record["valid_objective_loss"]
     else:

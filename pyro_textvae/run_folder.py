@@ -20,7 +20,7 @@ from .data.corpus import LABEL_MODES
 from .data.synthetic import MAX_TOPICS
 from .demo import SYNTHETIC_DEFAULTS
 from .devices import resolve_device
-from .io import CheckpointError, check_state_dict, load_checkpoint, load_json
+from .io import CheckpointError, check_state_dict, load_checkpoint, load_json, read_jsonl
 from .memory import FLOAT_BYTES, check_memory, parameter_count
 from .model import TextVAE, TextVAEConfig
 from .precision import DEFAULT_PRECISION, check_precision, effective_precision
@@ -101,6 +101,20 @@ def read_config(run_dir: Path) -> dict:
         if not isinstance(config.get(key), dict):
             raise CheckpointError(f"{run_dir / 'config.json'}: missing or malformed section {key!r}")
     return config
+
+
+def read_history(run_dir: str | Path) -> list[dict]:
+    """The lines of ``run_dir/metrics.jsonl``, one an epoch, as the trainer writes them: line ``n``
+    is an object with ``"epoch": n`` (a resume truncates the file to the epochs of ``last.pt``).
+    A missing file is an empty history; any other line is refused, naming the file and the line."""
+    path = Path(run_dir) / "metrics.jsonl"
+    history = read_jsonl(path)
+    for number, record in enumerate(history, 1):
+        epoch = record.get("epoch") if isinstance(record, dict) else None
+        if type(epoch) is not int or epoch != number:
+            raise CheckpointError(f"{path}:{number}: not the line of epoch {number} (its \"epoch\" is {epoch!r}); "
+                                  "each line is one epoch, in order")
+    return history
 
 
 def read_vocab(run_dir: Path, config: dict) -> Vocab:

@@ -84,9 +84,9 @@ def _write_report(config: dict[str, Any], seeds: list[int] | None) -> dict[str, 
     results = _evaluated_runs(config, seeds or [])
     if not results:
         raise ValueError(f"no evaluated run under {out / 'runs'} yet")
+    histories = read_histories({name: [_run_dir(out, name, r["seed"]) for r in runs] for name, runs in results.items()})
     write_results(out, results)
     save_figure(plot_collapse_against_holes(results), out / "mi_vs_joint_kl.png")
-    histories = read_histories({name: [_run_dir(out, name, r["seed"]) for r in runs] for name, runs in results.items()})
     save_figure(plot_curves(histories), out / "curves.png")
     seeded = {name: list(zip([r["seed"] for r in runs], histories[name])) for name, runs in results.items()}
     write_training_table(out, seeded)

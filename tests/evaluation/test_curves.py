@@ -110,3 +110,11 @@ def test_a_report_is_rebuilt_from_the_small_files_alone(tmp_path, capsys):
     assert not (copy / "holes.png").exists()
     assert "no best.pt for ['VAE', 'DG-VAE']; left out of the hole pictures" in capsys.readouterr().err
     assert {p.name for p in (copy / "runs" / "VAE-seed0").iterdir()} == {"config.json", "metrics.jsonl", "eval.json"}
+    table = (copy / "results.md").read_text()
+    metrics = copy / "runs" / "VAE-seed0" / "metrics.jsonl"
+    first, *rest = metrics.read_text().splitlines(keepends=True)
+    metrics.write_text(first.replace('"epoch": 1', '"epoch": 7') + "".join(rest))
+    assert main(["experiment", str(config), "--report-only", "--out", str(copy)]) == 2
+    err = capsys.readouterr().err
+    assert f"{metrics}:1: not the line of epoch 1" in err and "Traceback" not in err
+    assert (copy / "results.md").read_text() == table
