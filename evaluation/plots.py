@@ -61,6 +61,7 @@ AU_THRESHOLD = ACTIVE_UNIT_THRESHOLD
 CU_TAU = 0.03
 POINTS = ("draw", "center")
 GRID_POINTS = 121
+PANEL_LABEL_INCHES = 0.6  # a hole panel's title above it and its tick and axis labels below, 9-10 point text
 LABEL_MASS = 0.5
 PRIOR_COLOR = "tab:red"
 LABEL_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive",
@@ -257,7 +258,7 @@ def plot_hole_comparison(
     own = fig is None
     if own:
         check_size((panel_size, panel_size))
-        fig = Figure(figsize=(panel_size * columns, panel_size * rows))
+        fig = Figure(figsize=(panel_size * columns, (panel_size + PANEL_LABEL_INCHES) * rows))
     axes = fig.subplots(rows, columns, squeeze=False).ravel()
     for ax in axes[len(runs):]:
         fig.delaxes(ax)
@@ -275,7 +276,7 @@ def plot_hole_comparison(
     bottom = 0.4 + 0.22 * legend_rows  # inches for the legend, below the x labels
     top = 0.2 + 0.17 * (title.count("\n") + 1)  # and for the title, a line of 9-point text each
     if own:
-        fig.set_figheight(panel_size * rows + bottom + top)
+        fig.set_figheight((panel_size + PANEL_LABEL_INCHES) * rows + bottom + top)
     fig.legend(handles=list(handles.values()), loc="lower center", ncol=ncol, fontsize=8, frameon=False)
     height = fig.get_figheight()
     fig.tight_layout(rect=(0.0, bottom / height, 1.0, 1.0 - top / height))

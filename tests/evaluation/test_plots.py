@@ -216,6 +216,19 @@ def test_hole_comparison_title_fits_a_single_narrow_panel():
     assert title.y0 >= panel.get_window_extent().y1  # above the panel, not over it
 
 
+@pytest.mark.parametrize("panel_size", [2.0, 3.2])
+def test_hole_comparison_rows_leave_room_for_the_titles_and_axis_labels(panel_size):
+    runs = [(name, _posteriors(seed=seed)) for seed, name in enumerate(["a", "b", "c", "d", "e"])]
+    fig = plot_hole_comparison(runs, panel_size=panel_size, columns=3)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    top_row, bottom_row = fig.axes[:3], fig.axes[3:]
+    lowest_label = min(ax.xaxis.get_tightbbox(renderer).y0 for ax in top_row)
+    highest_title = max(ax.title.get_window_extent(renderer).y1 for ax in bottom_row)
+    assert highest_title < lowest_label  # the second row's titles sit below the first row's x labels
+
+
 @pytest.mark.parametrize("family, d", [("normal", 32), ("vmf", 3), ("vmf", 8)])
 def test_prior_circles_hold_their_mass(family, d):
     generator = torch.Generator().manual_seed(0)
