@@ -20,7 +20,8 @@ from inference.run import new_trainer
 from inference.train_config import TrainConfig
 from pyro_textvae.cli import main
 from pyro_textvae.demo import SYNTHETIC_OPTIMIZER, SYNTHETIC_SIZES
-from pyro_textvae.io import load_checkpoint
+from pyro_textvae.errors import CheckpointError
+from pyro_textvae.io import append_jsonl, load_checkpoint, save_checkpoint
 from pyro_textvae.run_folder import open_run
 
 # The demo, reduced: the main job's objective, optimiser, validation and test splits and latent size,
@@ -125,3 +126,13 @@ def test_sample_and_reconstruct_read_the_checkpoint_asked_for(tmp_path, capsys):
         assert set(capsys.readouterr().out.split()) != {"kifo"}
     with pytest.raises(SystemExit):
         main(["sample", str(out), "--checkpoint", "first"])
+
+
+def test_best_line_refuses_a_best_epoch_that_metrics_jsonl_does_not_hold(tmp_path):
+    for epoch in (1, 2):
+        append_jsonl(tmp_path / "metrics.jsonl", {"epoch": epoch, "valid_elbo_loss": 40.0 - epoch})
+    save_checkpoint(tmp_path / "best.pt", {"epoch": 2})
+    assert best_line(tmp_path).startswith("best checkpoint: best.pt is epoch 2 of 2 (lowest validation -ELBO, 38.00)")
+    save_checkpoint(tmp_path / "best.pt", {"epoch": 5})
+    with pytest.raises(CheckpointError, match=r"best\.pt: epoch 5, but metrics\.jsonl has 2 epochs"):
+        best_line(tmp_path)
