@@ -93,11 +93,13 @@ def _token_log_likelihood(vae: TextVAE, tokens: torch.Tensor, mask: torch.Tensor
     rows = features[:, target_mask].reshape(-1, features.shape[-1]).to(dtype)
     words = targets[target_mask].repeat(z.shape[0]).unsqueeze(-1)
     output = vae.decoder.output
-    weight, bias = output.weight.t().to(dtype), output.bias.to(dtype)
+    weight = output.weight.t().to(dtype)
+    bias = None if output.bias is None else output.bias.to(dtype)
     per_token = torch.empty(rows.shape[0], device=tokens.device)
     step = block_rows(weight.shape[1])
     for start in range(0, rows.shape[0], step):
-        logits = torch.addmm(bias, rows[start : start + step], weight)
+        block = rows[start : start + step]
+        logits = block @ weight if bias is None else torch.addmm(bias, block, weight)
         picked = torch.log_softmax(logits.float(), -1).gather(-1, words[start : start + step])
         per_token[start : start + step] = picked.squeeze(-1)
     sentence = torch.arange(tokens.shape[0], device=tokens.device).unsqueeze(-1).expand_as(target_mask)[target_mask]

@@ -11,6 +11,7 @@ from .errors import option_error
 DEFAULT_MAX_LENGTH = 200  # tokens: `textvae train --max-length`'s default (short_yelp's longest sentence has 16)
 LATENTS = ("normal", "vmf")
 POSTERIORS = ("gaussian", "bn", "delta")
+INITS = ("pytorch", "paper")  # how the parameters are drawn (pyro_textvae.initialisation)
 PRECISIONS = ("fp32", "bf16")  # of the networks (pyro_textvae.precision)
 DEFAULT_PRECISION = "fp32"
 ACTIVE_UNIT_THRESHOLD = 0.01  # a latent dimension is active where Var_x E[z_k|x] >= this (Burda et al. 2016)
@@ -41,6 +42,14 @@ class TextVAEConfig:
     delta: float = 0.15
     skip: bool = False
     bow: bool = False
+    init: str = "pytorch"
+    linear_bias: bool | None = None
+
+    @property
+    def has_linear_bias(self) -> bool:
+        """Whether the posterior head, the decoder's z-to-state map and its output layer have biases:
+        :attr:`linear_bias`, or where it is None, all but under ``init="paper"`` (bias-free there)."""
+        return self.init != "paper" if self.linear_bias is None else self.linear_bias
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "embed_dim", "hidden_dim", "latent_dim"):
@@ -55,6 +64,8 @@ class TextVAEConfig:
             raise ValueError(f"model option latent must be one of {LATENTS}, got {self.latent!r}")
         if self.posterior not in POSTERIORS:
             raise ValueError(f"model option posterior must be one of {POSTERIORS}, got {self.posterior!r}")
+        if self.init not in INITS:
+            raise ValueError(f"model option init must be one of {INITS}, got {self.init!r}")
         if self.latent == "vmf" and self.posterior != "gaussian":
             raise ValueError("model option posterior must be 'gaussian' (the default) with latent='vmf'")
         if self.latent == "vmf" and self.latent_dim < 2:

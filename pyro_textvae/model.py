@@ -21,6 +21,7 @@ from torch import nn
 
 from .config import TextVAEConfig
 from .distributions import HypersphericalUniform
+from .initialisation import initialise_as_paper
 from .networks import BagOfWords, LSTMDecoder, LSTMEncoder
 from .posteriors import (
     BatchNormGaussianHead,
@@ -69,18 +70,21 @@ class TextVAE(nn.Module):
         self.config = config
         c = config
         self.encoder = LSTMEncoder(c.vocab_size, c.embed_dim, c.hidden_dim)
+        bias = c.has_linear_bias
         if c.latent == "vmf":
-            self.posterior = VonMisesFisherHead(c.hidden_dim, c.latent_dim, c.kappa)
+            self.posterior = VonMisesFisherHead(c.hidden_dim, c.latent_dim, c.kappa, bias)
         elif c.posterior == "bn":
-            self.posterior = BatchNormGaussianHead(c.hidden_dim, c.latent_dim, c.bn_gamma)
+            self.posterior = BatchNormGaussianHead(c.hidden_dim, c.latent_dim, c.bn_gamma, bias)
         elif c.posterior == "delta":
-            self.posterior = DeltaGaussianHead(c.hidden_dim, c.latent_dim, c.delta)
+            self.posterior = DeltaGaussianHead(c.hidden_dim, c.latent_dim, c.delta, bias)
         else:
-            self.posterior = GaussianHead(c.hidden_dim, c.latent_dim)
+            self.posterior = GaussianHead(c.hidden_dim, c.latent_dim, bias)
         self.decoder = LSTMDecoder(
-            c.vocab_size, c.latent_dim, c.embed_dim, c.hidden_dim, c.dropout_in, c.dropout_out, c.skip
+            c.vocab_size, c.latent_dim, c.embed_dim, c.hidden_dim, c.dropout_in, c.dropout_out, c.skip, bias
         )
         self.bag_of_words = BagOfWords(c.latent_dim, c.vocab_size) if c.bow else None
+        if c.init == "paper":
+            initialise_as_paper(self)
         self._precision = DEFAULT_PRECISION
 
     @property

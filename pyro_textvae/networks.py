@@ -44,6 +44,7 @@ class LSTMEncoder(nn.Module):
 class LSTMDecoder(nn.Module):
     """LSTM language model conditioned on ``z`` through its initial state and every input step.
 
+    ``bias=False`` drops the biases of ``W`` and ``V`` (the paper's code has none there).
     ``forward(tokens, z)`` returns the logits of ``p(w_t | w_<t, z)`` for the targets
     ``tokens[:, 1:]`` (teacher forcing), shape ``(..., B, L - 1, V)`` for ``z`` of shape ``(..., B, d)``.
     """
@@ -57,15 +58,16 @@ class LSTMDecoder(nn.Module):
         dropout_in: float = 0.5,
         dropout_out: float = 0.5,
         skip: bool = False,
+        bias: bool = True,
     ) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
-        self.init_state = nn.Linear(latent_dim, hidden_dim)
+        self.init_state = nn.Linear(latent_dim, hidden_dim, bias=bias)
         self.lstm = nn.LSTM(embed_dim + latent_dim, hidden_dim, batch_first=True)
         self.drop_in = nn.Dropout(dropout_in)
         self.drop_out = nn.Dropout(dropout_out)
         self.skip = skip
-        self.output = nn.Linear(hidden_dim + (latent_dim if skip else 0), vocab_size)
+        self.output = nn.Linear(hidden_dim + (latent_dim if skip else 0), vocab_size, bias=bias)
 
     def initial_state(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(h_0, c_0) = (tanh(W z), W z)`` for ``z`` of shape ``(n, d)``."""

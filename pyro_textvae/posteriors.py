@@ -27,9 +27,9 @@ from .distributions import VonMisesFisher
 class GaussianHead(nn.Module):
     """``h -> Normal(mu, sigma).to_event(1)`` with ``(mu, log sigma^2)`` a linear map of ``h``."""
 
-    def __init__(self, hidden_dim: int, latent_dim: int) -> None:
+    def __init__(self, hidden_dim: int, latent_dim: int, bias: bool = True) -> None:
         super().__init__()
-        self.linear = nn.Linear(hidden_dim, 2 * latent_dim)
+        self.linear = nn.Linear(hidden_dim, 2 * latent_dim, bias=bias)
 
     def parameters_of(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(mu, sigma)`` of q(z|x)."""
@@ -44,8 +44,8 @@ class GaussianHead(nn.Module):
 class BatchNormGaussianHead(GaussianHead):
     """BN-VAE: ``mu = gamma * BN(mu_raw) + beta`` with fixed ``gamma`` (Zhu et al. 2020, eq. 8)."""
 
-    def __init__(self, hidden_dim: int, latent_dim: int, gamma: float = 0.7) -> None:
-        super().__init__(hidden_dim, latent_dim)
+    def __init__(self, hidden_dim: int, latent_dim: int, gamma: float = 0.7, bias: bool = True) -> None:
+        super().__init__(hidden_dim, latent_dim, bias)
         if gamma <= 0:
             raise ValueError(f"bn_gamma must be > 0, got {gamma}")
         self.gamma = gamma
@@ -86,8 +86,8 @@ _TINY_GAP = 1e-12  # margins below sqrt(_TINY_GAP) = 1e-6 are taken as 0
 class DeltaGaussianHead(GaussianHead):
     """delta-VAE: every dimension's KL(q(z_k|x) || N(0, 1)) is at least ``delta`` for any input."""
 
-    def __init__(self, hidden_dim: int, latent_dim: int, delta: float = 0.15) -> None:
-        super().__init__(hidden_dim, latent_dim)
+    def __init__(self, hidden_dim: int, latent_dim: int, delta: float = 0.15, bias: bool = True) -> None:
+        super().__init__(hidden_dim, latent_dim, bias)
         self.delta = delta
         self.lower, self.upper = delta_variance_bounds(delta)
 
@@ -106,11 +106,11 @@ class DeltaGaussianHead(GaussianHead):
 class VonMisesFisherHead(nn.Module):
     """``h -> vMF(mu / |mu|, kappa)`` with a fixed concentration ``kappa``."""
 
-    def __init__(self, hidden_dim: int, latent_dim: int, kappa: float = 13.0) -> None:
+    def __init__(self, hidden_dim: int, latent_dim: int, kappa: float = 13.0, bias: bool = True) -> None:
         super().__init__()
         if kappa <= 0:
             raise ValueError(f"kappa must be > 0, got {kappa}")
-        self.linear = nn.Linear(hidden_dim, latent_dim)
+        self.linear = nn.Linear(hidden_dim, latent_dim, bias=bias)
         self.kappa = kappa
 
     def forward(self, hidden: torch.Tensor) -> dist.Distribution:

@@ -25,7 +25,7 @@ from inference.train_config import (
     SYNTHETIC_EPOCHS,
     TrainConfig,
 )
-from pyro_textvae.config import DEFAULT_MAX_LENGTH, LATENTS, PRECISIONS, TextVAEConfig
+from pyro_textvae.config import DEFAULT_MAX_LENGTH, INITS, LATENTS, PRECISIONS, TextVAEConfig
 from pyro_textvae.demo import SYNTHETIC_MODEL, SYNTHETIC_OPTIMIZER
 
 from .options import Parser, at_least
@@ -107,6 +107,12 @@ def _add_model_arguments(model: argparse._ArgumentGroup) -> None:
     model.add_argument("--latent", choices=LATENTS, default=TextVAEConfig.latent,
                        help="Gaussian z with a N(0, I) prior, or von Mises-Fisher z with a uniform prior on the sphere")
     model.add_argument("--kappa", type=float, default=TextVAEConfig.kappa, help="vMF concentration (--latent vmf)")
+    model.add_argument("--init", choices=INITS, default=TextVAEConfig.init,
+                       help="how the parameters are drawn: PyTorch's defaults, or as the DG-VAE paper's code "
+                            "(every parameter U(-0.01, 0.01), embeddings U(-0.1, 0.1), bias-free heads)")
+    model.add_argument("--linear-bias", choices=("on", "off"),
+                       help="biases on the posterior head, the z-to-state map and the output layer "
+                            "(default: off with --init paper, on otherwise)")
 
 
 def _add_training_arguments(train: argparse._ArgumentGroup) -> None:
@@ -224,10 +230,13 @@ def _check_resume_options(args: argparse.Namespace) -> None:
 def _model_options(args: argparse.Namespace) -> dict:
     """The model options given, the unset ones (None) from :data:`pyro_textvae.demo.SYNTHETIC_MODEL` on
     the synthetic corpus and from :class:`~pyro_textvae.config.TextVAEConfig` (the paper's) with --data."""
-    names = ("embed_dim", "hidden_dim", "latent_dim", "dropout_in", "dropout_out", "latent", "kappa")
+    names = ("embed_dim", "hidden_dim", "latent_dim", "dropout_in", "dropout_out", "latent", "kappa", "init")
     defaults = {} if args.data else SYNTHETIC_MODEL
-    return {k: getattr(args, k) if getattr(args, k) is not None else defaults.get(k, getattr(TextVAEConfig, k))
-            for k in names}
+    options = {k: getattr(args, k) if getattr(args, k) is not None else defaults.get(k, getattr(TextVAEConfig, k))
+               for k in names}
+    if args.linear_bias is not None:
+        options["linear_bias"] = args.linear_bias == "on"
+    return options
 
 
 def _curve_hooks(samples: int | None) -> list:

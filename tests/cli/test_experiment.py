@@ -90,6 +90,8 @@ def test_miniature_experiment_fills_every_column_and_draws_the_scatter(tmp_path,
      ("[train]\nepoch=3\n[[methods]]\nname='a'\nobjective='elbo'", "method 'a': [train]: unknown option(s) ['epoch']"),
      ("[[methods]]\nname='a'\nobjective='elbo'\nmodel={latent_dim='8'}", "[model]: option latent_dim must be int"),
      ("[[methods]]\nname='a'\nobjective='elbo'\ntrain=3", "method 'a': train must be a table"),
+     ("[model]\ninit='xavier'\n[[methods]]\nname='a'\nobjective='elbo'", "model option init must be one of"),
+     ("[model]\nlinear_bias='no'\n[[methods]]\nname='a'\nobjective='elbo'", "option linear_bias must be bool or"),
      ("[evaluate]\niw_sample=3\n[[methods]]\nname='a'\nobjective='elbo'",
       "[evaluate]: unknown evaluation option(s) ['iw_sample']"),
      ("[evaluate]\nseed=3\n[[methods]]\nname='a'\nobjective='elbo'", "[evaluate]: seed and checkpoint are"),
@@ -172,11 +174,27 @@ def test_an_evaluation_made_with_other_settings_is_redone_without_retraining(tmp
     assert {name: (run / name).read_bytes() for name in trained} == trained
 
 
-@pytest.mark.parametrize("name", ["short_yelp.toml", "short_yelp_budget.toml", "short_yelp_protocol.toml"])
+@pytest.mark.parametrize("name", ["short_yelp.toml", "short_yelp_budget.toml", "short_yelp_protocol.toml",
+                                  "short_yelp_protocol_paper_init.toml"])
 def test_the_shipped_experiment_files_are_valid(name):
     path = Path(__file__).resolve().parents[2] / "examples" / name
     config = load_experiment(path)
     assert Path(config["data"]["path"]).name == "short_yelp" and len(config["methods"]) >= 11
+
+
+def test_the_paper_init_protocol_starts_every_run_there_and_its_script_runs_every_row():
+    """Every method of short_yelp_protocol_paper_init.toml is built with init = "paper", the other options
+    as in short_yelp_protocol.toml; its script names each method of the file (and nothing else)."""
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    config = load_experiment(examples / "short_yelp_protocol_paper_init.toml")
+    protocol = load_experiment(examples / "short_yelp_protocol.toml")
+    assert config["model"] == {**protocol["model"], "init": "paper"}
+    assert all("init" not in method.get("model", {}) for method in config["methods"])
+    assert (config["schedule"], config["train"], config["evaluate"]) == (
+        protocol["schedule"], protocol["train"], protocol["evaluate"])
+    script = (examples / "short_yelp_protocol_paper_init.sh").read_text()
+    names = {method["name"] for method in config["methods"]}
+    assert all(script.count(f'"{name}"') == 1 for name in names) and {"DG-VAE b=1", "DG-VAE b=16"} <= names
 
 
 def test_labels_of_methods_that_sit_together_do_not_overlap():

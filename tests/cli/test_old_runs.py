@@ -45,3 +45,34 @@ def test_an_old_config_loads_its_objective_parameters_with_the_saved_values(name
     config = get_objective(saved["objective"]["name"]).configure(saved["objective"]["params"],
                                                                   latent=saved["model"]["latent"])
     assert config.to_dict() == {RENAMED.get(key, key): value for key, value in saved["objective"]["params"].items()}
+
+
+def _close(actual, expected, path="") -> None:
+    """``actual`` equals ``expected``: dicts key for key, lists item for item, floats within 1e-6 relative."""
+    if isinstance(expected, dict):
+        assert sorted(actual) == sorted(expected), path
+        for key in expected:
+            _close(actual[key], expected[key], f"{path}.{key}")
+    elif isinstance(expected, list):
+        assert len(actual) == len(expected), path
+        for i, (a, e) in enumerate(zip(actual, expected)):
+            _close(a, e, f"{path}[{i}]")
+    elif isinstance(expected, float):
+        assert actual == pytest.approx(expected, rel=1e-6, abs=1e-9), path
+    else:
+        assert actual == expected, path
+
+
+def test_a_run_folder_of_the_code_before_the_init_option_resumes_and_evaluates_unchanged(tmp_path):
+    """``dg-93d588b`` (written before ``init`` and ``linear_bias`` existed) resumes to the same epoch-2
+    line and evaluates to the same numbers as the code that wrote it printed (``expected/``)."""
+    run = tmp_path / "dg"
+    shutil.copytree(OLD_RUNS / "dg-93d588b", run)
+    expected = json.loads((OLD_RUNS / "expected" / "dg-93d588b.json").read_text())
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress", "--curve-samples", "0"]) == 0
+    line = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    line.pop("seconds")
+    _close(line, expected["epoch2"])
+    assert main(["evaluate", str(run), *EVALUATE, "--seed", "0"]) == 0
+    evaluation = json.loads((run / "eval.json").read_text())
+    _close({key: evaluation[key] for key in expected["eval"]}, expected["eval"])

@@ -87,3 +87,35 @@ def test_the_thread_count_is_recorded_and_used_again_by_resume(tmp_path):
     default = tmp_path / "default"
     assert main(["train", "--epochs", "1", "--out", str(default), *TINY]) == 0
     assert json.loads((default / "config.json").read_text())["train"]["threads"] == torch.get_num_threads()
+
+
+def test_train_init_paper_is_saved_and_builds_the_bias_free_model_again(tmp_path):
+    """``--init paper`` lands in config.json with the heads bias-free; sample and --resume rebuild that model."""
+    from pyro_textvae.run_folder import open_run
+
+    out = tmp_path / "paper"
+    assert main(["train", "--epochs", "1", "--out", str(out), "--seed", "2", "--init", "paper",
+                 "--curve-samples", "0", *TINY]) == 0
+    model = json.loads((out / "config.json").read_text())["model"]
+    assert (model["init"], model["linear_bias"]) == ("paper", None)
+    vae = open_run(out).vae
+    assert vae.decoder.output.bias is None and vae.posterior.linear.bias is None
+    assert main(["train", "--resume", str(out), "--epochs", "2", "--curve-samples", "0", "--no-progress"]) == 0
+    assert main(["sample", str(out), "-n", "2", "--max-length", "4"]) == 0
+
+
+def test_train_linear_bias_on_keeps_the_biases_at_the_paper_init(tmp_path):
+    out = tmp_path / "biased"
+    assert main(["train", "--epochs", "1", "--out", str(out), "--init", "paper", "--linear-bias", "on",
+                 "--curve-samples", "0", *TINY]) == 0
+    assert json.loads((out / "config.json").read_text())["model"]["linear_bias"] is True
+    state = torch.load(out / "best.pt", weights_only=True)
+    assert any(key.endswith("output.bias") for key in _flat_keys(state))
+
+
+def _flat_keys(tree, prefix=""):
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            yield from _flat_keys(value, f"{prefix}{key}.")
+    else:
+        yield prefix.rstrip(".")
