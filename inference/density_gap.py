@@ -42,6 +42,7 @@ from torch.utils.checkpoint import checkpoint
 from pyro_textvae.checks import POSITIVE_INT, Range, check_value
 
 MODES = ("marginal", "joint")
+WEIGHTS = ("uniform", "stratified")
 AGGREGATIONS = ("local", "global")
 PARTICLE_PLATE = "num_particles_vectorized"
 _CHUNK_ELEMENTS = 2**18
@@ -60,17 +61,21 @@ def check_estimator_options(
     OPTIONAL_POSITIVE_INT.check("chunk_size", chunk_size)
 
 
-def _check_aggregate(posterior: Distribution, aggregate: Distribution, offset: int) -> None:
+def _check_aggregate(posterior: Distribution, aggregate: Distribution, offset: int, shared: int) -> None:
     lead, batch = posterior.batch_shape[:-1], posterior.batch_shape[-1]
     if aggregate.batch_shape[:-1] != lead or aggregate.event_shape != posterior.event_shape:
         raise ValueError(
             f"aggregate of batch shape {tuple(aggregate.batch_shape)}, event {tuple(aggregate.event_shape)} does "
             f"not fit the posterior's {tuple(posterior.batch_shape)}, {tuple(posterior.event_shape)}"
         )
-    if not isinstance(offset, int) or offset < 0 or offset + batch > aggregate.batch_shape[-1]:
+    own = aggregate.batch_shape[-1] - shared if isinstance(shared, int) and shared >= 0 else -1
+    if own < batch:
+        raise ValueError(f"shared must be a count of the aggregate's last components that leaves room for the "
+                         f"posterior's {batch} data among its {aggregate.batch_shape[-1]}, got {shared!r}")
+    if not isinstance(offset, int) or offset < 0 or offset + batch > own:
         raise ValueError(
             f"offset must place the posterior's {batch} data inside the aggregate's "
-            f"{aggregate.batch_shape[-1]}, got {offset!r}"
+            f"{own}, got {offset!r}"
         )
 
 
@@ -139,40 +144,42 @@ def _gaussian_parts(distribution: Distribution) -> tuple[torch.Tensor, ...] | No
 
 
 class _GaussianLogMixture(torch.autograd.Function):
-    """``logsumexp_j log N(z_r | mu_j, s_j)`` per coordinate (``per_dimension``) or jointly, with an
+    """``logsumexp_j [log N(z_r | mu_j, s_j) + a_rj]`` per coordinate (``per_dimension``) or jointly,
+    ``a`` the log weights of the mixture (``None``: 0; ``-inf`` leaves a component out), with an
     analytic backward that recomputes the (rows, B, d) array instead of storing it.
 
     With ``t = (z - mu_j) / s_j``, ``l_j = -t^2 / 2 + c_j``, ``c_j = -log s_j - log sqrt(2 pi)`` and
-    ``w_j = softmax_j l_j``: ``d/dz = -sum_j w_j t / s_j``, ``d/dmu_j = w_j t / s_j``,
+    ``w_j = softmax_j (l_j + a_rj)``: ``d/dz = -sum_j w_j t / s_j``, ``d/dmu_j = w_j t / s_j``,
     ``d/d(1/s_j) = -w_j t (z - mu_j)``, ``d/dc_j = w_j`` (summed over k for the joint density).
     Memory: only the inputs and the (rows, d) result are kept; autograd through the same formula
     keeps several (rows, B, d) arrays, and checkpointing computes every forward twice.
     """
 
     @staticmethod
-    def _log_density(z, loc, inv_scale, bias, keep, per_dimension):
+    def _log_density(z, loc, inv_scale, bias, log_weight, per_dimension):
         diff = z - loc
         scaled = diff * inv_scale
         log_density = bias - 0.5 * scaled.square()
         if not per_dimension:
             log_density = log_density.sum(-1)
-        if keep is not None:
-            log_density = log_density.masked_fill(~keep, -math.inf)
+        if log_weight is not None:
+            log_density = log_density + log_weight
         return diff, scaled, log_density
 
     @staticmethod
-    def forward(ctx, z, loc, inv_scale, bias, keep, per_dimension):  # noqa: D102
-        _, _, log_density = _GaussianLogMixture._log_density(z, loc, inv_scale, bias, keep, per_dimension)
+    def forward(ctx, z, loc, inv_scale, bias, log_weight, per_dimension):  # noqa: D102
+        _, _, log_density = _GaussianLogMixture._log_density(z, loc, inv_scale, bias, log_weight, per_dimension)
         result = torch.logsumexp(log_density, dim=-2 if per_dimension else -1)
         ctx.save_for_backward(z, loc, inv_scale, bias, result)
-        ctx.keep, ctx.per_dimension = keep, per_dimension
+        ctx.log_weight, ctx.per_dimension = log_weight, per_dimension
         return result
 
     @staticmethod
     def backward(ctx, grad):  # noqa: D102
         z, loc, inv_scale, bias, result = ctx.saved_tensors
         per_dimension = ctx.per_dimension
-        diff, scaled, log_density = _GaussianLogMixture._log_density(z, loc, inv_scale, bias, ctx.keep, per_dimension)
+        diff, scaled, log_density = _GaussianLogMixture._log_density(z, loc, inv_scale, bias, ctx.log_weight,
+                                                                     per_dimension)
         axis = -2 if per_dimension else -1
         weight = (log_density - result.unsqueeze(axis)).exp() * grad.unsqueeze(axis)
         if not per_dimension:
@@ -185,33 +192,82 @@ class _GaussianLogMixture(torch.autograd.Function):
         return grad_z, grad_loc, grad_inv_scale, grad_bias, None, None
 
 
+def mixture_log_weights(
+    row_group: torch.Tensor, row_own: torch.Tensor, group: torch.Tensor, counts: torch.Tensor, num_data: int | None
+) -> torch.Tensor:
+    """``log w_rj``, the weight of component j in the estimate of ``q(z_r)`` for sample row r, shape
+    ``(rows, components)`` (``docs/maths.md#the-data-sets-aggregate``).
+
+    Row r was drawn from component ``row_own[r]`` of chunk ``row_group[r]``; ``group`` gives each
+    component's chunk (``-1``: shared by every chunk, the memory) and ``counts`` each chunk's number of
+    components n (its own and the shared). Components outside the row's chunk get ``-inf``. Within it:
+
+    * ``num_data`` None (the batch's aggregate): ``w = 1 / n`` for each;
+    * ``num_data`` N (stratified, Chen et al. 2018): the own component ``1 / N``, each other one
+      ``(N - 1) / (N (n - 1))``, an unbiased estimate of ``q_D(z)`` for a chunk drawn from the N data;
+      a chunk of one component has nothing to stand for the other N - 1 data and keeps weight 1.
+    """
+    count = counts[row_group]
+    member = (group == row_group.unsqueeze(-1)) | (group < 0)
+    if num_data is None:
+        value = (-count.log()).unsqueeze(-1).expand(member.shape)
+    else:
+        single = count <= 1
+        other = math.log(num_data - 1) - math.log(num_data) - (count - 1).clamp(min=1).log() if num_data > 1 else (
+            torch.full_like(count, -math.inf))
+        other = torch.where(single, -math.inf, other)
+        own = torch.where(single, torch.zeros_like(count), torch.full_like(count, -math.log(num_data)))
+        value = other.unsqueeze(-1).expand(member.shape).clone()
+        value.scatter_(-1, row_own.unsqueeze(-1), own.unsqueeze(-1))
+    return value.masked_fill(~member, -math.inf)
+
+
 def _chunk_log_aggregate(
     log_q: LogDensity | tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-    group: torch.Tensor | None,
-    log_group_size: torch.Tensor,
+    weights: tuple[torch.Tensor, torch.Tensor, int | None] | None,
+    log_total: float,
     num_lead: int,
     per_dimension: bool,
     rows: torch.Tensor,
     row_group: torch.Tensor,
+    row_own: torch.Tensor,
 ) -> torch.Tensor:
-    """``logsumexp_j log q(z_r|x_j) - log |chunk(r)|`` over the j in row r's aggregation chunk.
+    """``logsumexp_j [log q(z_r|x_j) + log w_rj]`` over the components j (:func:`mixture_log_weights`;
+    ``weights`` None: every component at weight ``exp(-log_total)``).
 
-    ``rows`` is ``(k, *lead, 1, d)``; ``log_q(rows)`` is ``(k, *lead, B)``, or ``(k, *lead, B, d)``
-    per dimension; the result drops the B dim. ``log_q`` may instead be the ``(loc, 1/scale, c)``
+    ``rows`` is ``(k, *lead, 1, d)``; ``log_q(rows)`` is ``(k, *lead, G)``, or ``(k, *lead, G, d)``
+    per dimension; the result drops the G dim. ``log_q`` may instead be the ``(loc, 1/scale, c)``
     of diagonal Normal components (:func:`_gaussian_parts`), scored by :class:`_GaussianLogMixture`.
     """
-    dimension = (1,) if per_dimension else ()
-    same_chunk = None
-    if group is not None:
-        same_chunk = row_group.unsqueeze(-1) == group
-        same_chunk = same_chunk.view(rows.shape[0], *(1,) * num_lead, -1, *dimension)
-    log_size = log_group_size[row_group].view(-1, *(1,) * num_lead, *dimension)
+    log_weight = None
+    if weights is not None:
+        dimension = (1,) if per_dimension else ()
+        log_weight = mixture_log_weights(row_group, row_own, *weights)
+        log_weight = log_weight.view(rows.shape[0], *(1,) * num_lead, -1, *dimension)
     if isinstance(log_q, tuple):
-        return _GaussianLogMixture.apply(rows, *log_q, same_chunk, per_dimension) - log_size
-    log_density = log_q(rows)
-    if same_chunk is not None:
-        log_density = log_density.masked_fill(~same_chunk, -math.inf)
-    return torch.logsumexp(log_density, dim=-2 if per_dimension else -1) - log_size
+        result = _GaussianLogMixture.apply(rows, *log_q, log_weight, per_dimension)
+    else:
+        log_density = log_q(rows)
+        if log_weight is not None:
+            log_density = log_density + log_weight
+        result = torch.logsumexp(log_density, dim=-2 if per_dimension else -1)
+    return result if weights is not None else result - log_total
+
+
+def _mixture_layout(
+    components: int, shared: int, agg_size: int | None, num_data: int | None, device: torch.device
+) -> tuple[torch.Tensor, tuple | None, float]:
+    """Each component's chunk (shared ones: -1), the ``weights`` of :func:`_chunk_log_aggregate` (None
+    when every row weighs every component alike) and the log of the number of components."""
+    own = components - shared
+    size = own if agg_size is None else min(agg_size, own)
+    group = torch.cat([torch.arange(own, device=device) // size, torch.full((shared,), -1, device=device)])
+    counts = torch.bincount(group[:own]).to(torch.get_default_dtype()) + shared
+    if num_data is not None and num_data < int(counts.max()):
+        raise ValueError(f"num_data ({num_data}) must be at least the number of components a sample is scored "
+                         f"against ({int(counts.max())})")
+    weights = None if size == own and num_data is None else (group, counts, num_data)
+    return group, weights, math.log(components)
 
 
 def density_gap_kl(
@@ -223,11 +279,17 @@ def density_gap_kl(
     chunk_size: int | None = None,
     aggregate: Distribution | None = None,
     offset: int = 0,
+    weights: str = "uniform",
+    num_data: int | None = None,
+    shared: int = 0,
 ) -> torch.Tensor:
     """Density-gap estimate of KL(q_B || p), q_B = (1/|B|) sum_j q(z|x_j) (Zhang et al. 2022, sec. 3).
 
         KL(q_B || p) ~= (1/(|B| M)) sum_{i,m} [log q_B(z_{i,m}) - log p(z_{i,m})],  z_{i,m} ~ q(z|x_i)
         log q_B(z) = logsumexp_j log q(z|x_j) - log |B|              (``docs/maths.md#density-gap-estimator``)
+
+    or, with ``weights="stratified"`` or ``shared`` components, of KL(q_D || p) for the aggregate q_D
+    of the whole data set (``docs/maths.md#the-data-sets-aggregate``).
 
     :param posterior: q(z|x_j), batch shape ``(..., B)`` (the last batch dim is the data batch;
         leading dims, e.g. vectorised particles, are kept), event shape ``(d,)``, with ``rsample``.
@@ -247,13 +309,24 @@ def density_gap_kl(
         posterior's (default: the posterior itself): batch shape ``(..., G)``; the samples of the
         posterior's data are scored against all G, and ``agg_size`` chunks the G.
     :param offset: the position of the posterior's first datum among the aggregate's G.
+    :param weights: the mixture weights of :func:`mixture_log_weights`: ``"uniform"`` (1/n each) or
+        ``"stratified"`` (1/N for a sample's own component, (N - 1)/(N (n - 1)) for the others; needs
+        ``num_data``), n a chunk's components.
+    :param num_data: N, the size of the data set the batch was drawn from (``weights="stratified"``).
+    :param shared: how many of the aggregate's last components belong to every chunk (a memory of
+        earlier posteriors, :class:`inference.posterior_memory.PosteriorMemory`); they may carry no gradient.
     :returns: the estimate, shape ``batch_shape[:-1]``, differentiable w.r.t. the posterior's
         parameters (through ``rsample`` and through log q).
     """
     check_estimator_options(num_samples, agg_size, mode, chunk_size)
+    check_value("weights", weights, str, choices=WEIGHTS)
+    if (weights == "stratified") != (num_data is not None):
+        raise ValueError('num_data is needed by weights="stratified" and by nothing else')
+    if num_data is not None:
+        POSITIVE_INT.check("num_data", num_data)
     _check_shapes(posterior, prior)
     aggregate = posterior if aggregate is None else aggregate
-    _check_aggregate(posterior, aggregate, offset)
+    _check_aggregate(posterior, aggregate, offset, shared)
     if mode == "marginal":
         log_q = _per_dimension_log_prob(aggregate, "posterior")
         log_p = _per_dimension_log_prob(prior, "prior")
@@ -270,18 +343,12 @@ def density_gap_kl(
     log_prior = log_p(samples).movedim(len(lead) + 1, 1)
     rows = samples.movedim(-2, 1).flatten(0, 1).unsqueeze(-2)
 
-    size = components if agg_size is None else min(agg_size, components)
-    group = torch.arange(components, device=samples.device) // size
-    log_group_size = torch.bincount(group).to(samples.dtype).log()
+    group, mixture, log_total = _mixture_layout(components, shared, agg_size, num_data, samples.device)
+    if mixture is not None:
+        mixture = (mixture[0], mixture[1].to(samples.dtype), mixture[2])
     row_group = group[offset : offset + batch].repeat(num_samples)
-    score = partial(
-        _chunk_log_aggregate,
-        log_q,
-        None if size == components else group,
-        log_group_size,
-        len(lead),
-        mode == "marginal",
-    )
+    row_own = torch.arange(offset, offset + batch, device=samples.device).repeat(num_samples)
+    score = partial(_chunk_log_aggregate, log_q, mixture, log_total, len(lead), mode == "marginal")
     row_elements = max(1, lead.numel()) * components * dim
     if chunk_size is None:
         chunk_size = max(1, _CHUNK_ELEMENTS // row_elements)
@@ -290,7 +357,8 @@ def density_gap_kl(
     recompute = torch.is_grad_enabled() and len(starts) > 1 and large and gaussian is None
     pieces = []
     for start in starts:
-        chunk = (rows[start : start + chunk_size], row_group[start : start + chunk_size])
+        chunk = (rows[start : start + chunk_size], row_group[start : start + chunk_size],
+                 row_own[start : start + chunk_size])
         if recompute:
             pieces.append(checkpoint(score, *chunk, use_reentrant=False, preserve_rng_state=False))
         else:

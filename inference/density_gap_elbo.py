@@ -17,10 +17,9 @@ from pyro_textvae.checks import NON_NEGATIVE, check_value
 
 from .density_gap import AGGREGATIONS, check_estimator_options, density_gap_kl
 from .distributed import gather_distribution
-from .latent_penalty import LatentPenaltyELBO
-from .objective_configs import DGConfig
-
-# LatentPenaltyELBO
+from .latent_penalty import LatentPenaltyELBO, data_plate_size
+from .objective_configs import AGGREGATES, DGConfig
+from .posterior_memory import PosteriorMemory
 
 
 class DensityGapELBO(LatentPenaltyELBO):
@@ -50,6 +49,16 @@ class DensityGapELBO(LatentPenaltyELBO):
         the ranks' terms, and of their gradients, is the single-process KL(q_{NB} || p) estimate on
         the global batch (Zhang et al. 2022, sec. 3 with B -> NB). Without a process group both
         are the same.
+    :param aggregate: what the density gap is taken against (``docs/maths.md#the-data-sets-aggregate``):
+        ``"batch"``, q_B (the paper's); ``"stratified"``, the data set's aggregate q_D estimated from the
+        batch with stratified weights (1/N for a sample's own posterior, (N - 1)/(N (b - 1)) for each
+        other one; N the batch plate's size); ``"memory"``, the mixture of the batch's b posteriors and
+        the last ``memory_size`` training posteriors (detached), b + K components of equal weight.
+        Under ``agg="global"`` the memory holds the last K posteriors of the global batches, the same
+        on every process.
+    :param memory_size: K, the posteriors the memory keeps (``aggregate="memory"``). Each training
+        step (:meth:`loss_and_grads`) pushes its batch after the loss is computed; ``loss`` and
+        ``differentiable_loss`` read the memory and leave it as it is. :meth:`state_dict` saves it.
 
     After each evaluation ``last_terms`` holds ``reconstruction`` (the NLL of the observed sites,
     scaled as in the loss), ``density_gap`` (the term as it entered the loss) and ``kl_estimate``
@@ -69,32 +78,74 @@ class DensityGapELBO(LatentPenaltyELBO):
         sites: Sequence[str] | None = None,
         chunk_size: int | None = None,
         agg: str = DGConfig.agg,
+        aggregate: str = DGConfig.aggregate,
+        memory_size: int = DGConfig.memory_size,
         **kwargs,
     ) -> None:
         agg_size = None if agg_size == 0 and not isinstance(agg_size, bool) else agg_size
         check_estimator_options(num_samples, agg_size, mode, chunk_size)
         check_value("agg", agg, str, choices=AGGREGATIONS)
+        check_value("aggregate", aggregate, str, choices=AGGREGATES)
         beta = NON_NEGATIVE.check("beta", beta)
         if isinstance(sites, str):
             raise TypeError(f"sites must be a sequence of site names, got the string {sites!r}")
         super().__init__(sites, **kwargs)
         self.num_samples, self.agg_size, self.mode, self.beta = num_samples, agg_size, mode, beta
-        self.chunk_size, self.agg = chunk_size, agg
+        self.chunk_size, self.agg, self.aggregate, self.memory_size = chunk_size, agg, aggregate, memory_size
+        self.memory = PosteriorMemory(memory_size) if aggregate == "memory" else None
         self._estimates: list[float] = []
+        self._pending: list[Distribution] = []
+        self._memory_sites: set[str] = set()
+        self._evaluated: Distribution | None = None  # the last evaluation's aggregate, for the memory
 
-    def penalty(self, posterior: Distribution, prior: Distribution, value: torch.Tensor) -> torch.Tensor:
-        """``R = beta |B| sum_particles KL(q_B || p)``; the unscaled estimates are kept for ``last_terms``."""
+    def site_penalty(self, guide_site: dict, prior: Distribution) -> torch.Tensor:
+        """:meth:`penalty` with N, the batch plate's size, for ``aggregate="stratified"``."""
+        if self.memory is not None:
+            self._memory_sites.add(guide_site["name"])
+            if len(self._memory_sites) > 1:
+                raise ValueError(f'aggregate="memory" keeps the posteriors of one latent site, got '
+                                 f"{sorted(self._memory_sites)}; choose one with sites=[...]")
+        num_data = data_plate_size(guide_site) if self.aggregate == "stratified" else None
+        return self.penalty(guide_site["fn"], prior, guide_site["value"], num_data)
+
+    def penalty(
+        self, posterior: Distribution, prior: Distribution, value: torch.Tensor, num_data: int | None = None
+    ) -> torch.Tensor:
+        """``R = beta |B| sum_particles KL(q_B || p)`` (q_D's estimate in place of q_B for the
+        aggregates beyond the batch); the unscaled estimates are kept for ``last_terms``."""
         aggregate, offset = gather_distribution(posterior) if self.agg == "global" else (posterior, 0)
+        shared = 0
+        if self.memory is not None:
+            self._pending.append(aggregate)
+            aggregate, shared = self.memory.extend(aggregate)
+        weights = "stratified" if num_data is not None else "uniform"
         kl = density_gap_kl(posterior, prior, self.num_samples, self.agg_size, self.mode, self.chunk_size,
-                            aggregate, offset)
+                            aggregate, offset, weights, num_data, shared)
         self._estimates.extend(kl.detach().flatten().tolist())
         return self.beta * posterior.batch_shape[-1] * kl.sum()
 
+    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
+        """``Trace_ELBO.loss_and_grads``, then the batch's posteriors pushed into the memory (if any)."""
+        loss = super().loss_and_grads(model, guide, *args, **kwargs)
+        if self.memory is not None and self._evaluated is not None:
+            self.memory.push(self._evaluated)
+        return loss
+
+    def state_dict(self) -> dict:
+        """The memory's state (empty without one): saved in ``last.pt`` so a resumed run is bit-identical."""
+        return {"memory": self.memory.state_dict()} if self.memory is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`'s output (a run saved before the memory existed has none: empty)."""
+        if self.memory is not None and state.get("memory") is not None:
+            self.memory.load_state_dict(state["memory"])
+
     def _reset_terms(self) -> None:
         super()._reset_terms()
-        self._estimates = []
+        self._estimates, self._pending, self._memory_sites = [], [], set()
 
     def _publish_terms(self) -> None:
-        estimates = self._estimates
+        estimates, pending = self._estimates, self._pending
         super()._publish_terms()
+        self._evaluated = pending[-1] if pending else None
         self.last_terms["kl_estimate"] = sum(estimates) / len(estimates) if estimates else math.nan

@@ -69,6 +69,12 @@ def _compute_log_r(model_trace, guide_trace, skipped: Sequence[str]) -> MultiFra
     return log_r
 
 
+def data_plate_size(site: dict) -> int:
+    """The full size N of the site's batch plate at dim -1 (a subsampled plate's ``size``, not the batch)."""
+    frame = next(frame for frame in _batch_frames(site) if frame.vectorized and frame.dim == -1)
+    return frame.size if frame.full_size is None else frame.full_size
+
+
 def check_penalised_site(name: str, model_trace, guide_trace, label: str) -> None:
     """Refuse a site the penalty cannot replace: not latent in guide and model, not
     reparameterised, no event shape ``(d,)``, or no vectorised batch plate at dim -1."""
@@ -119,6 +125,11 @@ class LatentPenaltyELBO(TermsMixin, Trace_ELBO):
         ``value`` (the guide's sample) shape ``(..., B, d)``."""
         raise NotImplementedError
 
+    def site_penalty(self, guide_site: dict, prior: Distribution) -> torch.Tensor:
+        """``R`` for one guide site: :meth:`penalty` of its distribution, ``prior`` and its value. A
+        penalty that needs more of the site (its plate's size) overrides this hook."""
+        return self.penalty(guide_site["fn"], prior, guide_site["value"])
+
     def _penalised_sites(self, model_trace, guide_trace) -> tuple[str, ...]:
         names = self.sites
         if names is None:
@@ -135,8 +146,7 @@ class LatentPenaltyELBO(TermsMixin, Trace_ELBO):
             guide_site = guide_trace.nodes[name]
             weight = site_weight(name, guide_site, self.label)
             if weight is not None:
-                total = total + weight * self.penalty(guide_site["fn"], model_trace.nodes[name]["fn"],
-                                                      guide_site["value"])
+                total = total + weight * self.site_penalty(guide_site, model_trace.nodes[name]["fn"])
         return total
 
     def _differentiable_loss_particle(self, model_trace, guide_trace):

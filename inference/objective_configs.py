@@ -17,6 +17,7 @@ from pyro_textvae.checks import Range
 
 from .protocol import PAPER_SCHEDULE
 
+AGGREGATES = ("batch", "stratified", "memory")  # DensityGapELBO's aggregate (docs/maths.md#the-data-sets-aggregate)
 WARMUP = PAPER_SCHEDULE.warmup_epochs  # the KL warm-up of every objective that has one
 
 
@@ -194,6 +195,11 @@ class DGConfig(WarmupConfig):
                           choices=("marginal", "joint"), flag="--dg-mode")
     agg: str = parameter("local", "under torchrun: aggregate each process's batch or the global batch", kind=str,
                          choices=("local", "global"), flag="--dg-agg")
+    aggregate: str = parameter("batch", "the aggregate the density gap is taken against: the batch's, the data set's "
+                               "by stratified weights, or the batch's and a memory of recent posteriors", kind=str,
+                               choices=AGGREGATES, flag="--dg-aggregate")
+    memory_size: int = parameter(1024, "K, posteriors in the memory of aggregate=memory", kind=int, minimum=1,
+                                 flag="--dg-memory")
 
 
 @dataclass(frozen=True)
