@@ -41,6 +41,8 @@ from torch.utils.checkpoint import checkpoint
 
 from pyro_textvae.checks import POSITIVE_INT, Range, check_value
 
+from .gaussian_mixture import GaussianJointLogMixture, GaussianLogMixture
+
 MODES = ("marginal", "joint")
 WEIGHTS = ("uniform", "stratified")
 AGGREGATIONS = ("local", "global")
@@ -143,55 +145,6 @@ def _gaussian_parts(distribution: Distribution) -> tuple[torch.Tensor, ...] | No
     return base.loc, base.scale.reciprocal(), -base.scale.log() - 0.5 * math.log(2 * math.pi)
 
 
-class _GaussianLogMixture(torch.autograd.Function):
-    """``logsumexp_j [log N(z_r | mu_j, s_j) + a_rj]`` per coordinate (``per_dimension``) or jointly,
-    ``a`` the log weights of the mixture (``None``: 0; ``-inf`` leaves a component out), with an
-    analytic backward that recomputes the (rows, B, d) array instead of storing it.
-
-    With ``t = (z - mu_j) / s_j``, ``l_j = -t^2 / 2 + c_j``, ``c_j = -log s_j - log sqrt(2 pi)`` and
-    ``w_j = softmax_j (l_j + a_rj)``: ``d/dz = -sum_j w_j t / s_j``, ``d/dmu_j = w_j t / s_j``,
-    ``d/d(1/s_j) = -w_j t (z - mu_j)``, ``d/dc_j = w_j`` (summed over k for the joint density).
-    Memory: only the inputs and the (rows, d) result are kept; autograd through the same formula
-    keeps several (rows, B, d) arrays, and checkpointing computes every forward twice.
-    """
-
-    @staticmethod
-    def _log_density(z, loc, inv_scale, bias, log_weight, per_dimension):
-        diff = z - loc
-        scaled = diff * inv_scale
-        log_density = bias - 0.5 * scaled.square()
-        if not per_dimension:
-            log_density = log_density.sum(-1)
-        if log_weight is not None:
-            log_density = log_density + log_weight
-        return diff, scaled, log_density
-
-    @staticmethod
-    def forward(ctx, z, loc, inv_scale, bias, log_weight, per_dimension):  # noqa: D102
-        _, _, log_density = _GaussianLogMixture._log_density(z, loc, inv_scale, bias, log_weight, per_dimension)
-        result = torch.logsumexp(log_density, dim=-2 if per_dimension else -1)
-        ctx.save_for_backward(z, loc, inv_scale, bias, result)
-        ctx.log_weight, ctx.per_dimension = log_weight, per_dimension
-        return result
-
-    @staticmethod
-    def backward(ctx, grad):  # noqa: D102
-        z, loc, inv_scale, bias, result = ctx.saved_tensors
-        per_dimension = ctx.per_dimension
-        diff, scaled, log_density = _GaussianLogMixture._log_density(z, loc, inv_scale, bias, ctx.log_weight,
-                                                                     per_dimension)
-        axis = -2 if per_dimension else -1
-        weight = (log_density - result.unsqueeze(axis)).exp() * grad.unsqueeze(axis)
-        if not per_dimension:
-            weight = weight.unsqueeze(-1)
-        pull = weight * scaled
-        grad_z = -(pull * inv_scale).sum(-2, keepdim=True)
-        grad_loc = (pull * inv_scale).sum(0)
-        grad_inv_scale = -(pull * diff).sum(0)
-        grad_bias = weight.expand_as(pull).sum(0)
-        return grad_z, grad_loc, grad_inv_scale, grad_bias, None, None
-
-
 def mixture_log_weights(
     row_group: torch.Tensor, row_own: torch.Tensor, group: torch.Tensor, counts: torch.Tensor, num_data: int | None
 ) -> torch.Tensor:
@@ -237,7 +190,7 @@ def _chunk_log_aggregate(
 
     ``rows`` is ``(k, *lead, 1, d)``; ``log_q(rows)`` is ``(k, *lead, G)``, or ``(k, *lead, G, d)``
     per dimension; the result drops the G dim. ``log_q`` may instead be the ``(loc, 1/scale, c)``
-    of diagonal Normal components (:func:`_gaussian_parts`), scored by :class:`_GaussianLogMixture`.
+    of diagonal Normal components (:func:`_gaussian_parts`), scored by :mod:`inference.gaussian_mixture`.
     """
     log_weight = None
     if weights is not None:
@@ -245,7 +198,8 @@ def _chunk_log_aggregate(
         log_weight = mixture_log_weights(row_group, row_own, *weights)
         log_weight = log_weight.view(rows.shape[0], *(1,) * num_lead, -1, *dimension)
     if isinstance(log_q, tuple):
-        result = _GaussianLogMixture.apply(rows, *log_q, log_weight, per_dimension)
+        mixture = GaussianLogMixture if per_dimension else GaussianJointLogMixture
+        result = mixture.apply(rows, *log_q, log_weight)
     else:
         log_density = log_q(rows)
         if log_weight is not None:
@@ -349,7 +303,8 @@ def density_gap_kl(
     row_group = group[offset : offset + batch].repeat(num_samples)
     row_own = torch.arange(offset, offset + batch, device=samples.device).repeat(num_samples)
     score = partial(_chunk_log_aggregate, log_q, mixture, log_total, len(lead), mode == "marginal")
-    row_elements = max(1, lead.numel()) * components * dim
+    per_row = dim if mode == "marginal" or gaussian is None else 1  # the joint Gaussian mixture is matrix products
+    row_elements = max(1, lead.numel()) * components * per_row
     if chunk_size is None:
         chunk_size = max(1, _CHUNK_ELEMENTS // row_elements)
     starts = range(0, rows.shape[0], chunk_size)
