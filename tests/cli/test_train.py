@@ -119,3 +119,15 @@ def _flat_keys(tree, prefix=""):
             yield from _flat_keys(value, f"{prefix}{key}.")
     else:
         yield prefix.rstrip(".")
+
+
+@pytest.mark.parametrize("options", [["--dg-aggregate", "stratified"], ["--dg-aggregate", "memory", "--dg-memory", "20"]])
+def test_train_takes_the_data_aggregate_and_resumes_with_it(tmp_path, options):
+    out = tmp_path / "dg"
+    assert main(["train", "--epochs", "1", "--out", str(out), "--objective", "dg", "--dg-samples", "2",
+                 "--curve-samples", "0", *options, *TINY]) == 0
+    params = json.loads((out / "config.json").read_text())["objective"]["params"]
+    assert params["aggregate"] == options[1] and params["memory_size"] == (20 if "memory" in options else 1024)
+    memory = torch.load(out / "last.pt", weights_only=True)["loss_state"].get("memory")
+    assert (memory is not None and memory["count"] == 20) == ("memory" in options)
+    assert main(["train", "--resume", str(out), "--epochs", "2", "--curve-samples", "0", "--no-progress"]) == 0
