@@ -121,7 +121,8 @@ def _flat_keys(tree, prefix=""):
         yield prefix.rstrip(".")
 
 
-@pytest.mark.parametrize("options", [["--dg-aggregate", "stratified"], ["--dg-aggregate", "memory", "--dg-memory", "20"]])
+@pytest.mark.parametrize("options", [["--dg-aggregate", "stratified"],
+                                     ["--dg-aggregate", "memory", "--dg-memory", "20"]])
 def test_train_takes_the_data_aggregate_and_resumes_with_it(tmp_path, options):
     out = tmp_path / "dg"
     assert main(["train", "--epochs", "1", "--out", str(out), "--objective", "dg", "--dg-samples", "2",
