@@ -5,6 +5,7 @@ tutorial notebooks run during the build, at smoke-test size when ``CI`` is set (
 """
 from __future__ import annotations
 
+import os
 import re
 import sys
 import tomllib
@@ -12,6 +13,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the three packages of this checkout, not an installed copy
+# The notebooks' kernels inherit this environment: figures inline even where the suite runs with MPLBACKEND=Agg
+# (.ci/run does), which would leave every picture out of the tutorials.
+os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
 
 project = "pyro-textvae"
 author = "the pyro-textvae authors"
@@ -47,21 +51,60 @@ autodoc_inherit_docstrings = False  # Pyro's own docstrings (and their cross-ref
 napoleon_google_docstring = False
 napoleon_numpy_docstring = True
 
+highlight_language = "none"  # docstring formula blocks are plain text; code blocks name their language
 html_theme = "furo"
 html_title = f"pyro-textvae {release}"
 html_static_path: list[str] = []
 
 
-LITERAL = re.compile(r"(``.*?``)")
+INLINE_LITERAL = re.compile(r"(``.*?``)")
+DOCS_CITATION = re.compile(r"``docs/([\w-]+)\.md(#[\w-]+)?``|(?<![\w/])docs/([\w-]+)\.md(#[\w-]+)?")
 
 
-def escape_bars(app, what, name, obj, options, lines: list[str]) -> None:
-    """The docstrings write norms and set sizes as ``|B|``, which reStructuredText reads as a substitution:
-    a bar outside an inline literal is taken literally."""
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def literal_lines(lines: list[str]) -> list[bool]:
+    """Which lines are literal blocks. The docstrings set formulas apart as an indented block after a blank
+    line, as plain text reads them; the paragraph before such a block gets reStructuredText's `` ::``
+    (shown as nothing), so the block renders as it is written, in a fixed-width font."""
+    literal, previous, index = [False] * len(lines), None, 0
+    while index < len(lines):
+        if not lines[index].strip():
+            index += 1
+            continue
+        opens_block = previous is not None and not lines[index - 1].strip()
+        if opens_block and _indent(lines[index]) > _indent(lines[previous]):
+            if not lines[previous].rstrip().endswith("::"):
+                lines[previous] = lines[previous].rstrip() + " ::"
+            base = _indent(lines[previous])
+            while index < len(lines) and (not lines[index].strip() or _indent(lines[index]) > base):
+                literal[index] = bool(lines[index].strip())
+                previous = index if lines[index].strip() else previous
+                index += 1
+            continue
+        previous, index = index, index + 1
+    return literal
+
+
+def _link(match: re.Match) -> str:
+    """A citation ``docs/maths.md#section`` as a link to that section of the site (the API pages sit in api/)."""
+    page, anchor = match.group(1) or match.group(3), match.group(2) or match.group(4) or ""
+    return f"`docs/{page}.md{anchor} <../{page}.html{anchor}>`__"
+
+
+def plain_text_as_rst(app, what, name, obj, options, lines: list[str]) -> None:
+    """Read the docstrings' plain-text conventions as reStructuredText: indented formula blocks are literal
+    blocks, a bar outside a literal (a norm or a set size, ``|B|``, which reStructuredText would read as
+    a substitution) is a bar, and a citation of ``docs/maths.md`` or ``docs/metrics.md`` links to its page."""
+    literal = literal_lines(lines)
     for index, line in enumerate(lines):
-        parts = LITERAL.split(line)
-        lines[index] = "".join(p if p.startswith("``") else p.replace("|", r"\|") for p in parts)
+        if not literal[index]:
+            parts = INLINE_LITERAL.split(line)
+            line = "".join(p if p.startswith("``") else p.replace("|", r"\|") for p in parts)
+            lines[index] = DOCS_CITATION.sub(_link, line)
 
 
 def setup(app) -> None:
-    app.connect("autodoc-process-docstring", escape_bars)
+    app.connect("autodoc-process-docstring", plain_text_as_rst)
