@@ -26,11 +26,11 @@ version = release
 extensions = [
     "myst_nb",
     "sphinx.ext.autodoc",
-    "sphinx.ext.napoleon",
     "sphinx.ext.viewcode",
     "sphinxarg.ext",
 ]
 
+smartquotes_action = "qe"  # quotes and ellipses only: "--epochs" in help texts stays two hyphens
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
 exclude_patterns = ["_build", "**.ipynb_checkpoints", "jupyter_execute"]
 
@@ -44,17 +44,17 @@ nb_execution_timeout = 300
 nb_execution_raise_on_error = True
 nb_execution_show_tb = True
 
+# The docstrings use reStructuredText fields (:param x:), which autodoc reads as they are.
 autodoc_default_options = {"members": True, "show-inheritance": True}
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 autodoc_inherit_docstrings = False  # Pyro's own docstrings (and their cross-references) stay in Pyro's docs
-napoleon_google_docstring = False
-napoleon_numpy_docstring = True
 
 highlight_language = "none"  # docstring formula blocks are plain text; code blocks name their language
 html_theme = "furo"
 html_title = f"pyro-textvae {release}"
-html_static_path: list[str] = []
+html_static_path = ["_static"]
+html_css_files = ["tables.css"]
 
 
 INLINE_LITERAL = re.compile(r"(``.*?``)")
