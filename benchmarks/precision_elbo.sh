@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Validation -ELBO after 2 epochs under --precision fp32 and bf16, seeds 0 and 1, for the README's
+# Validation -ELBO after 2 epochs under --precision fp32 and bf16, seeds 0 and 1, for the
 # main job (DG-VAE on the synthetic corpus) and for DG-VAE on short_yelp; one thread, one run at a time,
 # fp32 and bf16 alternating. Usage: bash benchmarks/precision_elbo.sh OUT [SHORT_YELP_DIR]
 set -euo pipefail

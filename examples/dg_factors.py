@@ -1,4 +1,4 @@
-"""One-factor runs behind the README's "Why the dimension-wise DG-VAE reconstructed worse" section.
+"""One-factor runs behind "Why the dimension-wise DG-VAE reconstructed worse" (docs/results/six-epochs.md).
 
 Every variant is the short_yelp table's "DG-VAE" row (`examples/short_yelp.toml`: paper network,
 Adam 1e-3, batch 32, clip 5, KL warm-up 2 epochs, M = 32, b = batch) with ONE setting changed. The
