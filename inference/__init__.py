@@ -9,6 +9,7 @@ _LAZY = {
     "AdversarialELBO": "adversarial",
     "density_gap_kl": "density_gap",
     "DensityGapELBO": "density_gap_elbo",
+    "PosteriorMemory": "posterior_memory",
     "LoggedTrace_ELBO": "elbo",
     "elbo_terms": "elbo",
     "FreeBitsELBO": "free_bits",
