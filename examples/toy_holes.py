@@ -7,6 +7,7 @@ prior's contours at increasing steps: ``elbo`` collapses onto the prior (the cla
 apart), ``ae`` separates them and leaves holes, ``dg`` separates them and covers the prior.
 
     python examples/toy_holes.py --out toy-example
+    python examples/toy_holes.py --out toy-example --steps 30   # a quick look (the snapshots scale with it)
 """
 from __future__ import annotations
 
@@ -21,8 +22,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="toy-example")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=ToyConfig.steps, help="training steps per objective")
     args = parser.parse_args()
-    runs = train_toy_objectives(TOY_OBJECTIVES, ToyConfig(seed=args.seed))
+    if args.steps < 1:
+        parser.error(f"--steps must be >= 1, got {args.steps}")
+    runs = train_toy_objectives(TOY_OBJECTIVES, ToyConfig(steps=args.steps, seed=args.seed))
     for name, run in runs.items():
         kl = grid_kl(run.final.loc, run.final.scale)
         print(f"{name:8s} KL(q_D || p) = {kl['kl']:.3f}  KL(p || q_D) = {kl['reverse_kl']:.3f}")
