@@ -53,9 +53,14 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return f"{help_text} (default: %(default)s)"
 
 
+GIVEN = "options_given"  # the namespace attribute of :meth:`Parser.parse_known_args`
+
+
 class Parser(argparse.ArgumentParser):
     """An ``ArgumentParser`` (and, through ``add_subparsers``, every sub-parser) that shows defaults
-    in ``--help`` and reports a bad command line in one line, ``PROG: error: MESSAGE``, exit 2."""
+    in ``--help`` and reports a bad command line in one line, ``PROG: error: MESSAGE``, exit 2.
+    A parser without sub-commands records which options the command line gave (a value equal to
+    the default counts as given) in the namespace's :data:`GIVEN`."""
 
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
@@ -64,6 +69,25 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def parse_known_args(self, args=None, namespace=None):
+        """``ArgumentParser.parse_known_args``, plus :data:`GIVEN`: the destinations given in ``args``."""
+        parsed, extras = super().parse_known_args(args, namespace)
+        if not hasattr(self, "commands"):
+            setattr(parsed, GIVEN, self._given(args))
+        return parsed, extras
+
+    def _given(self, args) -> frozenset[str]:
+        """The destinations that ``args`` sets: those of a parse with no defaults."""
+        defaults = [(action, action.default) for action in self._actions]
+        try:
+            for action, _ in defaults:
+                action.default = argparse.SUPPRESS
+            bare, _ = super().parse_known_args(args, argparse.Namespace())
+        finally:
+            for action, default in defaults:
+                action.default = default
+        return frozenset(vars(bare)) - set(self._defaults)
 
     def add_subparsers(self, **kwargs) -> argparse._SubParsersAction:
         """``add_subparsers``, the action kept as :attr:`commands` (its ``choices``: name -> parser)."""

@@ -28,7 +28,7 @@ from inference.train_config import (
 from pyro_textvae.config import DEFAULT_MAX_LENGTH, INITS, LATENTS, PRECISIONS, TextVAEConfig
 from pyro_textvae.demo import SYNTHETIC_MODEL, SYNTHETIC_OPTIMIZER
 
-from .options import Parser, at_least
+from .options import GIVEN, Parser, at_least
 
 
 def _add_objective_arguments(group: argparse._ArgumentGroup) -> None:
@@ -216,15 +216,22 @@ RESUME_OPTIONS = ("resume", "epochs", "device", "distributed", "no_progress", "p
 
 
 def _check_resume_options(args: argparse.Namespace) -> None:
-    """Refuse options that ``--resume`` would ignore (the run's own come from its config.json)."""
-    defaults = Parser()
-    _add_train_arguments(defaults)
-    given = [name for name, default in vars(defaults.parse_args([])).items()
-             if name not in RESUME_OPTIONS and getattr(args, name) != default]
+    """Refuse options that ``--resume`` would ignore (the run's own come from its config.json): every
+    option given on the command line but those of :data:`RESUME_OPTIONS`, whatever its value."""
+    parser = _train_parser()
+    order = [action.dest for action in parser._actions]
+    given = sorted(set(getattr(args, GIVEN)) - set(RESUME_OPTIONS), key=order.index)
     if given:
-        flags = ", ".join(f"--{name.replace('_', '-')}" for name in given)
+        flags = ", ".join(parser.flag_of(name) for name in given)
         raise ValueError(f"--resume {args.resume} takes its options from {args.resume}/config.json; {flags} cannot "
                          "change there (only --epochs, --device, --precision)")
+
+
+def _train_parser() -> Parser:
+    """A parser of ``textvae train``'s options alone (their order, for messages)."""
+    parser = Parser()
+    _add_train_arguments(parser)
+    return parser
 
 
 def _model_options(args: argparse.Namespace) -> dict:
