@@ -14,13 +14,14 @@ from evaluation.evaluate_options import EVALUATE_DEFAULTS, IW_MEMORY, SPLITS
 from inference.train_config import launched_by_torchrun
 from pyro_textvae.config import PRECISIONS
 
-from .options import at_least
+from .options import at_least, check_folder
 
 
 def _evaluate(args: argparse.Namespace) -> None:
     """Handler of ``textvae evaluate``: open the run's checkpoint, evaluate, print ``eval.md``
     (under torchrun, or with ``--distributed``: the importance sampling shared out over the
     processes, rank 0 printing and writing)."""
+    check_folder(args.run, "RUN")
     from inference.distributed import close_distributed, init_distributed
 
     device = args.device

@@ -18,7 +18,7 @@ import io
 from collections.abc import Sequence
 from pathlib import Path
 
-from .options import at_least
+from .options import at_least, check_folder
 
 EXPLORE_CONFIG = "explore_config.json"
 EXPLORE_OPTIONS = ("split", "sentences", "draws", "chains", "dims", "point", "label_names", "prior_samples",
@@ -156,6 +156,8 @@ def _check_against_runs(runs, args: argparse.Namespace) -> None:
 def explore_command(args: argparse.Namespace) -> None:
     """``textvae explore``: see the module docstring. Bad options raise ValueError; a bad run
     folder raises CheckpointError (from ``open_run``)."""
+    for path in args.runs:
+        check_folder(path, "RUN")
     import matplotlib
 
     from evaluation.plots import plot_hole_comparison, save_figure

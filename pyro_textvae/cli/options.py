@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from pathlib import Path
 from typing import NoReturn
 
-from pyro_textvae.errors import OptionError
+from pyro_textvae.errors import CheckpointError, OptionError
 
 
 def at_least(minimum: int) -> Callable[[str], int]:
@@ -37,6 +38,47 @@ def positive_float(text: str) -> float:
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
     return value
+
+
+def fraction(text: str) -> float:
+    """An argparse ``type``: a number in [0, 1) (a dropout probability)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expects a number, got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
+def bounded_float(maximum: float) -> Callable[[str], float]:
+    """An argparse ``type``: a number > 0 and <= ``maximum`` (finite)."""
+
+    def parse(text: str) -> float:
+        value = positive_float(text)
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"must be <= {maximum:g}, got {text}")
+        return value
+
+    parse.__name__ = f"number in (0, {maximum:g}]"
+    return parse
+
+
+def path_text(text: str) -> str:
+    """An argparse ``type``: a path that is not empty (an unset shell variable reads as ``""``)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expects a path, got {text!r} (an unset shell variable?)")
+    return text
+
+
+def check_folder(path: str, what: str, kind: str = "run folder") -> None:
+    """Refuse, before anything heavy is imported, an empty ``path`` (``ValueError`` naming ``what``, the
+    flag or argument) and one that is not a folder (``CheckpointError`` naming the ``kind`` of folder)."""
+    if not path.strip():
+        raise ValueError(f"{what}: expects a path, got {path!r} (an unset shell variable?)")
+    if not Path(path).is_dir():
+        named = f"{what}: " if what.startswith("-") else ""
+        raise CheckpointError(f"{named}{kind} {path!r} does not exist or is not a folder")
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):

@@ -25,10 +25,10 @@ from inference.train_config import (
     SYNTHETIC_EPOCHS,
     TrainConfig,
 )
-from pyro_textvae.config import DEFAULT_MAX_LENGTH, INITS, LATENTS, PRECISIONS, TextVAEConfig
+from pyro_textvae.config import DEFAULT_MAX_LENGTH, INITS, LATENTS, MIN_VOCAB_SIZE, PRECISIONS, TextVAEConfig
 from pyro_textvae.demo import SYNTHETIC_MODEL, SYNTHETIC_OPTIMIZER
 
-from .options import GIVEN, Parser, at_least
+from .options import GIVEN, Parser, at_least, check_folder, fraction, path_text, positive_float
 
 
 def _add_objective_arguments(group: argparse._ArgumentGroup) -> None:
@@ -74,13 +74,13 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="seed of the parameters, the batches and the synthetic corpus")
     p.add_argument("--out", default="runs/textvae", metavar="RUN", help="run folder")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
-    p.add_argument("--resume", metavar="RUN",
+    p.add_argument("--resume", type=path_text, metavar="RUN",
                    help="continue RUN from last.pt (other options come from RUN, except --epochs, --device and "
                         "--precision)")
 
 
 def _add_data_arguments(data: argparse._ArgumentGroup) -> None:
-    data.add_argument("--data", metavar="DIR", help="corpus folder with train.txt, valid.txt, test.txt "
+    data.add_argument("--data", type=path_text, metavar="DIR", help="corpus folder with train.txt, valid.txt, test.txt "
                                                     "(default: the embedded synthetic corpus)")
     data.add_argument("--synthetic", action="store_true", help="use the embedded synthetic corpus (the default)")
     data.add_argument("--synthetic-train", type=at_least(1), default=SYNTHETIC_DEFAULTS["num_train"], metavar="N",
@@ -96,17 +96,19 @@ def _add_data_arguments(data: argparse._ArgumentGroup) -> None:
 
 
 def _add_model_arguments(model: argparse._ArgumentGroup) -> None:
-    model.add_argument("--embed-dim", type=int, default=TextVAEConfig.embed_dim, help="word embedding size")
-    model.add_argument("--hidden-dim", type=int, help=f"LSTM state size (default: {TextVAEConfig.hidden_dim} with "
-                       f"--data, {SYNTHETIC_MODEL['hidden_dim']} on the synthetic corpus)")
-    model.add_argument("--latent-dim", type=int, default=TextVAEConfig.latent_dim, help="dimension d of z")
-    model.add_argument("--dropout-in", type=float, default=TextVAEConfig.dropout_in,
+    model.add_argument("--embed-dim", type=at_least(1), default=TextVAEConfig.embed_dim, help="word embedding size")
+    model.add_argument("--hidden-dim", type=at_least(1), help=f"LSTM state size (default: "
+                       f"{TextVAEConfig.hidden_dim} with --data, {SYNTHETIC_MODEL['hidden_dim']} on the synthetic "
+                       "corpus)")
+    model.add_argument("--latent-dim", type=at_least(1), default=TextVAEConfig.latent_dim, help="dimension d of z")
+    model.add_argument("--dropout-in", type=fraction, default=TextVAEConfig.dropout_in,
                        help="dropout on the decoder's input embeddings")
-    model.add_argument("--dropout-out", type=float, default=TextVAEConfig.dropout_out,
+    model.add_argument("--dropout-out", type=fraction, default=TextVAEConfig.dropout_out,
                        help="dropout on the decoder's LSTM outputs")
     model.add_argument("--latent", choices=LATENTS, default=TextVAEConfig.latent,
                        help="Gaussian z with a N(0, I) prior, or von Mises-Fisher z with a uniform prior on the sphere")
-    model.add_argument("--kappa", type=float, default=TextVAEConfig.kappa, help="vMF concentration (--latent vmf)")
+    model.add_argument("--kappa", type=positive_float, default=TextVAEConfig.kappa,
+                       help="vMF concentration (--latent vmf)")
     model.add_argument("--init", choices=INITS, default=TextVAEConfig.init,
                        help="how the parameters are drawn: PyTorch's defaults, or as the DG-VAE paper's code "
                             "(every parameter U(-0.01, 0.01), embeddings U(-0.1, 0.1), bias-free heads)")
@@ -163,8 +165,10 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _train_runs(args: argparse.Namespace) -> None:
-    if args.resume:
+    if args.resume is not None:
         _check_resume_options(args)
+        if int(os.environ.get("RANK", "0")) == 0:  # rank 0 alone reads the run folder
+            check_folder(args.resume, "--resume")
         curves = _curve_hooks(args.curve_samples)
         from inference.run import resume_trainer
 
@@ -180,14 +184,17 @@ def _train_runs(args: argparse.Namespace) -> None:
             return
         _report(record, trainer.run_dir)
         return
-    if args.data and args.synthetic:
+    if args.data is not None and args.synthetic:
         raise ValueError("--data and --synthetic exclude each other")
+    if args.data is not None:
+        check_folder(args.data, "--data", "corpus folder")
     data = {"min_count": args.min_count, "max_vocab": args.max_vocab, "max_length": args.max_length}
-    if args.data:
+    if args.data is not None:
         data.update(path=str(Path(args.data).resolve()), labels=args.labels)
     else:
         data["synthetic"] = {"num_train": args.synthetic_train, "seed": args.seed}
     model = _model_options(args)
+    TextVAEConfig(MIN_VOCAB_SIZE, **model)  # the model options checked together, before the corpus is read
     params = _parse_params(args.param)
     for flag, item in shortcut_options().items():
         value = getattr(args, flag[2:].replace("-", "_"))
@@ -238,7 +245,7 @@ def _model_options(args: argparse.Namespace) -> dict:
     """The model options given, the unset ones (None) from :data:`pyro_textvae.demo.SYNTHETIC_MODEL` on
     the synthetic corpus and from :class:`~pyro_textvae.config.TextVAEConfig` (the paper's) with --data."""
     names = ("embed_dim", "hidden_dim", "latent_dim", "dropout_in", "dropout_out", "latent", "kappa", "init")
-    defaults = {} if args.data else SYNTHETIC_MODEL
+    defaults = {} if args.data is not None else SYNTHETIC_MODEL
     options = {k: getattr(args, k) if getattr(args, k) is not None else defaults.get(k, getattr(TextVAEConfig, k))
                for k in names}
     if args.linear_bias is not None:
@@ -276,8 +283,8 @@ def _train_config(
         defaults = config_class(args.objective).defaults()
         params = {**{k: [str(v)] for k, v in schedule.objective_params(defaults).items()}, **params}
     elif args.epochs is None:
-        plateau["epochs"] = TrainConfig.epochs if args.data else SYNTHETIC_EPOCHS
-    optimizer = args.optimizer or (TrainConfig.optimizer if args.data else SYNTHETIC_OPTIMIZER)
+        plateau["epochs"] = TrainConfig.epochs if args.data is not None else SYNTHETIC_EPOCHS
+    optimizer = args.optimizer or (TrainConfig.optimizer if args.data is not None else SYNTHETIC_OPTIMIZER)
     config = TrainConfig(
         batch_size=args.batch_size, optimizer=optimizer, lr=args.lr, clip_norm=args.clip_norm,
         seed=args.seed, checkpoint_every=args.checkpoint_every, checkpoint_minutes=args.checkpoint_minutes,
