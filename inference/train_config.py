@@ -14,6 +14,7 @@ from .protocol import PAPER_SCHEDULE, PlateauSchedule
 
 __all__ = [
     "DEFAULT_LR",
+    "MAX_LR",
     "OPTIMIZER_NAMES",
     "SYNTHETIC_DEFAULTS",
     "SYNTHETIC_EPOCHS",
@@ -23,6 +24,7 @@ __all__ = [
 
 OPTIMIZER_NAMES = ("sgd", "adam")
 DEFAULT_LR = {"sgd": 0.5, "adam": 1e-3}  # the paper's, by optimiser
+MAX_LR = 100.0  # far above any rate that trains (the paper's 0.5, 1e-3); Adam overflows float32 near 3e37
 CHECKPOINT_MINUTES = 10.0  # last.pt at least this often (minutes of training), besides every epoch
 
 
@@ -76,6 +78,9 @@ class TrainConfig:
         for name in ("lr", "clip_norm"):
             if not getattr(self, name) > 0:
                 raise option_error(name, f"must be > 0, got {getattr(self, name)}")
+        if not self.lr <= MAX_LR:
+            raise option_error("lr", f"must be <= {MAX_LR:g} (the paper's rates are 0.5 with sgd, 1e-3 with adam), "
+                               f"got {self.lr}")
         if self.threads is not None and self.threads < 1:
             raise option_error("threads", f"must be >= 1, got {self.threads}")
         for name in ("epochs", "batch_size"):

@@ -51,19 +51,6 @@ def fraction(text: str) -> float:
     return value
 
 
-def bounded_float(maximum: float) -> Callable[[str], float]:
-    """An argparse ``type``: a number > 0 and <= ``maximum`` (finite)."""
-
-    def parse(text: str) -> float:
-        value = positive_float(text)
-        if value > maximum:
-            raise argparse.ArgumentTypeError(f"must be <= {maximum:g}, got {text}")
-        return value
-
-    parse.__name__ = f"number in (0, {maximum:g}]"
-    return parse
-
-
 def path_text(text: str) -> str:
     """An argparse ``type``: a path that is not empty (an unset shell variable reads as ``""``)."""
     if not text.strip():

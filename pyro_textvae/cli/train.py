@@ -20,6 +20,7 @@ from inference.objective_configs import (
 )
 from inference.train_config import (
     DEFAULT_LR,
+    MAX_LR,
     OPTIMIZER_NAMES,
     SYNTHETIC_DEFAULTS,
     SYNTHETIC_EPOCHS,
@@ -126,7 +127,7 @@ def _add_training_arguments(train: argparse._ArgumentGroup) -> None:
     train.add_argument("--batch-size", type=int, default=TrainConfig.batch_size, help="sentences per step and process")
     train.add_argument("--optimizer", choices=OPTIMIZER_NAMES, help=f"optimiser (default: {TrainConfig.optimizer} "
                        f"with --data, {SYNTHETIC_OPTIMIZER} on the synthetic corpus)")
-    train.add_argument("--lr", type=float, help="learning rate (default: "
+    train.add_argument("--lr", type=float, help=f"learning rate, at most {MAX_LR:g} (default: "
                        + ", ".join(f"{lr:g} with {name}" for name, lr in DEFAULT_LR.items()) + ")")
     train.add_argument("--clip-norm", type=float, default=TrainConfig.clip_norm, help="global gradient-norm clip")
     train.add_argument("--decay-patience", type=int, metavar="N",
