@@ -144,19 +144,24 @@ def _train_and_evaluate(config: dict, method: dict, seed: int, run_dir: Path, pr
     if (run_dir / "last.pt").exists():
         trainer = resume_trainer(run_dir)
         trainer.config.progress = progress
-        trainer.epoch_metrics.append(curve_metrics())
+        trainer.epoch_metrics += _curve_hooks(trainer.config.curve_samples)
         trainer.fit(resume=True)
     else:
         train = dataclass_from_dict(TrainConfig, {**train_options, "progress": progress}, "experiment [train]")
         trainer = new_trainer(run_dir, config["data"], model, method["objective"], method.get("params", {}),
                               train, overwrite=True)
-        trainer.epoch_metrics.append(curve_metrics())
+        trainer.epoch_metrics += _curve_hooks(train.curve_samples)
         trainer.fit()
     options = config.get("evaluate", {})
     device = train_options.get("device", "cpu")
     with FolderLock(run_dir):
         return evaluate_run(open_run(run_dir, device=device), progress=progress, seed=seed, checkpoint="best",
                             device=device, **options)
+
+
+def _curve_hooks(samples: int) -> list:
+    """The validation curves' hook of ``samples`` prior draws (the run's ``curve_samples``); none for 0."""
+    return [curve_metrics(samples)] if samples else []
 
 
 def _check_run_matches(run_dir: Path, method: dict, data: dict, model: dict, train: dict) -> None:

@@ -13,8 +13,9 @@ from typing import NoReturn
 from pyro_textvae.errors import CheckpointError, OptionError
 
 
-def at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse ``type``: an integer >= ``minimum`` (argparse names the option in the error)."""
+def at_least(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type``: an integer >= ``minimum`` and, where given, <= ``maximum`` (argparse names
+    the option in the error)."""
 
     def parse(text: str) -> int:
         try:
@@ -23,6 +24,8 @@ def at_least(minimum: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"expects an integer, got {text!r}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be <= {maximum:,}, got {value:,}")
         return value
 
     parse.__name__ = f"integer >= {minimum}"

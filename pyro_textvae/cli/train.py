@@ -20,6 +20,7 @@ from inference.objective_configs import (
 )
 from inference.train_config import (
     DEFAULT_LR,
+    MAX_CURVE_SAMPLES,
     MAX_LR,
     OPTIMIZER_NAMES,
     SYNTHETIC_DEFAULTS,
@@ -27,9 +28,11 @@ from inference.train_config import (
     TrainConfig,
 )
 from pyro_textvae.config import DEFAULT_MAX_LENGTH, INITS, LATENTS, MIN_VOCAB_SIZE, PRECISIONS, TextVAEConfig
-from pyro_textvae.demo import SYNTHETIC_MODEL, SYNTHETIC_OPTIMIZER
+from pyro_textvae.demo import SYNTHETIC_MAX_TRAIN, SYNTHETIC_MODEL, SYNTHETIC_OPTIMIZER
 
 from .options import GIVEN, Parser, at_least, check_folder, fraction, path_text, positive_float
+
+MAX_THREADS = 4 * (os.cpu_count() or 1)  # more only slow torch down; tens of thousands crash it
 
 
 def _add_objective_arguments(group: argparse._ArgumentGroup) -> None:
@@ -84,8 +87,9 @@ def _add_data_arguments(data: argparse._ArgumentGroup) -> None:
     data.add_argument("--data", type=path_text, metavar="DIR", help="corpus folder with train.txt, valid.txt, test.txt "
                                                     "(default: the embedded synthetic corpus)")
     data.add_argument("--synthetic", action="store_true", help="use the embedded synthetic corpus (the default)")
-    data.add_argument("--synthetic-train", type=at_least(1), default=SYNTHETIC_DEFAULTS["num_train"], metavar="N",
-                      help="training sentences of the synthetic corpus")
+    data.add_argument("--synthetic-train", type=at_least(1, SYNTHETIC_MAX_TRAIN),
+                      default=SYNTHETIC_DEFAULTS["num_train"], metavar="N",
+                      help=f"training sentences of the synthetic corpus (at most {SYNTHETIC_MAX_TRAIN:,})")
     data.add_argument("--labels", choices=["auto", "yes", "no"], default="auto",
                       help="whether lines start with label<TAB> (auto: detected)")
     data.add_argument("--min-count", type=at_least(1), default=1, metavar="N",
@@ -146,16 +150,17 @@ def _add_training_arguments(train: argparse._ArgumentGroup) -> None:
     train.add_argument("--no-validate-args", action="store_true", help="turn Pyro's argument checks off (faster)")
     train.add_argument("--device", help=f"cpu, cuda or cuda:K (cuda: one GPU per local rank) (default: "
                                         f"{TrainConfig.device}; with --resume: the run's own device)")
-    train.add_argument("--threads", type=at_least(1), metavar="N", help="torch threads (default: torch's, the "
-                       "number of cores or OMP_NUM_THREADS; recorded in config.json and used again by --resume)")
+    train.add_argument("--threads", type=at_least(1, MAX_THREADS), metavar="N", help="torch threads, at most "
+                       f"{MAX_THREADS}, four per core (default: torch's, the number of cores or OMP_NUM_THREADS; "
+                       "recorded in config.json and used again by --resume)")
     train.add_argument("--precision", choices=PRECISIONS, help="the networks in fp32 or bf16 mixed precision "
                        f"(default: {TrainConfig.precision}; with --resume: the run's own)")
     train.add_argument("--distributed", action="store_true",
                        help="train with torch.distributed (automatic under torchrun with > 1 process)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
-    train.add_argument("--curve-samples", type=int, metavar="S",
-                       help="prior draws of the per-epoch validation joint-KL (default: "
-                            "evaluation.curves.CURVE_PRIOR_SAMPLES; 0: no MI and joint-KL curves)")
+    train.add_argument("--curve-samples", type=at_least(0, MAX_CURVE_SAMPLES), metavar="S",
+                       help=f"prior draws of the per-epoch validation joint-KL, recorded in config.json (default: "
+                            f"{TrainConfig.curve_samples}; with --resume: the run's own; 0: no MI and joint-KL curves)")
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -170,13 +175,14 @@ def _train_runs(args: argparse.Namespace) -> None:
         _check_resume_options(args)
         if int(os.environ.get("RANK", "0")) == 0:  # rank 0 alone reads the run folder
             check_folder(args.resume, "--resume")
-        curves = _curve_hooks(args.curve_samples)
         from inference.run import resume_trainer
 
         trainer = resume_trainer(args.resume, epochs=args.epochs, distributed=True if args.distributed else None,
                                  device=args.device, precision=args.precision)
         trainer.config.progress = not args.no_progress
-        trainer.epoch_metrics += curves
+        if args.curve_samples is not None:
+            trainer.config.curve_samples = args.curve_samples
+        trainer.epoch_metrics += _curve_hooks(trainer.config.curve_samples)
         record = trainer.fit(resume=True)
         if trainer.epochs_trained == 0 and int(os.environ.get("RANK", "0")) == 0:
             how = "done, stopped early at the plateau" if record.get("early_stop") else "done"
@@ -204,7 +210,7 @@ def _train_runs(args: argparse.Namespace) -> None:
     train, params = _train_config(args, params)
     runs = _sweep(params)
     configs = [configure_from_text(args.objective, run, model["latent"]) for run in runs]  # all checked first
-    curves = _curve_hooks(args.curve_samples)
+    curves = _curve_hooks(train.curve_samples)
     from inference.run import new_trainer
 
     swept = [k for k, v in params.items() if len(v) > 1]
@@ -254,17 +260,12 @@ def _model_options(args: argparse.Namespace) -> dict:
     return options
 
 
-def _curve_hooks(samples: int | None) -> list:
-    """The per-epoch validation MI and joint-KL hook (:func:`evaluation.curves.curve_metrics`), none
-    when ``samples`` is 0; a bad count is refused before any run folder exists."""
-    from evaluation.curves import CURVE_PRIOR_SAMPLES, curve_metrics
+def _curve_hooks(samples: int) -> list:
+    """The per-epoch validation MI and joint-KL hook (:func:`evaluation.curves.curve_metrics`) of
+    ``samples`` prior draws (``TrainConfig.curve_samples``), none when ``samples`` is 0."""
+    from evaluation.curves import curve_metrics
 
-    if samples == 0:
-        return []
-    try:
-        return [curve_metrics(CURVE_PRIOR_SAMPLES if samples is None else samples)]
-    except ValueError as error:
-        raise ValueError(f"--curve-samples: {error}") from None
+    return [curve_metrics(samples)] if samples else []
 
 
 def _train_config(
@@ -293,6 +294,7 @@ def _train_config(
         validate_args=not args.no_validate_args, device=args.device or TrainConfig.device,
         progress=not args.no_progress, distributed=True if args.distributed else None, threads=args.threads,
         precision=args.precision or TrainConfig.precision,
+        curve_samples=TrainConfig.curve_samples if args.curve_samples is None else args.curve_samples,
         **{k: v for k, v in plateau.items() if v is not None},
     )
     return config, params

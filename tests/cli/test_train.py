@@ -71,6 +71,16 @@ def test_resume_refuses_the_options_it_would_ignore(finished, capsys, extra, fla
     assert _files(finished) == before
 
 
+def test_the_curve_samples_are_recorded_and_used_again_by_resume(tmp_path):
+    """--curve-samples goes into config.json, so a resume draws the curves' joint-KL as the run began."""
+    out = tmp_path / "curves"
+    assert main(["train", "--epochs", "1", "--out", str(out), "--curve-samples", "64", *TINY]) == 0
+    assert json.loads((out / "config.json").read_text())["train"]["curve_samples"] == 64
+    assert main(["train", "--resume", str(out), "--epochs", "2", "--no-progress"]) == 0
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [record["valid_joint_kl_prior_samples"] for record in records] == [64, 64]
+
+
 def test_reconstruct_names_the_words_it_reads_as_unk(finished, capsys):
     assert main(["reconstruct", str(finished), "the zzqx food was xyzzy", "--max-length", "4"]) == 0
     captured = capsys.readouterr()
