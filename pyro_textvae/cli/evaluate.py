@@ -34,12 +34,16 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _evaluate_on(args: argparse.Namespace, device) -> None:
-    """Evaluate holding the run folder's lock (rank 0, which writes ``eval.json``)."""
+    """Evaluate holding the run folder's lock (rank 0, which writes ``eval.json``), having removed the
+    temporaries of writes killed halfway."""
     from inference.distributed import rank_and_world_size
+    from inference.run import remove_temporaries
     from pyro_textvae.lock import FolderLock
 
     writer = rank_and_world_size()[0] == 0 and Path(args.run).is_dir()
     with FolderLock(args.run) if writer else contextlib.nullcontext():
+        if writer:
+            remove_temporaries(Path(args.run))
         _evaluate_locked(args, device)
 
 

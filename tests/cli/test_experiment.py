@@ -145,6 +145,8 @@ def test_two_seeds_run_at_once_into_one_results_folder(tmp_path):
     head = CONFIG.split("[[methods]]")[0].replace("seeds = [0]", "seeds = [0, 1]")
     config.write_text(head + '[[methods]]\nname = "VAE"\nobjective = "elbo"\n')
     out = tmp_path / "results"
+    out.mkdir()
+    (out / ".results.md.k1ll3d.tmp").write_text("half a table")  # a report killed halfway
     with FolderLock(out):  # busy when both start
         processes = [subprocess.Popen([sys.executable, "-m", "pyro_textvae.cli", "experiment", str(config),
                                        "--no-progress", "--seed", seed], stdout=subprocess.DEVNULL,
