@@ -93,7 +93,7 @@ class CheckpointMixin:
         bad = list(non_finite_tensors({key: state[key] for key in ("model", "optim") if key in state}))
         if bad:
             shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
-            raise NonFiniteError(f"non-finite values in {shown} after step {self.state['step']}: the updates "
+            raise NonFiniteError(f"non-finite values in {shown} at step {self.state['step']}: the updates "
                                  f"diverged (lower the learning rate lr); {self.run_dir / 'last.pt'} keeps the "
                                  "last finite checkpoint")
 

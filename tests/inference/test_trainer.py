@@ -268,7 +268,7 @@ def test_a_diverged_update_is_never_written_to_a_checkpoint(tmp_path, checkpoint
         return values
 
     resumed.step = diverging
-    with pytest.raises(FloatingPointError, match=f"non-finite values in .* after step {12 + at}: the updates diverged"):
+    with pytest.raises(FloatingPointError, match=f"non-finite values in .* at step {12 + at}: the updates diverged"):
         resumed.fit(resume=True)
     state = load_checkpoint(tmp_path / "run" / "last.pt")
     assert state["trainer"]["step"] == (11 + at if checkpoint_every else 12)
