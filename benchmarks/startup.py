@@ -27,6 +27,9 @@ CASES = {
     "textvae train --help": ["-m", "pyro_textvae.cli", "train", "--help"],
     "option error (sample -n 0)": ["-m", "pyro_textvae.cli", "sample", "RUN", "-n", "0"],
     "option error (train --epochs 0)": ["-m", "pyro_textvae.cli", "train", "--epochs", "0", "--out", "/nonexistent/x"],
+    "model option (train --latent vmf --latent-dim 1)": ["-m", "pyro_textvae.cli", "train", "--latent", "vmf",
+                                                         "--latent-dim", "1", "--out", "/nonexistent/x"],
+    "missing run folder (evaluate RUN)": ["-m", "pyro_textvae.cli", "evaluate", "/nonexistent/run"],
     "textvae objectives": ["-m", "pyro_textvae.cli", "objectives"],
 }
 
@@ -58,9 +61,9 @@ def main() -> None:
             w, c = _time_once(CASES[name])
             wall[name].append(w)
             cpu[name].append(c)
-    print(f"{'case':34s} {'wall s (median)':>16s} {'CPU s (median)':>15s}")
+    print(f"{'case':50s} {'wall s (median)':>16s} {'CPU s (median)':>15s}")
     for name in CASES:
-        print(f"{name:34s} {statistics.median(wall[name]):16.3f} {statistics.median(cpu[name]):15.3f}")
+        print(f"{name:50s} {statistics.median(wall[name]):16.3f} {statistics.median(cpu[name]):15.3f}")
 
 
 if __name__ == "__main__":

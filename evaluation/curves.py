@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
+from inference.train_config import CURVE_PRIOR_SAMPLES
 from pyro_textvae.checks import POSITIVE_INT
 from pyro_textvae.data import EncodedSplit
 from pyro_textvae.model import TextVAE
@@ -33,7 +34,6 @@ from pyro_textvae.run_folder import read_history
 from .latent_metrics import hole_metrics, mutual_information
 from .report import collect_posteriors, latent_prior
 
-CURVE_PRIOR_SAMPLES = 12_800
 CURVE_SEED = 0
 CURVE_SYMLOG = frozenset({"valid_kl", "valid_joint_kl"})
 CURVE_QUANTITIES: tuple[tuple[str, str], ...] = (

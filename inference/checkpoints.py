@@ -1,5 +1,6 @@
 """The training checkpoint ``last.pt`` of a :class:`~inference.trainer.Trainer`: what it holds, how
-it is restored, and when it is written.
+it is restored, and when it is written (never with a NaN or an infinity in its parameters or
+optimiser state: :meth:`CheckpointMixin.check_finite`).
 
 ``last.pt`` holds everything needed to continue exactly where training stands: parameters,
 optimiser state and learning rate, the trainer's counters (epoch, batch inside it, step, best
@@ -14,9 +15,11 @@ import time
 import pyro
 
 from pyro_textvae.data.batching import BUCKETINGS
+from pyro_textvae.errors import NonFiniteError
 from pyro_textvae.io import (
     CheckpointError,
     check_state_dict,
+    non_finite_tensors,
     restore_rng_state,
     rng_state,
     save_checkpoint,
@@ -82,8 +85,21 @@ class CheckpointMixin:
         if hasattr(self.loss, "load_state_dict"):
             self.loss.load_state_dict(state["loss_state"])
 
+    def check_finite(self, state: dict | None = None) -> None:
+        """``NonFiniteError`` when a parameter (or, given a :meth:`checkpoint_state`, its optimiser
+        state) holds a NaN or an infinity: the updates diverged, and nothing is evaluated or saved
+        from them, so ``last.pt`` keeps the last finite checkpoint."""
+        state = state or {"model": self.vae.state_dict()}
+        bad = list(non_finite_tensors({key: state[key] for key in ("model", "optim") if key in state}))
+        if bad:
+            shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+            raise NonFiniteError(f"non-finite values in {shown} at step {self.state['step']}: the updates "
+                                 f"diverged (lower the learning rate lr); {self.run_dir / 'last.pt'} keeps the "
+                                 "last finite checkpoint")
+
     def _save_last(self) -> None:
         state = self.checkpoint_state()
+        self.check_finite(state)
         if self.is_main:
             save_checkpoint(self.run_dir / "last.pt", state)
         self._saved_at = time.monotonic()

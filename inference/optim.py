@@ -13,6 +13,10 @@ so SVI's ``zero_grads`` finds nothing to refill with zeros and the next backward
 gradients instead of adding them to zeros (about 5 MB of embeddings and softmax weights a step).
 ``last_norm`` keeps the global norm of the last step's gradients before clipping (the clip factor
 is ``min(1, clip_norm / last_norm)``).
+
+A restored state (:meth:`set_state`) waits in Pyro's optimiser until its parameter's next step;
+:meth:`get_state` returns it with the live states and :meth:`scale_lr` scales it too, so a
+checkpoint written before that step (a resume that ends an epoch without one) keeps Adam's moments.
 """
 from __future__ import annotations
 
@@ -59,9 +63,15 @@ class ClippedOptim(PyroOptim):
     def scale_lr(self, factor: float) -> None:
         """Multiply the learning rate of every parameter (present and future) by ``factor``."""
         self.pt_optim_args["lr"] *= factor
-        for optimizer in self.optim_objs.values():
-            for group in optimizer.param_groups:
-                group["lr"] = self.pt_optim_args["lr"]
+        groups = [group for optimizer in self.optim_objs.values() for group in optimizer.param_groups]
+        groups += [group for state in self._state_waiting_to_be_consumed.values() for group in state["param_groups"]]
+        for group in groups:
+            group["lr"] = self.pt_optim_args["lr"]
+
+    def get_state(self) -> dict:
+        """Every parameter's optimiser state by parameter name: the live ones and those restored by
+        :meth:`set_state` whose parameter has not stepped since."""
+        return {**self._state_waiting_to_be_consumed, **super().get_state()}
 
     def set_lr(self, lr: float) -> None:
         """Set the learning rate of every parameter (used when resuming)."""

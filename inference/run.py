@@ -19,7 +19,7 @@ import torch
 from pyro_textvae.data import Corpus, CorpusError, Vocab
 from pyro_textvae.devices import resolve_device
 from pyro_textvae.errors import OptionName
-from pyro_textvae.io import CheckpointError, dataclass_from_dict, save_json
+from pyro_textvae.io import CheckpointError, dataclass_from_dict, read_jsonl, save_json
 from pyro_textvae.lock import LOCK_NAME, FolderLock
 from pyro_textvae.memory import check_memory, training_estimate
 from pyro_textvae.model import TextVAE, TextVAEConfig
@@ -29,7 +29,7 @@ from .distributed import broadcast_from_rank_zero, init_process_group
 from .objective_configs import ObjectiveConfig
 from .objectives import get_objective
 from .tensorboard import TENSORBOARD_DIR
-from .train_config import TrainConfig, launched_by_torchrun
+from .train_config import CURVE_PRIOR_SAMPLES, TrainConfig, launched_by_torchrun
 from .trainer import Trainer
 
 UNUSED_NAMES = {LOCK_NAME, "vocab.json"}  # all a start killed before config.json was written leaves
@@ -198,6 +198,8 @@ def resume_trainer(
         locks.append(FolderLock(run_dir))
         remove_temporaries(run_dir)
         config = read_config(run_dir)
+        if isinstance(config.get("train"), dict) and "curve_samples" not in config["train"]:
+            config["train"]["curve_samples"] = recorded_curve_samples(run_dir)
         return config, read_vocab(run_dir, config).itos
 
     try:
@@ -209,6 +211,17 @@ def resume_trainer(
         raise
     trainer.lock = locks[0] if locks else None
     return trainer
+
+
+def recorded_curve_samples(run_dir: Path) -> int:
+    """The curves' prior draws of a run whose ``config.json`` predates ``TrainConfig.curve_samples``:
+    what its first ``metrics.jsonl`` line records (0 where that line has no curves), the default
+    where no epoch was written."""
+    history = read_jsonl(run_dir / "metrics.jsonl")
+    if not history or not isinstance(history[0], dict):
+        return CURVE_PRIOR_SAMPLES
+    samples = history[0].get("valid_joint_kl_prior_samples", 0)
+    return samples if type(samples) is int else CURVE_PRIOR_SAMPLES
 
 
 def _resumed_trainer(run_dir: Path, read_run, distributed: bool, overrides: dict) -> Trainer:

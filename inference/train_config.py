@@ -13,7 +13,10 @@ from pyro_textvae.errors import option_error
 from .protocol import PAPER_SCHEDULE, PlateauSchedule
 
 __all__ = [
+    "CURVE_PRIOR_SAMPLES",
     "DEFAULT_LR",
+    "MAX_CURVE_SAMPLES",
+    "MAX_LR",
     "OPTIMIZER_NAMES",
     "SYNTHETIC_DEFAULTS",
     "SYNTHETIC_EPOCHS",
@@ -23,7 +26,10 @@ __all__ = [
 
 OPTIMIZER_NAMES = ("sgd", "adam")
 DEFAULT_LR = {"sgd": 0.5, "adam": 1e-3}  # the paper's, by optimiser
+MAX_LR = 100.0  # far above any rate that trains (the paper's 0.5, 1e-3); Adam overflows float32 near 3e37
 CHECKPOINT_MINUTES = 10.0  # last.pt at least this often (minutes of training), besides every epoch
+CURVE_PRIOR_SAMPLES = 12_800  # prior draws of the per-epoch validation joint-KL (evaluation.curves)
+MAX_CURVE_SAMPLES = 1_000_000  # about 80 x the default's seconds an epoch
 
 
 def launched_by_torchrun() -> bool:
@@ -42,6 +48,9 @@ class TrainConfig:
     (None: torch's default, the number of cores or ``OMP_NUM_THREADS``); the trainer records the
     number it used, and a resume uses it again, since results are bit-identical only at one thread count.
     ``precision``: the networks in ``"fp32"`` or ``"bf16"`` mixed precision (:mod:`pyro_textvae.precision`).
+    ``curve_samples``: prior draws of the per-epoch validation MI and joint-KL curves that the command line
+    adds to ``metrics.jsonl`` (:func:`evaluation.curves.curve_metrics`; 0: none), recorded so that a resume
+    draws as many.
     """
 
     epochs: int = PAPER_SCHEDULE.max_epochs
@@ -62,6 +71,7 @@ class TrainConfig:
     distributed: bool | None = None
     threads: int | None = None
     precision: str = DEFAULT_PRECISION
+    curve_samples: int = CURVE_PRIOR_SAMPLES
 
     def __post_init__(self) -> None:
         check_precision(self.precision)
@@ -76,6 +86,9 @@ class TrainConfig:
         for name in ("lr", "clip_norm"):
             if not getattr(self, name) > 0:
                 raise option_error(name, f"must be > 0, got {getattr(self, name)}")
+        if not self.lr <= MAX_LR:
+            raise option_error("lr", f"must be <= {MAX_LR:g} (the paper's rates are 0.5 with sgd, 1e-3 with adam), "
+                               f"got {self.lr}")
         if self.threads is not None and self.threads < 1:
             raise option_error("threads", f"must be >= 1, got {self.threads}")
         for name in ("epochs", "batch_size"):
@@ -84,6 +97,9 @@ class TrainConfig:
         for name in ("seed", "decay_patience", "max_decays", "checkpoint_every", "skip_nonfinite"):
             if getattr(self, name) < 0:
                 raise option_error(name, f"must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.curve_samples <= MAX_CURVE_SAMPLES:
+            raise option_error("curve_samples", f"must be in [0, {MAX_CURVE_SAMPLES:,}] (0: no curves), "
+                               f"got {self.curve_samples:,}")
         if not 0 < self.lr_decay < 1:
             raise option_error("lr_decay", f"must be in (0, 1), got {self.lr_decay}")
 

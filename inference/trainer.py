@@ -361,6 +361,7 @@ class Trainer(CheckpointMixin):
         record.update({f"train_{k}": v / sums[f"n:{k}"] for k, v in sums.items() if not k.startswith("n:")})
         if self.context:
             average_buffers(self.vae)
+        self.check_finite()
         valid = self.corpus.splits["valid"]
         record.update({f"valid_{k}": v for k, v in self.evaluate_split(valid).items()})
         if self.selection == "objective":

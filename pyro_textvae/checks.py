@@ -3,10 +3,12 @@
 A :class:`Range` says what a value may be (``Range(int, minimum=1)``: an integer >= 1;
 ``Range(float, minimum=0, strict=True)``: a number > 0; ``Range(str, choices=("a", "b"))``). Its
 :meth:`Range.check` raises one ``ValueError`` that names the option and the value given, so every
-caller words the refusal the same way; ``bool`` is never taken for a number. Importable without torch.
+caller words the refusal the same way; ``bool`` is never taken for a number, nor a NaN or an infinity.
+Importable without torch.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,8 +38,11 @@ class Range:
         return words + (" or None" if self.optional else "")
 
     def requirement(self, value: Any) -> str:
-        """What ``value`` fails: only the bound (``">= 0"``) for a number of the right type."""
+        """What ``value`` fails: only the bound (``">= 0"``) for a number of the right type, ``"finite"``
+        for a NaN or an infinity."""
         numeric = self.kind in (int, float) and not isinstance(value, bool) and not self.choices
+        if numeric and isinstance(value, float) and not math.isfinite(value):
+            return "finite"
         if numeric and self.minimum is not None and isinstance(value, (int, float) if self.kind is float else int):
             return f"{'>' if self.strict else '>='} {self.minimum:g}"
         return self.describe()
@@ -49,6 +54,8 @@ class Range:
         if self.kind in (int, float) and isinstance(value, bool):
             return False
         if not isinstance(value, (int, float) if self.kind is float else self.kind):
+            return False
+        if isinstance(value, float) and not math.isfinite(value):
             return False
         if self.choices and value not in self.choices:
             return False

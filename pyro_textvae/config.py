@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from .checks import POSITIVE_INT
-from .errors import option_error
+from .errors import OptionError, OptionName, option_error
 
 DEFAULT_MAX_LENGTH = 200  # tokens: `textvae train --max-length`'s default (short_yelp's longest sentence has 16)
 LATENTS = ("normal", "vmf")
@@ -14,6 +14,7 @@ POSTERIORS = ("gaussian", "bn", "delta")
 INITS = ("pytorch", "paper")  # how the parameters are drawn (pyro_textvae.initialisation)
 PRECISIONS = ("fp32", "bf16")  # of the networks (pyro_textvae.precision)
 DEFAULT_PRECISION = "fp32"
+MIN_VOCAB_SIZE = 5  # 4 specials + 1 word
 ACTIVE_UNIT_THRESHOLD = 0.01  # a latent dimension is active where Var_x E[z_k|x] >= this (Burda et al. 2016)
 
 
@@ -55,8 +56,9 @@ class TextVAEConfig:
         for name in ("vocab_size", "embed_dim", "hidden_dim", "latent_dim"):
             value = getattr(self, name)
             POSITIVE_INT.check(f"model option {name}", value)
-        if self.vocab_size < 5:
-            raise ValueError(f"model option vocab_size must be at least 5 (4 specials + 1 word), got {self.vocab_size}")
+        if self.vocab_size < MIN_VOCAB_SIZE:
+            raise ValueError(f"model option vocab_size must be at least {MIN_VOCAB_SIZE} (4 specials + 1 word), "
+                             f"got {self.vocab_size}")
         for name in ("dropout_in", "dropout_out"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"model option {name} must be in [0, 1), got {getattr(self, name)!r}")
@@ -69,7 +71,8 @@ class TextVAEConfig:
         if self.latent == "vmf" and self.posterior != "gaussian":
             raise ValueError("model option posterior must be 'gaussian' (the default) with latent='vmf'")
         if self.latent == "vmf" and self.latent_dim < 2:
-            raise ValueError("model option latent_dim must be >= 2 for latent='vmf'")
+            raise OptionError("model option ", OptionName("latent_dim"), " must be >= 2 for ", OptionName("latent"),
+                              " 'vmf'")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

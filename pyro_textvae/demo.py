@@ -13,6 +13,7 @@ from __future__ import annotations
 
 SYNTHETIC_SIZES = {"num_train": 10_000, "num_valid": 500, "num_test": 500, "num_topics": 4}
 SYNTHETIC_DEFAULTS = {**SYNTHETIC_SIZES, "seed": 0}  # the synthetic corpus a run's config names
+SYNTHETIC_MAX_TRAIN = 1_000_000  # 100 x the default: minutes and about 2 GB to draw; more never finishes
 SYNTHETIC_EPOCHS = 10
 SYNTHETIC_MODEL = {"hidden_dim": 256}
 SYNTHETIC_OPTIMIZER = "adam"

@@ -8,10 +8,14 @@ import argparse
 
 from evaluation.evaluate_options import EVALUATE_DEFAULTS, SPLITS
 
+from .options import check_folder
+
 
 def _compare(args: argparse.Namespace) -> None:
     """Handler of ``textvae compare``: print the table; with ``--out PREFIX`` also write it as
     ``PREFIX.md`` and ``PREFIX.csv``."""
+    for run in args.runs:
+        check_folder(run, "RUN")
     from evaluation.tables import compare_runs
 
     table = compare_runs(args.runs, out_prefix=args.out, split=args.split)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .options import at_least, positive_float
+from .options import at_least, check_folder, positive_float
 
 
 def _decoding_generator(args: argparse.Namespace):
@@ -22,6 +22,7 @@ def _decoding_generator(args: argparse.Namespace):
 def _reconstruct(args: argparse.Namespace) -> None:
     """``textvae reconstruct``: decode each sentence from its posterior center (``mu`` or the vMF
     mean direction); ``--strategy sample`` draws its words from a generator seeded with ``--seed``."""
+    check_folder(args.run, "RUN")
     import torch
 
     from evaluation.generation import decode, posterior_center
@@ -48,6 +49,7 @@ def _reconstruct(args: argparse.Namespace) -> None:
 def _sample(args: argparse.Namespace) -> None:
     """``textvae sample``: decode ``-n`` prior draws; the draws (``torch.manual_seed``) and the
     words of ``--strategy sample`` (a generator) both follow ``--seed``."""
+    check_folder(args.run, "RUN")
     import torch
 
     from evaluation.generation import decode

@@ -14,13 +14,14 @@ from evaluation.evaluate_options import EVALUATE_DEFAULTS, IW_MEMORY, SPLITS
 from inference.train_config import launched_by_torchrun
 from pyro_textvae.config import PRECISIONS
 
-from .options import at_least
+from .options import at_least, check_folder
 
 
 def _evaluate(args: argparse.Namespace) -> None:
     """Handler of ``textvae evaluate``: open the run's checkpoint, evaluate, print ``eval.md``
     (under torchrun, or with ``--distributed``: the importance sampling shared out over the
     processes, rank 0 printing and writing)."""
+    check_folder(args.run, "RUN")
     from inference.distributed import close_distributed, init_distributed
 
     device = args.device
@@ -33,12 +34,16 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _evaluate_on(args: argparse.Namespace, device) -> None:
-    """Evaluate holding the run folder's lock (rank 0, which writes ``eval.json``)."""
+    """Evaluate holding the run folder's lock (rank 0, which writes ``eval.json``), having removed the
+    temporaries of writes killed halfway."""
     from inference.distributed import rank_and_world_size
+    from inference.run import remove_temporaries
     from pyro_textvae.lock import FolderLock
 
     writer = rank_and_world_size()[0] == 0 and Path(args.run).is_dir()
     with FolderLock(args.run) if writer else contextlib.nullcontext():
+        if writer:
+            remove_temporaries(Path(args.run))
         _evaluate_locked(args, device)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pyro_textvae.config import PRECISIONS
 
-from .options import at_least
+from .options import at_least, path_text
 
 
 def add_experiment_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -16,7 +16,7 @@ def add_experiment_commands(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("experiment", help="train and evaluate several objectives from a TOML file",
                                    description="Train and evaluate the methods of a TOML file into one results "
                                                "folder (a table and pictures); a rerun skips what is done.")
-    parser.add_argument("config", help="experiment TOML file (see pyro_textvae/cli/experiment_file.py)")
+    parser.add_argument("config", type=path_text, help="experiment TOML file (see pyro_textvae/cli/experiment_file.py)")
     parser.add_argument("--seed", type=at_least(0), nargs="+", metavar="S",
                         help="train and evaluate only these seeds (default: the file's seeds)")
     parser.add_argument("--method", action="append", metavar="NAME",
@@ -32,6 +32,8 @@ def add_experiment_commands(subparsers: argparse._SubParsersAction) -> None:
 
 def _experiment_command(args: argparse.Namespace) -> None:
     """Handler of ``textvae experiment``: train, evaluate and report the file's methods."""
+    if not Path(args.config).is_file():  # before the imports below (torch): at once
+        raise ValueError(f"{args.config}: experiment file not found")
     from .experiment_file import load_experiment, select_methods
     from .experiment_runner import report_experiment, run_experiment
 

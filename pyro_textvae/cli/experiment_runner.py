@@ -16,13 +16,19 @@ run resumes from its ``last.pt``, both only if the folder's ``config.json`` agre
 ``--seed S [S ...]`` trains only those seeds (so seeds can run in separate processes), and the
 table covers every evaluated run of the file's seeds and those; ``--method NAME`` (repeatable)
 keeps only those methods, ``--out DIR`` writes into another results folder; ``--report-only`` writes the
-table and pictures of the runs evaluated so far. The tables, scatter and curves need only each run's
+table and pictures of the runs evaluated so far. Each run folder is locked while it trains and
+while it is evaluated, the results folder only while its own files are written (waiting up to
+:data:`RESULTS_WAIT` seconds for another process's), so several seeds or methods can run in
+separate processes into one results folder at once. The tables, scatter and curves need only each run's
 small files (``config.json``, ``metrics.jsonl``, ``eval.json``), which is what ``results/*/runs/`` keeps
 in git (.gitignore); checkpoints stay out.
 """
 from __future__ import annotations
 
+import contextlib
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +39,15 @@ from evaluation.scatter import plot_collapse_against_holes
 from evaluation.tables import eval_filename, write_results
 from evaluation.training_table import write_training_table
 from inference.objective_configs import config_class
-from inference.run import new_trainer, resume_trainer
+from inference.run import new_trainer, remove_temporaries, resume_trainer
 from inference.train_config import TrainConfig
 from pyro_textvae.io import atomic_write_bytes, dataclass_from_dict, load_json
-from pyro_textvae.lock import FolderLock
+from pyro_textvae.lock import FolderInUseError, FolderLock
 from pyro_textvae.run_folder import load_corpus, open_run
 
 from .experiment_file import check_method_name
+
+RESULTS_WAIT = 1800.0  # seconds to wait for another process's table and pictures (holes.png encodes every method)
 
 
 def run_experiment(
@@ -62,11 +70,13 @@ def run_experiment(
         if (run_dir / "config.json").exists():
             _check_run_matches(run_dir, method, config["data"], *_run_options(config, method, seed))
     load_corpus(config["data"], where="experiment [data]")  # a missing or bad corpus: nothing written yet
-    with FolderLock(out):  # one experiment writes a results folder at a time
+    with results_lock(out):
         atomic_write_bytes(out / "experiment.toml", config["source"])
-        for method, seed, run_dir in runs:
-            _train_and_evaluate(config, method, seed, run_dir, progress)
+    for method, seed, run_dir in runs:
+        _train_and_evaluate(config, method, seed, run_dir, progress)
+        with results_lock(out):
             write_results(out, _evaluated_runs(config, seeds))
+    with results_lock(out):
         return _write_report(config, seeds)
 
 
@@ -75,8 +85,26 @@ def report_experiment(config: dict[str, Any], seeds: list[int] | None = None) ->
     written holding the results folder's lock."""
     if not _evaluated_runs(config, seeds or []):
         raise ValueError(f"no evaluated run under {Path(config['out']) / 'runs'} yet")
-    with FolderLock(config["out"]):
+    with results_lock(Path(config["out"])):
         return _write_report(config, seeds)
+
+
+@contextlib.contextmanager
+def results_lock(out: Path, wait: float = RESULTS_WAIT) -> Iterator[FolderLock]:
+    """Hold the results folder's lock, waiting up to ``wait`` seconds while another process writes its
+    table and pictures; the temporaries of a write killed halfway are removed first."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            lock = FolderLock(out)
+            break
+        except FolderInUseError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.5)
+    with lock:
+        remove_temporaries(out)
+        yield lock
 
 
 def _write_report(config: dict[str, Any], seeds: list[int] | None) -> dict[str, list[dict]]:
@@ -144,19 +172,25 @@ def _train_and_evaluate(config: dict, method: dict, seed: int, run_dir: Path, pr
     if (run_dir / "last.pt").exists():
         trainer = resume_trainer(run_dir)
         trainer.config.progress = progress
-        trainer.epoch_metrics.append(curve_metrics())
+        trainer.epoch_metrics += _curve_hooks(trainer.config.curve_samples)
         trainer.fit(resume=True)
     else:
         train = dataclass_from_dict(TrainConfig, {**train_options, "progress": progress}, "experiment [train]")
         trainer = new_trainer(run_dir, config["data"], model, method["objective"], method.get("params", {}),
                               train, overwrite=True)
-        trainer.epoch_metrics.append(curve_metrics())
+        trainer.epoch_metrics += _curve_hooks(train.curve_samples)
         trainer.fit()
     options = config.get("evaluate", {})
     device = train_options.get("device", "cpu")
     with FolderLock(run_dir):
+        remove_temporaries(run_dir)
         return evaluate_run(open_run(run_dir, device=device), progress=progress, seed=seed, checkpoint="best",
                             device=device, **options)
+
+
+def _curve_hooks(samples: int) -> list:
+    """The validation curves' hook of ``samples`` prior draws (the run's ``curve_samples``); none for 0."""
+    return [curve_metrics(samples)] if samples else []
 
 
 def _check_run_matches(run_dir: Path, method: dict, data: dict, model: dict, train: dict) -> None:

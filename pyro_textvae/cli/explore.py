@@ -8,17 +8,19 @@ posterior summary ``summary.csv`` (``az.summary``, statistics only) and the per-
 ``--draws``, ``--dims``, ...) go into ``DIR/explore_config.json`` (not ``config.json``: DIR may
 be a run folder). ``textvae explore RUN1 RUN2 ... --out DIR`` does
 this for each run in ``DIR/<run name>/`` and lays their hole pictures side by side in
-``DIR/hole_comparison.png`` (Zhang et al. 2022, Figure 1, from our own runs).
+``DIR/hole_comparison.png`` (Zhang et al. 2022, Figure 1, from our own runs). It holds the lock of
+every folder it writes (the run folders and DIR) and first removes the temporaries of writes killed halfway.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 from collections.abc import Sequence
 from pathlib import Path
 
-from .options import at_least
+from .options import at_least, check_folder
 
 EXPLORE_CONFIG = "explore_config.json"
 EXPLORE_OPTIONS = ("split", "sentences", "draws", "chains", "dims", "point", "label_names", "prior_samples",
@@ -156,18 +158,47 @@ def _check_against_runs(runs, args: argparse.Namespace) -> None:
 def explore_command(args: argparse.Namespace) -> None:
     """``textvae explore``: see the module docstring. Bad options raise ValueError; a bad run
     folder raises CheckpointError (from ``open_run``)."""
+    for path in args.runs:
+        check_folder(path, "RUN")
     import matplotlib
 
-    from evaluation.plots import plot_hole_comparison, save_figure
-    from pyro_textvae.io import save_json
     from pyro_textvae.run_folder import open_run
 
     matplotlib.use("Agg")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out}: exists and is not a folder")
-    runs = [open_run(path, checkpoint=args.checkpoint, device=args.device) for path in args.runs]
-    _check_against_runs(runs, args)
+    with contextlib.ExitStack() as locks:
+        locked = _lock_written_folders(locks, args.runs)
+        runs = [open_run(path, checkpoint=args.checkpoint, device=args.device) for path in args.runs]
+        _check_against_runs(runs, args)
+        _lock_written_folders(locks, [out], locked)  # after the checks: a refused command creates no DIR
+        _explore_runs(runs, out, args)
+
+
+def _lock_written_folders(locks: contextlib.ExitStack, folders: Sequence[str | Path],
+                          locked: frozenset[Path] = frozenset()) -> frozenset[Path]:
+    """Take the lock of each folder explore writes onto ``locks``, once per folder (those ``locked``
+    already, and a DIR that is a run folder, are not locked again); remove what writes killed halfway
+    left there and in its sub-folders. Returns every folder locked."""
+    from inference.run import remove_temporaries
+    from pyro_textvae.lock import FolderLock
+
+    for folder in dict.fromkeys(Path(folder).resolve() for folder in folders):
+        if folder in locked:
+            continue
+        locks.enter_context(FolderLock(folder))
+        locked |= {folder}
+        for inner in [folder, *(path for path in folder.iterdir() if path.is_dir())]:
+            remove_temporaries(inner)
+    return locked
+
+
+def _explore_runs(runs, out: Path, args: argparse.Namespace) -> None:
+    """Everything explore writes of the opened ``runs`` into ``out``, holding their locks."""
+    from evaluation.plots import plot_hole_comparison, save_figure
+    from pyro_textvae.io import save_json
+
     options = {name: getattr(args, name) for name in EXPLORE_OPTIONS}
     save_json(out / EXPLORE_CONFIG, {"runs": [str(run.path.resolve()) for run in runs], **options})
     if len(runs) == 1:

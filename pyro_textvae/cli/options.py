@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from pathlib import Path
 from typing import NoReturn
 
-from pyro_textvae.errors import OptionError
+from pyro_textvae.errors import CheckpointError, OptionError
 
 
-def at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse ``type``: an integer >= ``minimum`` (argparse names the option in the error)."""
+def at_least(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type``: an integer >= ``minimum`` and, where given, <= ``maximum`` (argparse names
+    the option in the error)."""
 
     def parse(text: str) -> int:
         try:
@@ -22,6 +24,8 @@ def at_least(minimum: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"expects an integer, got {text!r}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be <= {maximum:,}, got {value:,}")
         return value
 
     parse.__name__ = f"integer >= {minimum}"
@@ -39,6 +43,34 @@ def positive_float(text: str) -> float:
     return value
 
 
+def fraction(text: str) -> float:
+    """An argparse ``type``: a number in [0, 1) (a dropout probability)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expects a number, got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
+def path_text(text: str) -> str:
+    """An argparse ``type``: a path that is not empty (an unset shell variable reads as ``""``)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expects a path, got {text!r} (an unset shell variable?)")
+    return text
+
+
+def check_folder(path: str, what: str, kind: str = "run folder") -> None:
+    """Refuse, before anything heavy is imported, an empty ``path`` (``ValueError`` naming ``what``, the
+    flag or argument) and one that is not a folder (``CheckpointError`` naming the ``kind`` of folder)."""
+    if not path.strip():
+        raise ValueError(f"{what}: expects a path, got {path!r} (an unset shell variable?)")
+    if not Path(path).is_dir():
+        named = f"{what}: " if what.startswith("-") else ""
+        raise CheckpointError(f"{named}{kind} {path!r} does not exist or is not a folder")
+
+
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Appends ``(default: X)`` to an option's help unless it has no default (None, a flag's False)
     or the help already says it."""
@@ -53,9 +85,14 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return f"{help_text} (default: %(default)s)"
 
 
+GIVEN = "options_given"  # the namespace attribute of :meth:`Parser.parse_known_args`
+
+
 class Parser(argparse.ArgumentParser):
     """An ``ArgumentParser`` (and, through ``add_subparsers``, every sub-parser) that shows defaults
-    in ``--help`` and reports a bad command line in one line, ``PROG: error: MESSAGE``, exit 2."""
+    in ``--help`` and reports a bad command line in one line, ``PROG: error: MESSAGE``, exit 2.
+    A parser without sub-commands records which options the command line gave (a value equal to
+    the default counts as given) in the namespace's :data:`GIVEN`."""
 
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
@@ -64,6 +101,25 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def parse_known_args(self, args=None, namespace=None):
+        """``ArgumentParser.parse_known_args``, plus :data:`GIVEN`: the destinations given in ``args``."""
+        parsed, extras = super().parse_known_args(args, namespace)
+        if not hasattr(self, "commands"):
+            setattr(parsed, GIVEN, self._given(args))
+        return parsed, extras
+
+    def _given(self, args) -> frozenset[str]:
+        """The destinations that ``args`` sets: those of a parse with no defaults."""
+        defaults = [(action, action.default) for action in self._actions]
+        try:
+            for action, _ in defaults:
+                action.default = argparse.SUPPRESS
+            bare, _ = super().parse_known_args(args, argparse.Namespace())
+        finally:
+            for action, default in defaults:
+                action.default = default
+        return frozenset(vars(bare)) - set(self._defaults)
 
     def add_subparsers(self, **kwargs) -> argparse._SubParsersAction:
         """``add_subparsers``, the action kept as :attr:`commands` (its ``choices``: name -> parser)."""

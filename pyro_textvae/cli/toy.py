@@ -33,6 +33,14 @@ def add_toy_command(subparsers: argparse._SubParsersAction) -> None:
 def toy_command(args: argparse.Namespace) -> None:
     """``textvae toy``: train the toy under each objective, draw the grid, write the KL table and
     the ``config.json`` and ``metrics.json`` of the module docstring."""
+    from inference.objective_configs import config_class
+
+    objectives = None if not args.objectives else tuple(n.strip() for n in args.objectives.split(","))
+    try:
+        for name in objectives or ():
+            config_class(name)
+    except ValueError as error:
+        raise ValueError(f"--objectives: {error}") from None
     import matplotlib
 
     from evaluation.plots import plot_toy_grid, save_figure
@@ -49,7 +57,7 @@ def toy_command(args: argparse.Namespace) -> None:
     from .explore import write_csv
 
     matplotlib.use("Agg")
-    objectives = TOY_OBJECTIVES if not args.objectives else tuple(n.strip() for n in args.objectives.split(","))
+    objectives = objectives or TOY_OBJECTIVES
     config = ToyConfig(steps=args.steps, seed=args.seed)
     runs = train_toy_objectives(objectives, config)
     out = Path(args.out)

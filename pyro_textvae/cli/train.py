@@ -20,15 +20,19 @@ from inference.objective_configs import (
 )
 from inference.train_config import (
     DEFAULT_LR,
+    MAX_CURVE_SAMPLES,
+    MAX_LR,
     OPTIMIZER_NAMES,
     SYNTHETIC_DEFAULTS,
     SYNTHETIC_EPOCHS,
     TrainConfig,
 )
-from pyro_textvae.config import DEFAULT_MAX_LENGTH, INITS, LATENTS, PRECISIONS, TextVAEConfig
-from pyro_textvae.demo import SYNTHETIC_MODEL, SYNTHETIC_OPTIMIZER
+from pyro_textvae.config import DEFAULT_MAX_LENGTH, INITS, LATENTS, MIN_VOCAB_SIZE, PRECISIONS, TextVAEConfig
+from pyro_textvae.demo import SYNTHETIC_MAX_TRAIN, SYNTHETIC_MODEL, SYNTHETIC_OPTIMIZER
 
-from .options import Parser, at_least
+from .options import GIVEN, Parser, at_least, check_folder, fraction, path_text, positive_float
+
+MAX_THREADS = 4 * (os.cpu_count() or 1)  # more only slow torch down; tens of thousands crash it
 
 
 def _add_objective_arguments(group: argparse._ArgumentGroup) -> None:
@@ -74,17 +78,18 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="seed of the parameters, the batches and the synthetic corpus")
     p.add_argument("--out", default="runs/textvae", metavar="RUN", help="run folder")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
-    p.add_argument("--resume", metavar="RUN",
+    p.add_argument("--resume", type=path_text, metavar="RUN",
                    help="continue RUN from last.pt (other options come from RUN, except --epochs, --device and "
                         "--precision)")
 
 
 def _add_data_arguments(data: argparse._ArgumentGroup) -> None:
-    data.add_argument("--data", metavar="DIR", help="corpus folder with train.txt, valid.txt, test.txt "
+    data.add_argument("--data", type=path_text, metavar="DIR", help="corpus folder with train.txt, valid.txt, test.txt "
                                                     "(default: the embedded synthetic corpus)")
     data.add_argument("--synthetic", action="store_true", help="use the embedded synthetic corpus (the default)")
-    data.add_argument("--synthetic-train", type=at_least(1), default=SYNTHETIC_DEFAULTS["num_train"], metavar="N",
-                      help="training sentences of the synthetic corpus")
+    data.add_argument("--synthetic-train", type=at_least(1, SYNTHETIC_MAX_TRAIN),
+                      default=SYNTHETIC_DEFAULTS["num_train"], metavar="N",
+                      help=f"training sentences of the synthetic corpus (at most {SYNTHETIC_MAX_TRAIN:,})")
     data.add_argument("--labels", choices=["auto", "yes", "no"], default="auto",
                       help="whether lines start with label<TAB> (auto: detected)")
     data.add_argument("--min-count", type=at_least(1), default=1, metavar="N",
@@ -96,17 +101,19 @@ def _add_data_arguments(data: argparse._ArgumentGroup) -> None:
 
 
 def _add_model_arguments(model: argparse._ArgumentGroup) -> None:
-    model.add_argument("--embed-dim", type=int, default=TextVAEConfig.embed_dim, help="word embedding size")
-    model.add_argument("--hidden-dim", type=int, help=f"LSTM state size (default: {TextVAEConfig.hidden_dim} with "
-                       f"--data, {SYNTHETIC_MODEL['hidden_dim']} on the synthetic corpus)")
-    model.add_argument("--latent-dim", type=int, default=TextVAEConfig.latent_dim, help="dimension d of z")
-    model.add_argument("--dropout-in", type=float, default=TextVAEConfig.dropout_in,
+    model.add_argument("--embed-dim", type=at_least(1), default=TextVAEConfig.embed_dim, help="word embedding size")
+    model.add_argument("--hidden-dim", type=at_least(1), help=f"LSTM state size (default: "
+                       f"{TextVAEConfig.hidden_dim} with --data, {SYNTHETIC_MODEL['hidden_dim']} on the synthetic "
+                       "corpus)")
+    model.add_argument("--latent-dim", type=at_least(1), default=TextVAEConfig.latent_dim, help="dimension d of z")
+    model.add_argument("--dropout-in", type=fraction, default=TextVAEConfig.dropout_in,
                        help="dropout on the decoder's input embeddings")
-    model.add_argument("--dropout-out", type=float, default=TextVAEConfig.dropout_out,
+    model.add_argument("--dropout-out", type=fraction, default=TextVAEConfig.dropout_out,
                        help="dropout on the decoder's LSTM outputs")
     model.add_argument("--latent", choices=LATENTS, default=TextVAEConfig.latent,
                        help="Gaussian z with a N(0, I) prior, or von Mises-Fisher z with a uniform prior on the sphere")
-    model.add_argument("--kappa", type=float, default=TextVAEConfig.kappa, help="vMF concentration (--latent vmf)")
+    model.add_argument("--kappa", type=positive_float, default=TextVAEConfig.kappa,
+                       help="vMF concentration (--latent vmf)")
     model.add_argument("--init", choices=INITS, default=TextVAEConfig.init,
                        help="how the parameters are drawn: PyTorch's defaults, or as the DG-VAE paper's code "
                             "(every parameter U(-0.01, 0.01), embeddings U(-0.1, 0.1), bias-free heads)")
@@ -124,7 +131,7 @@ def _add_training_arguments(train: argparse._ArgumentGroup) -> None:
     train.add_argument("--batch-size", type=int, default=TrainConfig.batch_size, help="sentences per step and process")
     train.add_argument("--optimizer", choices=OPTIMIZER_NAMES, help=f"optimiser (default: {TrainConfig.optimizer} "
                        f"with --data, {SYNTHETIC_OPTIMIZER} on the synthetic corpus)")
-    train.add_argument("--lr", type=float, help="learning rate (default: "
+    train.add_argument("--lr", type=float, help=f"learning rate, at most {MAX_LR:g} (default: "
                        + ", ".join(f"{lr:g} with {name}" for name, lr in DEFAULT_LR.items()) + ")")
     train.add_argument("--clip-norm", type=float, default=TrainConfig.clip_norm, help="global gradient-norm clip")
     train.add_argument("--decay-patience", type=int, metavar="N",
@@ -143,16 +150,17 @@ def _add_training_arguments(train: argparse._ArgumentGroup) -> None:
     train.add_argument("--no-validate-args", action="store_true", help="turn Pyro's argument checks off (faster)")
     train.add_argument("--device", help=f"cpu, cuda or cuda:K (cuda: one GPU per local rank) (default: "
                                         f"{TrainConfig.device}; with --resume: the run's own device)")
-    train.add_argument("--threads", type=at_least(1), metavar="N", help="torch threads (default: torch's, the "
-                       "number of cores or OMP_NUM_THREADS; recorded in config.json and used again by --resume)")
+    train.add_argument("--threads", type=at_least(1, MAX_THREADS), metavar="N", help="torch threads, at most "
+                       f"{MAX_THREADS}, four per core (default: torch's, the number of cores or OMP_NUM_THREADS; "
+                       "recorded in config.json and used again by --resume)")
     train.add_argument("--precision", choices=PRECISIONS, help="the networks in fp32 or bf16 mixed precision "
                        f"(default: {TrainConfig.precision}; with --resume: the run's own)")
     train.add_argument("--distributed", action="store_true",
                        help="train with torch.distributed (automatic under torchrun with > 1 process)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
-    train.add_argument("--curve-samples", type=int, metavar="S",
-                       help="prior draws of the per-epoch validation joint-KL (default: "
-                            "evaluation.curves.CURVE_PRIOR_SAMPLES; 0: no MI and joint-KL curves)")
+    train.add_argument("--curve-samples", type=at_least(0, MAX_CURVE_SAMPLES), metavar="S",
+                       help=f"prior draws of the per-epoch validation joint-KL, recorded in config.json (default: "
+                            f"{TrainConfig.curve_samples}; with --resume: the run's own; 0: no MI and joint-KL curves)")
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -163,15 +171,18 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _train_runs(args: argparse.Namespace) -> None:
-    if args.resume:
+    if args.resume is not None:
         _check_resume_options(args)
-        curves = _curve_hooks(args.curve_samples)
+        if int(os.environ.get("RANK", "0")) == 0:  # rank 0 alone reads the run folder
+            check_folder(args.resume, "--resume")
         from inference.run import resume_trainer
 
         trainer = resume_trainer(args.resume, epochs=args.epochs, distributed=True if args.distributed else None,
                                  device=args.device, precision=args.precision)
         trainer.config.progress = not args.no_progress
-        trainer.epoch_metrics += curves
+        if args.curve_samples is not None:
+            trainer.config.curve_samples = args.curve_samples
+        trainer.epoch_metrics += _curve_hooks(trainer.config.curve_samples)
         record = trainer.fit(resume=True)
         if trainer.epochs_trained == 0 and int(os.environ.get("RANK", "0")) == 0:
             how = "done, stopped early at the plateau" if record.get("early_stop") else "done"
@@ -180,14 +191,17 @@ def _train_runs(args: argparse.Namespace) -> None:
             return
         _report(record, trainer.run_dir)
         return
-    if args.data and args.synthetic:
+    if args.data is not None and args.synthetic:
         raise ValueError("--data and --synthetic exclude each other")
+    if args.data is not None:
+        check_folder(args.data, "--data", "corpus folder")
     data = {"min_count": args.min_count, "max_vocab": args.max_vocab, "max_length": args.max_length}
-    if args.data:
+    if args.data is not None:
         data.update(path=str(Path(args.data).resolve()), labels=args.labels)
     else:
         data["synthetic"] = {"num_train": args.synthetic_train, "seed": args.seed}
     model = _model_options(args)
+    TextVAEConfig(MIN_VOCAB_SIZE, **model)  # the model options checked together, before the corpus is read
     params = _parse_params(args.param)
     for flag, item in shortcut_options().items():
         value = getattr(args, flag[2:].replace("-", "_"))
@@ -196,7 +210,7 @@ def _train_runs(args: argparse.Namespace) -> None:
     train, params = _train_config(args, params)
     runs = _sweep(params)
     configs = [configure_from_text(args.objective, run, model["latent"]) for run in runs]  # all checked first
-    curves = _curve_hooks(args.curve_samples)
+    curves = _curve_hooks(train.curve_samples)
     from inference.run import new_trainer
 
     swept = [k for k, v in params.items() if len(v) > 1]
@@ -216,22 +230,29 @@ RESUME_OPTIONS = ("resume", "epochs", "device", "distributed", "no_progress", "p
 
 
 def _check_resume_options(args: argparse.Namespace) -> None:
-    """Refuse options that ``--resume`` would ignore (the run's own come from its config.json)."""
-    defaults = Parser()
-    _add_train_arguments(defaults)
-    given = [name for name, default in vars(defaults.parse_args([])).items()
-             if name not in RESUME_OPTIONS and getattr(args, name) != default]
+    """Refuse options that ``--resume`` would ignore (the run's own come from its config.json): every
+    option given on the command line but those of :data:`RESUME_OPTIONS`, whatever its value."""
+    parser = _train_parser()
+    order = [action.dest for action in parser._actions]
+    given = sorted(set(getattr(args, GIVEN)) - set(RESUME_OPTIONS), key=order.index)
     if given:
-        flags = ", ".join(f"--{name.replace('_', '-')}" for name in given)
+        flags = ", ".join(parser.flag_of(name) for name in given)
         raise ValueError(f"--resume {args.resume} takes its options from {args.resume}/config.json; {flags} cannot "
                          "change there (only --epochs, --device, --precision)")
+
+
+def _train_parser() -> Parser:
+    """A parser of ``textvae train``'s options alone (their order, for messages)."""
+    parser = Parser()
+    _add_train_arguments(parser)
+    return parser
 
 
 def _model_options(args: argparse.Namespace) -> dict:
     """The model options given, the unset ones (None) from :data:`pyro_textvae.demo.SYNTHETIC_MODEL` on
     the synthetic corpus and from :class:`~pyro_textvae.config.TextVAEConfig` (the paper's) with --data."""
     names = ("embed_dim", "hidden_dim", "latent_dim", "dropout_in", "dropout_out", "latent", "kappa", "init")
-    defaults = {} if args.data else SYNTHETIC_MODEL
+    defaults = {} if args.data is not None else SYNTHETIC_MODEL
     options = {k: getattr(args, k) if getattr(args, k) is not None else defaults.get(k, getattr(TextVAEConfig, k))
                for k in names}
     if args.linear_bias is not None:
@@ -239,17 +260,12 @@ def _model_options(args: argparse.Namespace) -> dict:
     return options
 
 
-def _curve_hooks(samples: int | None) -> list:
-    """The per-epoch validation MI and joint-KL hook (:func:`evaluation.curves.curve_metrics`), none
-    when ``samples`` is 0; a bad count is refused before any run folder exists."""
-    from evaluation.curves import CURVE_PRIOR_SAMPLES, curve_metrics
+def _curve_hooks(samples: int) -> list:
+    """The per-epoch validation MI and joint-KL hook (:func:`evaluation.curves.curve_metrics`) of
+    ``samples`` prior draws (``TrainConfig.curve_samples``), none when ``samples`` is 0."""
+    from evaluation.curves import curve_metrics
 
-    if samples == 0:
-        return []
-    try:
-        return [curve_metrics(CURVE_PRIOR_SAMPLES if samples is None else samples)]
-    except ValueError as error:
-        raise ValueError(f"--curve-samples: {error}") from None
+    return [curve_metrics(samples)] if samples else []
 
 
 def _train_config(
@@ -269,8 +285,8 @@ def _train_config(
         defaults = config_class(args.objective).defaults()
         params = {**{k: [str(v)] for k, v in schedule.objective_params(defaults).items()}, **params}
     elif args.epochs is None:
-        plateau["epochs"] = TrainConfig.epochs if args.data else SYNTHETIC_EPOCHS
-    optimizer = args.optimizer or (TrainConfig.optimizer if args.data else SYNTHETIC_OPTIMIZER)
+        plateau["epochs"] = TrainConfig.epochs if args.data is not None else SYNTHETIC_EPOCHS
+    optimizer = args.optimizer or (TrainConfig.optimizer if args.data is not None else SYNTHETIC_OPTIMIZER)
     config = TrainConfig(
         batch_size=args.batch_size, optimizer=optimizer, lr=args.lr, clip_norm=args.clip_norm,
         seed=args.seed, checkpoint_every=args.checkpoint_every, checkpoint_minutes=args.checkpoint_minutes,
@@ -278,6 +294,7 @@ def _train_config(
         validate_args=not args.no_validate_args, device=args.device or TrainConfig.device,
         progress=not args.no_progress, distributed=True if args.distributed else None, threads=args.threads,
         precision=args.precision or TrainConfig.precision,
+        curve_samples=TrainConfig.curve_samples if args.curve_samples is None else args.curve_samples,
         **{k: v for k, v in plateau.items() if v is not None},
     )
     return config, params

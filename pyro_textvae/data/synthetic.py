@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..demo import SYNTHETIC_SIZES
+from ..demo import SYNTHETIC_MAX_TRAIN, SYNTHETIC_SIZES
 from ..io import atomic_write_bytes
 from .corpus import SPLIT_NAMES, Corpus, Split
 from .vocab import _check_count
@@ -132,6 +132,9 @@ def synthetic_splits(
     sizes = {"train": num_train, "valid": num_valid, "test": num_test}
     for name, size in sizes.items():
         _check_count(size, f"num_{name}", 1)
+        if size > SYNTHETIC_MAX_TRAIN:
+            raise ValueError(f"num_{name} must be <= {SYNTHETIC_MAX_TRAIN:,} (the synthetic corpus is drawn in "
+                             f"memory), got {size:,}")
     _check_count(seed, "seed", 0)
     lexicon = topic_lexicon(num_topics)
     splits = {}

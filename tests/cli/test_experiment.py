@@ -7,6 +7,9 @@ import itertools
 import re
 import statistics
 import struct
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,7 @@ from evaluation.tables import COLUMNS, write_results
 from pyro_textvae.cli import main
 from pyro_textvae.cli.experiment_file import load_experiment
 from pyro_textvae.io import load_json
+from pyro_textvae.lock import FolderLock
 
 CONFIG = """
 out = "results"
@@ -130,6 +134,30 @@ def test_seeds_run_apart_and_the_table_joins_them(tmp_path, capsys):
     assert row["seeds"] == "2" and nll[0] != nll[1]
     assert float(row["NLL mean"]) == pytest.approx(statistics.fmean(nll))
     assert float(row["NLL std"]) == pytest.approx(statistics.stdev(nll))
+
+
+def test_two_seeds_run_at_once_into_one_results_folder(tmp_path):
+    """README's seeds side by side: `experiment FILE --seed 0 &` and `--seed 1 &` into one results folder.
+    Each run folder is locked while it trains and is evaluated; the results folder only while a process
+    writes its files, so both finish (started while the folder is busy, they wait for it), and the
+    table then joins both seeds."""
+    config = tmp_path / "mini.toml"
+    head = CONFIG.split("[[methods]]")[0].replace("seeds = [0]", "seeds = [0, 1]")
+    config.write_text(head + '[[methods]]\nname = "VAE"\nobjective = "elbo"\n')
+    out = tmp_path / "results"
+    out.mkdir()
+    (out / ".results.md.k1ll3d.tmp").write_text("half a table")  # a report killed halfway
+    with FolderLock(out):  # busy when both start
+        processes = [subprocess.Popen([sys.executable, "-m", "pyro_textvae.cli", "experiment", str(config),
+                                       "--no-progress", "--seed", seed], stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.PIPE, text=True) for seed in ("0", "1")]
+        time.sleep(2)
+    errors = [process.communicate(timeout=600)[1] for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], errors
+    assert main(["experiment", str(config), "--report-only"]) == 0
+    with open(out / "results.csv") as handle:
+        (row,) = csv.DictReader(handle)
+    assert row["seeds"] == "2" and not list(out.glob(".*.tmp"))
 
 
 def test_a_run_folder_that_disagrees_with_the_file_is_not_reused(tmp_path, capsys):

@@ -36,6 +36,14 @@ def test_an_old_run_folder_resumes_evaluates_and_samples(old_run, capsys):
     assert len(capsys.readouterr().out.splitlines()) == 3
 
 
+@pytest.mark.parametrize("old_run", ["bn"], indirect=True)
+def test_an_old_run_resumes_with_the_curves_it_ran_with(old_run):
+    """config.json before curve_samples: the count its metrics.jsonl shows (no curves: 0), not the default."""
+    assert main(["train", "--resume", str(old_run), "--epochs", "2", "--no-progress"]) == 0
+    records = [json.loads(line) for line in (old_run / "metrics.jsonl").read_text().splitlines()]
+    assert [record["epoch"] for record in records] == [1, 2] and not any("valid_mi" in record for record in records)
+
+
 RENAMED = {"gamma": "bn_gamma", "disc_hidden": "hidden_dim", "disc_lr": "lr", "lambda": "weight"}  # old: current
 
 

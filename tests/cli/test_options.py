@@ -103,6 +103,50 @@ def test_help_and_option_errors_import_neither_torch_nor_pyro(argv):
     assert result.returncode == 0, result.stderr
 
 
+FAST_ERRORS = [
+    (["train", "--latent-dim", "0"], "textvae train: error: argument --latent-dim: must be >= 1, got 0"),
+    (["train", "--latent", "vmf", "--latent-dim", "1"],
+     "textvae train: error: model option --latent-dim must be >= 2 for --latent 'vmf'"),
+    (["train", "--dropout-out", "1"], "textvae train: error: argument --dropout-out: must be in [0, 1), got 1"),
+    (["train", "--data", "{tmp}/absent"], "textvae train: error: --data: corpus folder '{tmp}/absent' does not exist"),
+    (["train", "--data", ""], "textvae train: error: argument --data: expects a path, got ''"),
+    (["train", "--resume", ""], "textvae train: error: argument --resume: expects a path, got ''"),
+    (["train", "--resume", "{tmp}/absent"], "textvae train: error: --resume: run folder '{tmp}/absent' does not"),
+    (["train", "--synthetic-train", "1000000000"],
+     "textvae train: error: argument --synthetic-train: must be <= 1,000,000, got 1,000,000,000"),
+    (["train", "--curve-samples", "1" + "0" * 30],
+     "textvae train: error: argument --curve-samples: must be <= 1,000,000"),
+    (["train", "--threads", "100000"], "textvae train: error: argument --threads: must be <= "),
+    (["train", "--param", "warmup_epochs=inf"],
+     "textvae train: error: objective 'elbo': parameter warmup_epochs=inf must be finite"),
+    (["evaluate", "{tmp}/absent"], "textvae evaluate: error: run folder '{tmp}/absent' does not exist"),
+    (["evaluate", ""], "textvae evaluate: error: RUN: expects a path, got ''"),
+    (["sample", "{tmp}/absent"], "textvae sample: error: run folder '{tmp}/absent' does not exist"),
+    (["reconstruct", "{tmp}/absent", "a b"], "textvae reconstruct: error: run folder '{tmp}/absent' does not"),
+    (["explore", "{tmp}/absent", "--out", "{tmp}/x"], "textvae explore: error: run folder '{tmp}/absent' does"),
+    (["compare", "{tmp}/absent"], "textvae compare: error: run folder '{tmp}/absent' does not exist"),
+    (["experiment", "{tmp}/absent.toml"], "textvae experiment: error: {tmp}/absent.toml: experiment file not found"),
+    (["toy", "--out", "{tmp}/toy", "--objectives", "elbo,nope"],
+     "textvae toy: error: --objectives: unknown objective 'nope'; valid: elbo"),
+]
+
+
+@pytest.mark.parametrize("argv, message", FAST_ERRORS, ids=[" ".join(a) for a, _ in FAST_ERRORS])
+def test_paths_and_option_ranges_are_refused_before_torch_is_imported_naming_the_flag(argv, message, tmp_path):
+    """A missing folder or file, an empty path, a model option out of range: one line naming the flag
+    or the path, exit 2, nothing written, and neither torch nor Pyro imported (so it comes at once)."""
+    code = ("import sys\nfrom pyro_textvae.cli import main\ntry:\n    status = main(sys.argv[1:])\n"
+            "except SystemExit as exit_:\n    status = exit_.code\n"
+            "heavy = [m for m in ('torch', 'pyro', 'arviz', 'matplotlib') if m in sys.modules]\n"
+            "assert not heavy, heavy\nsys.exit(status)\n")
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    out = ["--out", str(tmp_path / "new")] if argv[0] == "train" and "--resume" not in argv else []
+    result = subprocess.run([sys.executable, "-c", code, *argv, *out], capture_output=True, text=True, check=False)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(message.format(tmp=tmp_path)), result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("options") / "run"
@@ -127,6 +171,10 @@ BAD_OPTIONS = [
     (["train", "--epochs", "0"], "textvae train: error: --epochs must be >= 1, got 0"),
     (["train", "--min-count", "0"], "textvae train: error: argument --min-count: must be >= 1, got 0"),
     (["train", "--lr", "-1"], "textvae train: error: --lr must be > 0, got -1.0"),
+    (["train", "--lr", "inf"], "textvae train: error: --lr must be <= 100 (the paper's rates are 0.5 with sgd"),
+    (["train", "--lr", "3e38", "--optimizer", "sgd"], "textvae train: error: --lr must be <= 100"),
+    (["train", "--lr", "1e38", "--optimizer", "adam"], "textvae train: error: --lr must be <= 100"),
+    (["train", "--lr", "nan"], "textvae train: error: --lr must be > 0, got nan"),
     (["train", "--lr-decay", "2"], "textvae train: error: --lr-decay must be in (0, 1), got 2.0"),
     (["train", "--checkpoint-minutes", "-1"],
      "textvae train: error: --checkpoint-minutes must be >= 0 (0: off), got -1.0"),

@@ -51,15 +51,34 @@ def test_resume_of_a_finished_run_says_there_is_nothing_to_do(finished, capsys):
     assert _files(finished) == before
 
 
-@pytest.mark.parametrize("extra, flags", [(["--objective", "dg"], "--objective"),
-                                          (["--batch-size", "8", "--lr", "0.1"], "--batch-size, --lr")])
-def test_resume_refuses_the_options_it_would_ignore(finished, capsys, extra, flags):
+@pytest.mark.parametrize("epochs", [["--epochs", "3"], []], ids=["more epochs", "finished"])
+@pytest.mark.parametrize("extra, flags", [
+    (["--objective", "dg"], "--objective"),
+    (["--batch-size", "8", "--lr", "0.1"], "--batch-size, --lr"),
+    (["--objective", "elbo"], "--objective"),  # the run's own value and the parser's default: given all the same
+    (["--seed", "2", "--latent-dim", "3"], "--latent-dim, --seed"),
+    (["--init", "pytorch", "--linear-bias", "on"], "--init, --linear-bias"),
+    (["--out", "runs/textvae", "--warmup-epochs", "1"], "--warmup-epochs, --out"),
+])
+def test_resume_refuses_the_options_it_would_ignore(finished, capsys, extra, flags, epochs):
+    """Every option given beside --resume but --epochs, --device, --precision (and the progress, the
+    curves, --distributed) is refused, even at the value config.json holds; on a finished run too."""
     before = _files(finished)
-    assert main(["train", "--resume", str(finished), "--epochs", "3", *extra]) == 2
+    assert main(["train", "--resume", str(finished), *epochs, *extra]) == 2
     err = capsys.readouterr().err
     assert err == (f"textvae train: error: --resume {finished} takes its options from {finished}/config.json; "
                    f"{flags} cannot change there (only --epochs, --device, --precision)\n")
     assert _files(finished) == before
+
+
+def test_the_curve_samples_are_recorded_and_used_again_by_resume(tmp_path):
+    """--curve-samples goes into config.json, so a resume draws the curves' joint-KL as the run began."""
+    out = tmp_path / "curves"
+    assert main(["train", "--epochs", "1", "--out", str(out), "--curve-samples", "64", *TINY]) == 0
+    assert json.loads((out / "config.json").read_text())["train"]["curve_samples"] == 64
+    assert main(["train", "--resume", str(out), "--epochs", "2", "--no-progress"]) == 0
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [record["valid_joint_kl_prior_samples"] for record in records] == [64, 64]
 
 
 def test_reconstruct_names_the_words_it_reads_as_unk(finished, capsys):

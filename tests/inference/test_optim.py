@@ -80,6 +80,23 @@ def test_scale_lr_and_set_lr_reach_existing_and_future_optimisers():
     torch.testing.assert_close(later.detach(), torch.tensor([-0.1]))
 
 
+def test_a_restored_state_is_kept_and_scaled_until_its_parameter_steps():
+    """A state set on resume and not yet used by a step is in :meth:`get_state` (a checkpoint written
+    before the next step keeps Adam's moments) and a halving of the lr meanwhile reaches it."""
+    first = ClippedOptim("adam", lr=1e-3)
+    first(set(_params_with_grads([1.0])))
+    saved = first.get_state()
+    resumed = ClippedOptim("adam", lr=1e-3)
+    resumed.set_state(saved)
+    assert resumed.get_state() == saved
+    resumed.scale_lr(0.5)
+    param = pyro.param("p0").unconstrained()
+    param.grad = torch.ones(1)
+    resumed({param})
+    (optimizer,) = resumed.optim_objs.values()
+    assert optimizer.param_groups[0]["lr"] == 5e-4 and optimizer.state_dict()["state"][0]["step"] == 2
+
+
 def test_a_non_finite_gradient_norm_is_refused_before_any_step():
     params = _params_with_grads([float("nan"), 1.0])
     before = params[0].detach().clone()

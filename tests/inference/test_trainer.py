@@ -247,3 +247,31 @@ def test_config_json_with_wrong_types_or_keys_is_refused(tmp_path):
         path.write_text(json.dumps(config))
         with pytest.raises(ValueError, match=message):
             resume_trainer(tmp_path / "run")
+
+
+@pytest.mark.parametrize("checkpoint_every, at", [(1, 3), (0, 6)], ids=["at a step's checkpoint", "at the epoch's end"])
+def test_a_diverged_update_is_never_written_to_a_checkpoint(tmp_path, checkpoint_every, at):
+    """An update that leaves an infinity in a parameter (as SGD at a huge lr does) stops training before
+    validation or a checkpoint reads it; last.pt keeps the last finite state and still loads."""
+    trainer = _train(tmp_path, epochs=2, checkpoint_every=checkpoint_every)
+    trainer.fit()
+    kept = _parameters(tmp_path / "run")
+    resumed = resume_trainer(tmp_path / "run", epochs=3)
+    step, calls = resumed.step, {"n": 0}
+
+    def diverging(tokens, mask):
+        values = step(tokens, mask)
+        calls["n"] += 1
+        if calls["n"] == at:
+            with torch.no_grad():
+                next(resumed.vae.parameters()).fill_(math.inf)
+        return values
+
+    resumed.step = diverging
+    with pytest.raises(FloatingPointError, match=f"non-finite values in .* at step {12 + at}: the updates diverged"):
+        resumed.fit(resume=True)
+    state = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert state["trainer"]["step"] == (11 + at if checkpoint_every else 12)
+    if not checkpoint_every:
+        assert all(torch.equal(kept[k], state["model"][k]) for k in kept)
+    assert len(read_jsonl(tmp_path / "run" / "metrics.jsonl")) == 2

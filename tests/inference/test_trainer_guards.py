@@ -70,7 +70,7 @@ def test_skip_nonfinite_that_skips_every_batch_of_an_epoch_stops_the_run(tmp_pat
 @pytest.mark.parametrize("validation", [[], ["--no-validate-args"]])
 def test_a_diverging_learning_rate_stops_with_one_line_naming_the_step(tmp_path, validation):
     done = subprocess.run([sys.executable, "-m", "pyro_textvae.cli", "train", "--out", str(tmp_path / "run"), *TINY,
-                           "--optimizer", "sgd", "--lr", "1e6", "--clip-norm", "1e9", "--epochs", "2", *validation],
+                           "--optimizer", "sgd", "--lr", "100", "--clip-norm", "1e9", "--epochs", "2", *validation],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 2
     message, = done.stderr.splitlines()
