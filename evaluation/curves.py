@@ -30,10 +30,10 @@ from pyro_textvae.data import EncodedSplit
 from pyro_textvae.model import TextVAE
 from pyro_textvae.run_folder import read_history
 
+from .evaluate_options import CURVE_PRIOR_SAMPLES
 from .latent_metrics import hole_metrics, mutual_information
 from .report import collect_posteriors, latent_prior
 
-CURVE_PRIOR_SAMPLES = 12_800
 CURVE_SEED = 0
 CURVE_SYMLOG = frozenset({"valid_kl", "valid_joint_kl"})
 CURVE_QUANTITIES: tuple[tuple[str, str], ...] = (

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 SPLITS = ("train", "valid", "test")
+CURVE_PRIOR_SAMPLES = 12_800  # prior draws of the per-epoch validation joint-KL (evaluation.curves)
 IW_MEMORY = 2**30  # bytes that importance sampling may hold for one batch (sizes the chunk of samples)
 
 

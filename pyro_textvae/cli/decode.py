@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .options import at_least, positive_float
+from .options import CHECKPOINT_HELP, at_least, positive_float
 
 
 def _decoding_generator(args: argparse.Namespace):
@@ -69,7 +69,7 @@ def add_decoding_arguments(p: argparse.ArgumentParser, seed_help: str) -> None:
     p.add_argument("--max-length", type=at_least(1), default=30, help="words decoded at most")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K")
     p.add_argument("--checkpoint", choices=["best", "last"], default="best",
-                   help="best.pt (lowest validation -ELBO; `textvae train` says its epoch) or last.pt")
+                   help=CHECKPOINT_HELP)
     p.add_argument("--seed", type=at_least(0), default=0, help=seed_help)
 
 

@@ -9,7 +9,10 @@ import argparse
 from collections.abc import Callable
 from typing import NoReturn
 
+from inference.objective_configs import best_checkpoint_rule
 from pyro_textvae.errors import OptionError
+
+CHECKPOINT_HELP = f"best.pt ({best_checkpoint_rule()}; `textvae train` says its epoch) or last.pt"
 
 
 def at_least(minimum: int) -> Callable[[str], int]:

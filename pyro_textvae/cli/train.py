@@ -11,6 +11,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from evaluation.evaluate_options import CURVE_PRIOR_SAMPLES
 from inference.objective_configs import (
     CONFIGS,
     config_class,
@@ -151,8 +152,8 @@ def _add_training_arguments(train: argparse._ArgumentGroup) -> None:
                        help="train with torch.distributed (automatic under torchrun with > 1 process)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument("--curve-samples", type=int, metavar="S",
-                       help="prior draws of the per-epoch validation joint-KL (default: "
-                            "evaluation.curves.CURVE_PRIOR_SAMPLES; 0: no MI and joint-KL curves)")
+                       help=f"prior draws of the per-epoch validation joint-KL (default: {CURVE_PRIOR_SAMPLES}; "
+                            "0: no MI and joint-KL curves)")
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -242,7 +243,7 @@ def _model_options(args: argparse.Namespace) -> dict:
 def _curve_hooks(samples: int | None) -> list:
     """The per-epoch validation MI and joint-KL hook (:func:`evaluation.curves.curve_metrics`), none
     when ``samples`` is 0; a bad count is refused before any run folder exists."""
-    from evaluation.curves import CURVE_PRIOR_SAMPLES, curve_metrics
+    from evaluation.curves import curve_metrics
 
     if samples == 0:
         return []
