@@ -21,7 +21,8 @@ def _decoding_generator(args: argparse.Namespace):
 
 def _reconstruct(args: argparse.Namespace) -> None:
     """``textvae reconstruct``: decode each sentence from its posterior center (``mu`` or the vMF
-    mean direction); ``--strategy sample`` draws its words from a generator seeded with ``--seed``."""
+    mean direction) and print ``INPUT -> OUTPUT``, a line a sentence; ``--strategy sample`` draws its
+    words from a generator seeded with ``--seed``."""
     import torch
 
     from evaluation.generation import decode, posterior_center
@@ -42,7 +43,7 @@ def _reconstruct(args: argparse.Namespace) -> None:
         with torch.no_grad():
             z = posterior_center(run.vae.posterior_distribution(batch.tokens, batch.mask))
         out = decode(run.vae, z, args.strategy, args.max_length, args.beam_width, generator=generator)
-        print(" ".join(vocab.decode(out[0])))
+        print(f"{' '.join(sentence.split())} -> {' '.join(vocab.decode(out[0]))}")
 
 
 def _sample(args: argparse.Namespace) -> None:
@@ -76,7 +77,8 @@ def add_decoding_arguments(p: argparse.ArgumentParser, seed_help: str) -> None:
 def add_decode_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register ``textvae reconstruct`` and ``textvae sample``."""
     rec = subparsers.add_parser("reconstruct", help="encode sentences and decode them back",
-                                description="Encode each sentence, decode it from its posterior center.")
+                                description="Encode each sentence, decode it from its posterior center and "
+                                            "print INPUT -> OUTPUT, a line a sentence.")
     rec.add_argument("run", help="run folder")
     rec.add_argument("sentences", nargs="+", metavar="SENTENCE", help="words separated by spaces")
     add_decoding_arguments(rec, "seed of the words drawn by --strategy sample")
