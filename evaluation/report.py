@@ -287,7 +287,8 @@ def evaluate_run(
     (:func:`~evaluation.distributed_eval.sharded_log_likelihood`: the same numbers for any number of
     ranks), every rank computes the other, cheaper stages alike, and rank 0 alone writes the files.
     Returns the dict written to ``eval.json`` (keys as strings, as JSON reads them back); its ``settings`` are
-    :func:`evaluation_settings` of this call.
+    :func:`evaluation_settings` of this call. Refused before anything is allocated when the memory estimate
+    (:func:`evaluation.evaluate_memory.evaluation_estimate`) exceeds what the device has available.
     """
     settings = {name: _recorded(value) for name, value in locals().items()
                 if name not in _UNRECORDED + _ROUNDING_ONLY}
