@@ -55,7 +55,7 @@ PPL_LIMIT = 1e4
 
 def format_mean_std(column: str, mean: float | None, std: float | None = None) -> str:
     """``mean ± std`` with the column's decimals (``41.39 ± 0.22``; ``-`` when ``mean`` is None, no
-    ``± std`` when ``std`` is None or for N), "diverged" when ``mean`` is not finite, and
+    ``± std`` when ``std`` is None, for N, or for an IW N the seeds share), "diverged" when ``mean`` is not finite, and
     ``exp(24.98)`` for a PPL of at least :data:`PPL_LIMIT` (the log of the mean PPL; no spread)."""
     if mean is None:
         return "-"
@@ -68,7 +68,7 @@ def format_mean_std(column: str, mean: float | None, std: float | None = None) -
     def fixed(value: float) -> str:
         return f"{round(value, decimals) + 0.0:.{decimals}f}"  # + 0.0: no "-0.00"
 
-    if std is None or column == "N" or not math.isfinite(std):
+    if std is None or column == "N" or (column == "IW N" and std == 0) or not math.isfinite(std):
         return fixed(mean)
     return f"{fixed(mean)} ± {fixed(std)}"
 

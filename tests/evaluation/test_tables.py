@@ -71,6 +71,9 @@ def test_results_md_puts_nll_beside_the_elbo_of_the_same_sentences_and_says_so(t
     row = dict(zip([c.strip() for c in lines[0].split("|")], [c.strip() for c in lines[2].split("|")]))
     assert (row["N"], row["IW N"], row["NLL"], row["-ELBO IW"], row["-ELBO"]) == ("10000", "500", "54.11", "54.60",
                                                                                "53.51")
+    write_results(tmp_path, {"VAE": [run, run]})
+    row = (tmp_path / "results.md").read_text().splitlines()[2].split(" | ")
+    assert row[3:5] == ["10000", "500"]  # the seeds' shared counts, without a spread of 0
     header = lines[0].split(" | ")
     assert header.index("IW N") < header.index("NLL") < header.index("-ELBO IW") < header.index("-ELBO")
     assert lines[-1].startswith("NLL and PPL are estimated by importance sampling on the IW N sentences")
