@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
 from inference.train_config import CURVE_PRIOR_SAMPLES
 from pyro_textvae.checks import POSITIVE_INT
@@ -31,11 +31,13 @@ from pyro_textvae.data import EncodedSplit
 from pyro_textvae.model import TextVAE
 from pyro_textvae.run_folder import read_history
 
+from .figures import MIN_TICKS, plain_number
 from .latent_metrics import hole_metrics, mutual_information
 from .report import collect_posteriors, latent_prior
 
 CURVE_SEED = 0
 CURVE_SYMLOG = frozenset({"valid_kl", "valid_joint_kl"})
+MARKED_POINTS = 10  # a line of fewer epochs marks each of them (one epoch is a single point)
 CURVE_QUANTITIES: tuple[tuple[str, str], ...] = (
     ("valid_elbo_loss", "-ELBO (nats)"),
     ("valid_kl", "KL (nats)"),
@@ -96,14 +98,16 @@ def plot_curves(
     over seeds against the epoch, the seeds' min..max shaded. The panels of ``symlog`` keys have a
     symmetric-log y axis (linear within 0.1 of 0, logarithmic beyond: KL and joint-KL span 0.05 to 40
     nats across methods, and the small values are the ones that tell collapse and holes apart). One
-    legend below the panels. Draws into ``fig`` (a new one when None) and returns it; saving is the
-    caller's."""
+    legend below the panels. Every panel has its y label and whole-epoch x ticks from 1 to the last epoch;
+    a line of fewer than :data:`MARKED_POINTS` epochs marks its points (one epoch is one point). Draws into
+    ``fig`` (a new one when None) and returns it; saving is the caller's."""
     if not quantities:
         raise ValueError("plot_curves needs at least one quantity")
     own = fig is None
     fig = fig if fig is not None else Figure(figsize=(3.6 * len(quantities), 3.4))
     axes = fig.subplots(1, len(quantities), squeeze=False)[0]
     handles: dict[str, Line2D] = {}
+    last = max((int(r["epoch"]) for runs in histories.values() for run in runs for r in run), default=1)
     for ax, (key, label) in zip(axes, quantities):
         for index, (name, runs) in enumerate(histories.items()):
             epochs, mean, low, high = seed_band(runs, key)
@@ -111,14 +115,17 @@ def plot_curves(
                 continue
             color, style = f"C{index % 10}", ("-", "--", ":")[index // 10 % 3]  # ten colours, then dashed
             label_text = f"{name} ({len(runs)} seed{'s' * (len(runs) > 1)})"
-            (line,) = ax.plot(epochs, mean, color=color, ls=style, lw=1.2, label=label_text)
+            marker = "o" if len(epochs) < MARKED_POINTS else None
+            (line,) = ax.plot(epochs, mean, color=color, ls=style, lw=1.2, marker=marker, ms=4, label=label_text)
             handles.setdefault(label_text, line)
             if len(runs) > 1:
                 ax.fill_between(epochs, low, high, color=color, alpha=0.2, lw=0)
         if key in symlog:
-            ax.set_yscale("symlog", linthresh=0.1)
+            _symlog_axis(ax)
+        ax.set_xlim(0.5, last + 0.5)
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(label, fontsize=9)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.set_title(label + (" (symlog)" if key in symlog else ""), fontsize=9)
         ax.grid(alpha=0.3)
     ncol = max(1, min(len(handles), int(fig.get_figwidth() / 2.6)))
@@ -128,3 +135,14 @@ def plot_curves(
     fig.legend(handles=list(handles.values()), loc="lower center", ncol=ncol, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0.0, bottom / fig.get_figheight(), 1.0, 1.0))
     return fig
+
+
+def _symlog_axis(ax) -> None:
+    """A symmetric-log y axis (linear within 0.1 of 0) labelled with plain decimals, and with at least
+    :data:`~evaluation.figures.MIN_TICKS` labelled ticks where the values span less than a decade."""
+    ax.set_yscale("symlog", linthresh=0.1)
+    low, high = ax.get_ylim()
+    if len([t for t in ax.yaxis.get_major_locator().tick_values(low, high) if low <= t <= high]) < MIN_TICKS:
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=4, min_n_ticks=MIN_TICKS))
+    ax.yaxis.set_major_formatter(FuncFormatter(plain_number))
+    ax.yaxis.set_minor_formatter(NullFormatter())

@@ -16,6 +16,7 @@ elements, joint densities only. Samples come from torch's global RNG: seed with
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Sequence
 
 import torch
@@ -28,6 +29,8 @@ from .evaluate_options import EVALUATE_DEFAULTS
 
 HALF_LOG_TWO_PI = 0.5 * math.log(2 * math.pi)
 GENERIC_CHUNK_ELEMENTS = 2**24
+MI_CHUNK, MI_POSTERIOR_CHUNK = 1024, 4096  # samples x posteriors of one float64 product of mutual_information
+HOLE_CHUNK, HOLE_POSTERIOR_CHUNK = 512, 1024  # prior draws x posteriors of one chunk of hole_metrics
 
 
 def _diagonal_gaussian(distribution: Distribution) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -124,7 +127,8 @@ def _aggregate_log_density(
 
 @torch.no_grad()
 def mutual_information(
-    posterior: Distribution, num_samples: int = 1, chunk_size: int = 1024, posterior_chunk_size: int = 4096
+    posterior: Distribution, num_samples: int = 1, chunk_size: int = MI_CHUNK,
+    posterior_chunk_size: int = MI_POSTERIOR_CHUNK
 ) -> float:
     """I_q(x; z) = E_x[-H(q(z|x))] - E_{x, z~q(z|x)} log q_D(z), q_D(z) = (1/N) sum_j q(z|x_j)
     (Hoffman & Johnson 2016; He et al. 2019, sec. 4; ``docs/metrics.md#mutual-information``), with
@@ -190,9 +194,10 @@ def hole_metrics(
     prior: Distribution,
     num_prior_samples: int = EVALUATE_DEFAULTS.prior_samples,
     taus: Sequence[float] = (0.01, 0.03, 0.05, 0.1),
-    chunk_size: int = 512,
-    posterior_chunk_size: int = 1024,
+    chunk_size: int = HOLE_CHUNK,
+    posterior_chunk_size: int = HOLE_POSTERIOR_CHUNK,
     marginal: bool | None = None,
+    on_chunk: Callable[[int], object] | None = None,
 ) -> dict:
     """Hole metrics of Zhang et al. 2022 (sec. 5; ``docs/metrics.md#hole-metrics``), z ~ p(z) by Monte Carlo:
 
@@ -204,7 +209,8 @@ def hole_metrics(
     global RNG; Gaussian posteriors are also chunked by ``posterior_chunk_size`` (logsumexp
     accumulated across chunks). ``marginal=None`` computes the marginal terms when posterior and
     prior are diagonal Gaussians and skips them otherwise (e.g. vMF: its 1-D marginals have no
-    closed form here); ``marginal=True`` on such a family raises ValueError. Returns
+    closed form here); ``marginal=True`` on such a family raises ValueError. ``on_chunk`` is called
+    with the number of prior draws of each chunk once it is scored (a progress bar's ``update``). Returns
     {"joint_kl": float, "marginal_kl": list[float] | None, "cu": {tau: int} | None,
     "marginal_skipped": reason | None, "num_prior_samples": S, "num_posteriors": N}.
     """
@@ -235,6 +241,8 @@ def hole_metrics(
         else:
             log_q = _aggregate_log_density(z, posterior, chunk_size, posterior_chunk_size)
         joint_total += (prior.log_prob(z) - log_q).double().sum().cpu()
+        if on_chunk is not None:
+            on_chunk(z.shape[0])
 
     marginal_kl = (marginal_total / num_prior_samples).tolist() if use_marginal else None
     return {

@@ -43,6 +43,7 @@ from pyro_textvae.model import TextVAE
 from pyro_textvae.run_folder import Run
 
 from .distributed_eval import batches_of_rank, sharded_log_likelihood
+from .evaluate_memory import check_evaluation_memory, evaluation_estimate
 from .evaluate_options import EVALUATE_DEFAULTS
 from .generation import decode, posterior_center
 from .label_probe import PROBE_SIZES, probe_split
@@ -212,28 +213,38 @@ def _interpolation(run: Run, centers: torch.Tensor, references: list[list[str]],
     return result
 
 
+def _stage_bar(progress: bool, total: int, description: str) -> tqdm:
+    """The progress bar of one slow stage, below the evaluation's (gone when the stage ends)."""
+    return tqdm(total=total, desc=description, unit="draw", unit_scale=True, position=1, leave=False,
+                disable=not progress)
+
+
 def _latent_metrics(vae: TextVAE, posteriors: Distribution, prior_samples: int, dg_samples: int, seed: int,
-                    device) -> dict:
+                    device, progress: bool) -> dict:
     """MI, AU, the hole metrics and the density-gap KL(q_D || p) of the posteriors of a split: joint
-    and dimension-wise ("marginal", the paper's Gaussian default) for Gaussian latents, joint for vMF."""
+    and dimension-wise ("marginal", the paper's Gaussian default) for Gaussian latents, joint for vMF;
+    the hole metrics (a tick per chunk of prior draws) and each density-gap KL (per chunk of posterior
+    draws) with a progress bar of their own."""
     _stage_seed(seed, 3)
     mi = mutual_information(posteriors)
     au, variances = active_units(posteriors.mean, AU_THRESHOLD)
     _stage_seed(seed, 4)
     prior = latent_prior(vae, device)
-    holes = hole_metrics(posteriors, prior, prior_samples, CU_TAUS)
+    with _stage_bar(progress, prior_samples, "hole metrics, prior draws") as bar:
+        holes = hole_metrics(posteriors, prior, prior_samples, CU_TAUS, on_chunk=bar.update)
     if holes["cu"] is not None:
         holes["cu"] = {f"{tau:g}": count for tau, count in holes["cu"].items()}
     _stage_seed(seed, 5)
     mode = "joint" if vae.config.latent == "vmf" else "marginal"
-    with torch.no_grad():
-        joint_kl = float(density_gap_kl(posteriors, prior, dg_samples, mode="joint"))
-        kl = joint_kl if mode == "joint" else float(density_gap_kl(posteriors, prior, dg_samples, mode=mode))
+    kl, draws = {}, dg_samples * posteriors.batch_shape[0]
+    for name in dict.fromkeys(("joint", mode)):  # joint first, as the seeded draws were always taken
+        with torch.no_grad(), _stage_bar(progress, draws, f"{name} DG-KL, posterior draws") as bar:
+            kl[name] = float(density_gap_kl(posteriors, prior, dg_samples, mode=name, on_chunk=bar.update))
     return {
         "mi": mi,
         "active_units": {"au": au, "threshold": AU_THRESHOLD, "variances": variances.tolist()},
         "holes": holes,
-        "density_gap": {"kl": kl, "mode": mode, "joint_kl": joint_kl, "num_samples": dg_samples,
+        "density_gap": {"kl": kl[mode], "mode": mode, "joint_kl": kl["joint"], "num_samples": dg_samples,
                         "num_posteriors": posteriors.batch_shape[0]},
     }
 
@@ -276,7 +287,8 @@ def evaluate_run(
     (:func:`~evaluation.distributed_eval.sharded_log_likelihood`: the same numbers for any number of
     ranks), every rank computes the other, cheaper stages alike, and rank 0 alone writes the files.
     Returns the dict written to ``eval.json`` (keys as strings, as JSON reads them back); its ``settings`` are
-    :func:`evaluation_settings` of this call.
+    :func:`evaluation_settings` of this call. Refused before anything is allocated when the memory estimate
+    (:func:`evaluation.evaluate_memory.evaluation_estimate`) exceeds what the device has available.
     """
     settings = {name: _recorded(value) for name, value in locals().items()
                 if name not in _UNRECORDED + _ROUNDING_ONLY}
@@ -286,6 +298,9 @@ def evaluate_run(
     subset_seed = seed if subset_seed is None else subset_seed
     data = _checked_split(run, split, seed, subset_seed, probe_sizes)
     n = len(data)
+    train = run.corpus.splits.get("train") if probe_sizes and data.labels is not None else None
+    check_evaluation_memory(evaluation_estimate(run.vae, n, len(train or ()), max(len(ids) for ids in data.ids),
+                                                iw_samples, iw_batch_size, iw_chunk, prior_samples, device), device)
     positions = iw_subset_positions(n, iw_subset, subset_seed)
     stages = _measure(run, data, positions, seed=seed, subset_seed=subset_seed, iw_samples=iw_samples,
                       iw_batch_size=iw_batch_size, iw_chunk=iw_chunk, prior_samples=prior_samples,
@@ -359,7 +374,8 @@ def _measure(run: Run, data: EncodedSplit, positions: list[int], *, seed: int, s
         stages["likelihood"] = _importance_sampling(vae, data, positions, iw_samples, iw_batch_size, iw_chunk, seed,
                                                     device, bar)
         bar.set_description("latent metrics")
-        stages["latent"] = _latent_metrics(vae, posteriors, prior_samples, dg_samples, seed, device)
+        stages["latent"] = _latent_metrics(vae, posteriors, prior_samples, dg_samples, seed, device,
+                                           progress and rank == 0)
         bar.update(3)
         bar.set_description("prior sampling")
         _stage_seed(seed, 6)

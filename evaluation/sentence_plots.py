@@ -155,7 +155,8 @@ def plot_sentence_forest(
     return fig
 
 
-PPC_NAMES = {"Prior predictive": "decoded prior samples (one line a draw)", "Observed": "the split's sentences",
+PPC_NAMES = {"Prior predictive": "decoded prior samples (one line a draw of {n})",
+             "Observed": "the {n} chosen sentences of the split",
              "Prior predictive mean": "decoded prior samples (all draws)"}
 
 
@@ -166,11 +167,12 @@ def plot_length_ppc(
 ) -> Axes:
     """``az.plot_ppc`` of sentence length: sentences greedily decoded from z ~ p(z) (the
     ``prior_predictive`` group, every draw one curve over the chosen sentences' slots) against the
-    chosen sentences of the split (``observed_data``). Holes show as decoded prior samples whose
-    lengths miss the data's."""
+    chosen sentences of the split (``observed_data``), their number in the title and legend. Holes show as
+    decoded prior samples whose lengths miss the data's."""
     if ax is None:
         ax = _new_figure(None, figsize).add_subplot()
     total = idata.prior_predictive.sizes["chain"] * idata.prior_predictive.sizes["draw"]
+    n = idata.observed_data.sizes["sentence"]
     az.plot_ppc(idata, group="prior", var_names=["length"], observed=True, num_pp_samples=total, ax=ax,
                 textsize=9, legend=False)
     ax.yaxis.set_visible(True)
@@ -179,9 +181,9 @@ def plot_length_ppc(
     ax.tick_params(axis="y", left=True, labelleft=True, labelsize=8)
     ax.set_ylabel("share of sentences per word", fontsize=9)
     ax.set_xlabel("sentence length (words)", fontsize=9)
-    ax.set_title("sentence length: decoded prior samples vs the split", fontsize=10)
+    ax.set_title(f"sentence length: {total} x {n} decoded prior samples vs {n} sentences of the split", fontsize=10)
     handles = [line for line in ax.lines if line.get_label() in PPC_NAMES]
-    ax.legend(handles, [PPC_NAMES[h.get_label()] for h in handles], fontsize=9, loc="upper left",
+    ax.legend(handles, [PPC_NAMES[h.get_label()].format(n=n) for h in handles], fontsize=9, loc="upper left",
               bbox_to_anchor=(1.02, 1.0), frameon=False)
     ax.figure.tight_layout()
     return ax

@@ -25,8 +25,10 @@ from .label_probe import PROBE_SIZES
 
 COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("N", ("num_sentences",)),
+    ("IW N", ("likelihood", "num_sentences")),
     ("NLL", ("likelihood", "nll")),
     ("PPL", ("likelihood", "ppl")),
+    ("-ELBO IW", ("likelihood", "neg_elbo")),
     ("-ELBO", ("elbo", "neg_elbo")),
     ("Rec", ("elbo", "reconstruction")),
     ("KL", ("elbo", "kl")),
@@ -45,7 +47,7 @@ COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 
 DECIMALS: dict[str, int] = {
-    "N": 0, "seeds": 0, "AU": 1, "CU(0.03)": 1,
+    "N": 0, "IW N": 0, "seeds": 0, "AU": 1, "CU(0.03)": 1,
     **{name: 3 for name, _ in COLUMNS if name.startswith(("prior BLEU", "interp", "probe"))},
 }
 PPL_LIMIT = 1e4
@@ -53,7 +55,7 @@ PPL_LIMIT = 1e4
 
 def format_mean_std(column: str, mean: float | None, std: float | None = None) -> str:
     """``mean ± std`` with the column's decimals (``41.39 ± 0.22``; ``-`` when ``mean`` is None, no
-    ``± std`` when ``std`` is None or for N), "diverged" when ``mean`` is not finite, and
+    ``± std`` when ``std`` is None, for N, or for an IW N the seeds share), "diverged" when ``mean`` is not finite, and
     ``exp(24.98)`` for a PPL of at least :data:`PPL_LIMIT` (the log of the mean PPL; no spread)."""
     if mean is None:
         return "-"
@@ -66,7 +68,7 @@ def format_mean_std(column: str, mean: float | None, std: float | None = None) -
     def fixed(value: float) -> str:
         return f"{round(value, decimals) + 0.0:.{decimals}f}"  # + 0.0: no "-0.00"
 
-    if std is None or column == "N" or not math.isfinite(std):
+    if std is None or column == "N" or (column == "IW N" and std == 0) or not math.isfinite(std):
         return fixed(mean)
     return f"{fixed(mean)} ± {fixed(std)}"
 
@@ -221,12 +223,19 @@ def results_table(results: dict[str, list[dict]]) -> tuple[list[str], list[list[
     return columns, rows
 
 
+RESULTS_NOTE = (
+    "NLL and PPL are estimated by importance sampling on the IW N sentences (a seeded subset of the split "
+    "where IW N < N); -ELBO IW is the -ELBO of those same sentences, the bound NLL stays below (up to "
+    "Monte-Carlo error). N, -ELBO, Rec, KL and every other column: all N sentences of the split.\n")
+
+
 def write_results(out: Path, results: dict[str, list[dict]]) -> None:
-    """``results.md`` (mean ± std) and ``results.csv`` (mean and std columns) in ``out``."""
+    """``results.md`` (mean ± std, and :data:`RESULTS_NOTE` on which sentences each column scores) and
+    ``results.csv`` (mean and std columns) in ``out``."""
     columns, rows = results_table(results)
     table = markdown_table(columns, [[format_mean_std(column, *cell) if isinstance(cell, tuple) else cell
                                       for column, cell in zip(columns, row)] for row in rows])
-    atomic_write_bytes(out / "results.md", table.encode())
+    atomic_write_bytes(out / "results.md", (table + "\n" + RESULTS_NOTE).encode())
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns[:3] + [f"{c} {part}" for c in columns[3:] for part in ("mean", "std")])

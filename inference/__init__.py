@@ -16,6 +16,7 @@ _LAZY = {
     "SentenceFreeBitsELBO": "free_bits",
     "scale_latent": "handlers",
     "WassersteinMMDELBO": "mmd",
+    "ClippedOptim": "optim",
     "mmd_u_statistic": "mmd",
     "OBJECTIVES": "objectives",
     "Objective": "objectives",

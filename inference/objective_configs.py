@@ -47,6 +47,7 @@ class ObjectiveConfig:
     a value out of range raises ``ValueError`` naming the parameter and the value."""
 
     latent_defaults: ClassVar[dict[str, dict[str, Any]]] = {}  # per model latent: other defaults
+    selection: ClassVar[str] = "elbo"  # the validation loss that picks best.pt (inference.objectives.Objective)
 
     def __post_init__(self) -> None:
         for item in fields(self):
@@ -187,6 +188,7 @@ class DGConfig(WarmupConfig):
     With a vMF latent the density gap is joint by default (the paper's choice for vMF posteriors)."""
 
     latent_defaults: ClassVar[dict[str, dict[str, Any]]] = {"vmf": {"mode": "joint"}}
+    selection: ClassVar[str] = "objective"
 
     num_samples: int = parameter(32, "M, samples per posterior of the estimate", kind=int, minimum=1,
                                  flag="--dg-samples")
@@ -234,6 +236,13 @@ def describe_parameters(objective: str) -> str:
     listing = ", ".join(f"{name}={value}" for name, value in cls.defaults().items()) or "-"
     return listing + "".join(f" ({latent} latent: " + ", ".join(f"{k}={v}" for k, v in values.items()) + ")"
                              for latent, values in cls.latent_defaults.items())
+
+
+def best_checkpoint_rule() -> str:
+    """Which validation loss picks ``best.pt``, from every objective's ``selection`` (the help of
+    ``--checkpoint``): the -ELBO, or for the density-gap objectives their own loss."""
+    own = [name for name, cls in CONFIGS.items() if cls.selection == "objective"]
+    return f"lowest validation -ELBO; for {', '.join(own)} the objective's own validation loss"
 
 
 def shortcut_options() -> dict[str, Any]:

@@ -59,7 +59,7 @@ class Objective:
     """A named method: its typed config, the ELBO it builds, its latent weight's schedule, its model options.
 
     ``loss`` (an ELBO class) is built with the config's loss parameters (same names as its arguments); the model
-    options are ``fixed_model_options`` and the config's model parameters. ``selection`` is the
+    options are ``fixed_model_options`` and the config's model parameters. ``selection`` (the config class's) is the
     validation loss that picks ``best.pt`` and drives the lr decay (:class:`inference.trainer.Trainer`):
     ``"elbo"``, the per-sentence -ELBO, or ``"objective"``, the validation value of the trained loss
     itself at latent weight 1. The density-gap objectives use the latter: they do not penalise the
@@ -98,7 +98,7 @@ class Objective:
 
 
 def _objective(name: str, description: str, loss: Callable[..., ELBO], *args: Any, **options: Any) -> Objective:
-    return Objective(name, description, CONFIGS[name], loss, *args, **options)
+    return Objective(name, description, CONFIGS[name], loss, *args, selection=CONFIGS[name].selection, **options)
 
 
 OBJECTIVES: dict[str, Objective] = {
@@ -129,9 +129,9 @@ OBJECTIVES: dict[str, Objective] = {
         _objective("ae", "autoencoder: no KL term at all (collapse-free, hole-full)", LoggedTrace_ELBO,
                    no_latent_term),
         _objective("dg", "DG-VAE: density-gap estimate of KL(q_B(z) || p(z)) in place of the per-sentence KL",
-                   DensityGapELBO, selection="objective"),
+                   DensityGapELBO),
         _objective("dg-vmf", "DG-vMF-VAE: density gap with joint log densities, vMF posterior, uniform prior",
-                   DensityGapELBO, fixed_model_options={"latent": "vmf"}, selection="objective"),
+                   DensityGapELBO, fixed_model_options={"latent": "vmf"}),
     ]
 }
 

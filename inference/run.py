@@ -151,20 +151,28 @@ MIN_SENTENCES = 2  # per split: validation and evaluation divide by n - 1 (activ
 
 
 def check_split_sizes(corpus: Corpus, data: dict) -> None:
-    """Refuse a corpus with a split of fewer than :data:`MIN_SENTENCES` sentences after the length
-    filter (before any run folder exists), naming the split's file and ``max_length``; print how
-    many sentences the filter dropped when it dropped any."""
+    """Refuse a corpus with a split of fewer than :data:`MIN_SENTENCES` sentences (before any run folder
+    exists), naming the split's file, and ``max_length`` where its filter dropped sentences; print the
+    corpus's summary: its vocabulary and sentences per split, the sentences the filter dropped and the
+    blank lines skipped, where there are any."""
     source = data.get("path") or "synthetic corpus"
-    dropped = {name: split.dropped for name, split in corpus.splits.items()}
     for name, split in corpus.splits.items():
         if len(split) < MIN_SENTENCES:
             where = str(Path(data["path"]) / f"{name}.txt") if data.get("path") else f"synthetic corpus, {name} split"
-            raise CorpusError(f"{where}: {len(split)} sentence(s) left after max_length {data.get('max_length')} "
-                              f"dropped {split.dropped}; every split needs at least {MIN_SENTENCES} (raise max_length)")
-    if any(dropped.values()) and int(os.environ.get("RANK", "0")) == 0:
-        counts = ", ".join(f"{name} {count}" for name, count in dropped.items())
-        print(f"{source}: dropped {sum(dropped.values())} sentence(s) longer than max_length "
-              f"{data.get('max_length')} ({counts})")
+            cause = f" left after max_length {data.get('max_length')} dropped {split.dropped}" if split.dropped else ""
+            advice = " (raise max_length)" if split.dropped else ""
+            raise CorpusError(f"{where}: {len(split)} sentence(s){cause}; every split needs at least "
+                              f"{MIN_SENTENCES}{advice}")
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    splits = corpus.splits.items()
+    print(f"{source}: vocabulary {len(corpus.vocab)} words; sentences " + ", ".join(f"{n} {len(s)}" for n, s in splits))
+    for what, counts in ((f"dropped {{}} sentence(s) longer than max_length {data.get('max_length')}",
+                          {name: split.dropped for name, split in splits}),
+                         ("skipped {} blank line(s)", {name: split.blank for name, split in splits})):
+        if any(counts.values()):
+            print(f"{source}: {what.format(sum(counts.values()))} ("
+                  + ", ".join(f"{name} {count}" for name, count in counts.items()) + ")")
 
 
 def _model_config(chosen, resolved: ObjectiveConfig, model_options: dict, corpus: Corpus) -> TextVAEConfig:

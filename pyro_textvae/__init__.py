@@ -6,9 +6,12 @@ from .lazy import lazy_getattr
 
 _LAZY = {
     "TextVAE": "model",
+    "TokenCategorical": "model",
     "TextVAEConfig": "config",
     "VonMisesFisher": "distributions",
     "HypersphericalUniform": "distributions",
+    "open_run": "run_folder",
+    "Run": "run_folder",
 }
 
 __all__ = list(_LAZY)

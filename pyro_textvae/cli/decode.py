@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .options import at_least, check_folder, positive_float
+from .options import CHECKPOINT_HELP, at_least, check_folder, positive_float
 
 
 def _decoding_generator(args: argparse.Namespace):
@@ -21,7 +21,8 @@ def _decoding_generator(args: argparse.Namespace):
 
 def _reconstruct(args: argparse.Namespace) -> None:
     """``textvae reconstruct``: decode each sentence from its posterior center (``mu`` or the vMF
-    mean direction); ``--strategy sample`` draws its words from a generator seeded with ``--seed``."""
+    mean direction) and print ``INPUT -> OUTPUT``, a line a sentence; ``--strategy sample`` draws its
+    words from a generator seeded with ``--seed``."""
     check_folder(args.run, "RUN")
     import torch
 
@@ -43,7 +44,7 @@ def _reconstruct(args: argparse.Namespace) -> None:
         with torch.no_grad():
             z = posterior_center(run.vae.posterior_distribution(batch.tokens, batch.mask))
         out = decode(run.vae, z, args.strategy, args.max_length, args.beam_width, generator=generator)
-        print(" ".join(vocab.decode(out[0])))
+        print(f"{' '.join(sentence.split())} -> {' '.join(vocab.decode(out[0]))}")
 
 
 def _sample(args: argparse.Namespace) -> None:
@@ -71,14 +72,15 @@ def add_decoding_arguments(p: argparse.ArgumentParser, seed_help: str) -> None:
     p.add_argument("--max-length", type=at_least(1), default=30, help="words decoded at most")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K")
     p.add_argument("--checkpoint", choices=["best", "last"], default="best",
-                   help="best.pt (lowest validation -ELBO; `textvae train` says its epoch) or last.pt")
+                   help=CHECKPOINT_HELP)
     p.add_argument("--seed", type=at_least(0), default=0, help=seed_help)
 
 
 def add_decode_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register ``textvae reconstruct`` and ``textvae sample``."""
     rec = subparsers.add_parser("reconstruct", help="encode sentences and decode them back",
-                                description="Encode each sentence, decode it from its posterior center.")
+                                description="Encode each sentence, decode it from its posterior center and "
+                                            "print INPUT -> OUTPUT, a line a sentence.")
     rec.add_argument("run", help="run folder")
     rec.add_argument("sentences", nargs="+", metavar="SENTENCE", help="words separated by spaces")
     add_decoding_arguments(rec, "seed of the words drawn by --strategy sample")

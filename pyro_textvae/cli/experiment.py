@@ -10,13 +10,49 @@ from pyro_textvae.config import PRECISIONS
 
 from .options import at_least, path_text
 
+EXAMPLE = """\
+out = "results/short_yelp"             # the results folder (paths are relative to this file)
+seeds = [0, 1]
+
+[data]
+path = "../shared/data/short_yelp"     # or: synthetic = {num_train = 2000}
+
+[model]                                # TextVAEConfig options shared by every method
+hidden_dim = 512
+
+[schedule]                             # optional: inference.protocol.named_schedule and overrides
+name = "paper"
+max_epochs = 40
+
+[train]                                # TrainConfig options shared by every method
+batch_size = 32
+
+[evaluate]                             # options of evaluation.report.evaluate_run
+iw_samples = 500
+iw_subset = 1000
+
+[plots]                                # optional: label names in holes.png
+label_names = {"0" = "negative", "1" = "positive"}
+
+[[methods]]
+name = "VAE"
+objective = "elbo"
+
+[[methods]]
+name = "DG-VAE"
+objective = "dg"
+params = {mode = "joint"}              # the objective's parameters (textvae objectives)
+train = {optimizer = "sgd", lr = 0.5}  # optional per-method [train] and [model] overrides
+"""  # the experiment file shown by ``textvae experiment --help`` (a test reads it as an experiment)
+
 
 def add_experiment_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register ``textvae experiment CONFIG.toml``."""
     parser = subparsers.add_parser("experiment", help="train and evaluate several objectives from a TOML file",
                                    description="Train and evaluate the methods of a TOML file into one results "
-                                               "folder (a table and pictures); a rerun skips what is done.")
-    parser.add_argument("config", type=path_text, help="experiment TOML file (see pyro_textvae/cli/experiment_file.py)")
+                                               "folder (a table and pictures); a rerun skips what is done.",
+                                   epilog="An experiment file:\n\n" + EXAMPLE)
+    parser.add_argument("config", type=path_text, help="experiment TOML file (its form: below)")
     parser.add_argument("--seed", type=at_least(0), nargs="+", metavar="S",
                         help="train and evaluate only these seeds (default: the file's seeds)")
     parser.add_argument("--method", action="append", metavar="NAME",

@@ -1,17 +1,12 @@
 """The experiment file of ``textvae experiment``: read, checked and resolved before anything runs.
 
-``textvae experiment CONFIG.toml`` reads a TOML file (paths in it are relative to the file)::
-
-    out = "results/short_yelp"              # the results folder
-    seeds = [0, 1]
-    [data]      path = "../../shared/data/short_yelp"   # or: synthetic = {num_train = 2000}
-    [model]     hidden_dim = 512            # TextVAEConfig options shared by every method
-    [schedule]  name = "paper"; max_epochs = 40   # optional: inference.protocol.named_schedule
-    [train]     epochs = 10                 # TrainConfig options shared by every method
-    [evaluate]  iw_samples = 500            # options of evaluation.report.evaluate_run
-    [[methods]] name = "DG-VAE"; objective = "dg"; params = {mode = "marginal"}
-                train = {batch_size = 128}  # optional per-method [train] and [model] overrides
-    [plots]     label_names = {"0" = "negative", "1" = "positive"}   # label names in holes.png
+``textvae experiment CONFIG.toml`` reads a TOML file (paths in it are relative to the file), of the
+form :data:`pyro_textvae.cli.experiment.EXAMPLE` shows (and ``textvae experiment --help`` prints):
+``out``, ``seeds``, the tables ``[data]``, ``[model]`` (:class:`~pyro_textvae.model.TextVAEConfig` options
+shared by every method), ``[schedule]`` (optional, :func:`inference.protocol.named_schedule`), ``[train]``
+(:class:`~inference.train_config.TrainConfig` options), ``[evaluate]`` (options of
+:func:`evaluation.report.evaluate_run`), ``[plots]`` (``label_names``) and one ``[[methods]]`` table a method
+(``name``, ``objective``, optional ``params``, ``model`` and ``train`` overrides).
 
 Every method's options are checked when the file is read (:func:`load_experiment`), not when its
 turn comes; :func:`select_methods` keeps the methods ``--method`` names.

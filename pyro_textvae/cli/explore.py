@@ -20,7 +20,7 @@ import io
 from collections.abc import Sequence
 from pathlib import Path
 
-from .options import at_least, check_folder
+from .options import CHECKPOINT_HELP, at_least, check_folder
 
 EXPLORE_CONFIG = "explore_config.json"
 EXPLORE_OPTIONS = ("split", "sentences", "draws", "chains", "dims", "point", "label_names", "prior_samples",
@@ -70,7 +70,7 @@ def add_explore_commands(subparsers: argparse._SubParsersAction) -> None:
                               "(default: the labels themselves)")
     explore.add_argument("--prior-samples", type=at_least(1), default=10_000, metavar="N",
                          help="prior draws for marginal-KL")
-    explore.add_argument("--checkpoint", choices=["best", "last"], default="best", help="checkpoint explored")
+    explore.add_argument("--checkpoint", choices=["best", "last"], default="best", help=CHECKPOINT_HELP)
     explore.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K")
     explore.add_argument("--dpi", type=at_least(1), default=100, help="resolution of the pictures")
     explore.add_argument("--seed", type=at_least(0), default=0, help="seed of the sentences and draws")

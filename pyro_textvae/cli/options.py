@@ -10,7 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
+from inference.objective_configs import best_checkpoint_rule
 from pyro_textvae.errors import CheckpointError, OptionError
+
+CHECKPOINT_HELP = f"best.pt ({best_checkpoint_rule()}; `textvae train` says its epoch) or last.pt"
 
 
 def at_least(minimum: int, maximum: int | None = None) -> Callable[[str], int]:

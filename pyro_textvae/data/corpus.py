@@ -33,11 +33,13 @@ _REFUSED = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ufeff]")
 
 @dataclass
 class Split:
-    """Tokenised sentences of one file; ``labels[i]`` belongs to ``sentences[i]`` (None: unlabelled)."""
+    """Tokenised sentences of one file; ``labels[i]`` belongs to ``sentences[i]`` (None: unlabelled);
+    ``blank``: the blank or white-space-only lines of the file, skipped."""
 
     sentences: list[list[str]]
     labels: list[str] | None = None
     path: str | None = None
+    blank: int = 0
 
     def __post_init__(self) -> None:
         if self.labels is not None and len(self.labels) != len(self.sentences):
@@ -50,12 +52,14 @@ class Split:
 @dataclass
 class EncodedSplit:
     """A split after vocabulary encoding: kept ``sentences``, their ``ids`` (no ``<s>``/``</s>``),
-    ``labels`` and the number of sentences ``dropped`` for being longer than ``max_length``."""
+    ``labels``, the number of sentences ``dropped`` for being longer than ``max_length`` and of ``blank``
+    lines skipped in the file."""
 
     sentences: list[list[str]]
     ids: list[list[int]]
     labels: list[str] | None = None
     dropped: int = 0
+    blank: int = 0
 
     def __post_init__(self) -> None:
         if len(self.ids) != len(self.sentences):
@@ -67,13 +71,17 @@ class EncodedSplit:
         return len(self.sentences)
 
 
-def _decode_lines(data: bytes, where: str) -> list[tuple[int, str]]:
-    """Non-blank lines of ``data`` as ``(1-based line number, text)``; ``CorpusError`` on bad UTF-8
-    or a refused character (module docstring)."""
+def _decode_lines(data: bytes, where: str) -> tuple[list[tuple[int, str]], int]:
+    """Non-blank lines of ``data`` as ``(1-based line number, text)`` and the number of blank or
+    white-space-only lines (the end of the last line is no line); ``CorpusError`` on bad UTF-8 or a
+    refused character (module docstring)."""
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
+    pieces = _LINE_END.split(data)
+    if len(pieces) > 1 and not pieces[-1]:
+        pieces.pop()  # what follows the last line end
     lines = []
-    for number, raw in enumerate(_LINE_END.split(data), start=1):
+    for number, raw in enumerate(pieces, start=1):
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as error:
@@ -85,7 +93,7 @@ def _decode_lines(data: bytes, where: str) -> list[tuple[int, str]]:
                               "lines end at \\n, \\r\\n or \\r and may hold no other control character")
         if text.split():
             lines.append((number, text))
-    return lines
+    return lines, len(pieces) - len(lines)
 
 
 def _describe(char: str) -> str:
@@ -110,12 +118,12 @@ def read_split(path: str | os.PathLike[str], labels: str = "auto") -> Split:
         data = Path(path).read_bytes()
     except OSError as error:
         raise CorpusError(f"cannot read {where}: {error.strerror or error}") from None
-    lines = _decode_lines(data, where)
+    lines, blank = _decode_lines(data, where)
     if not lines:
         raise CorpusError(f"{where} has no sentences")
     labelled = labels == "yes" or (labels == "auto" and all("\t" in text for _, text in lines))
     if not labelled:
-        return Split(sentences=[text.split() for _, text in lines], labels=None, path=str(path))
+        return Split(sentences=[text.split() for _, text in lines], labels=None, path=str(path), blank=blank)
     sentences, tags = [], []
     for number, text in lines:
         label, tab, rest = text.partition("\t")
@@ -128,7 +136,7 @@ def read_split(path: str | os.PathLike[str], labels: str = "auto") -> Split:
             raise CorpusError(f"{where}, line {number}: label {label!r} but no text")
         sentences.append(tokens)
         tags.append(label)
-    return Split(sentences=sentences, labels=tags, path=str(path))
+    return Split(sentences=sentences, labels=tags, path=str(path), blank=blank)
 
 
 def _kept(split: Split, max_length: int | None) -> list[int]:
@@ -142,7 +150,7 @@ def _encode(split: Split, vocab: Vocab, max_length: int | None) -> EncodedSplit:
     sentences = [split.sentences[i] for i in keep]
     labels = None if split.labels is None else [split.labels[i] for i in keep]
     ids = [vocab.encode(s) for s in sentences]
-    return EncodedSplit(sentences=sentences, ids=ids, labels=labels, dropped=len(split) - len(keep))
+    return EncodedSplit(sentences=sentences, ids=ids, labels=labels, dropped=len(split) - len(keep), blank=split.blank)
 
 
 @dataclass
@@ -204,7 +212,8 @@ class Corpus:
 
     def summary(self) -> dict:
         """Vocabulary size and, per split, sentences, tokens (``</s>`` not counted), unknown
-        tokens, dropped sentences, longest sentence and the sorted label set (None: unlabelled)."""
+        tokens, dropped sentences, blank lines skipped, longest sentence and the sorted label set (None:
+        unlabelled)."""
         per_split = {}
         for name, split in self.splits.items():
             per_split[name] = {
@@ -212,6 +221,7 @@ class Corpus:
                 "tokens": sum(len(ids) for ids in split.ids),
                 "unknown_tokens": sum(ids.count(UNK_ID) for ids in split.ids),
                 "dropped": split.dropped,
+                "blank_lines": split.blank,
                 "max_length": max((len(ids) for ids in split.ids), default=0),
                 "labels": None if split.labels is None else sorted(set(split.labels)),
             }

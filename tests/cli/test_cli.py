@@ -53,7 +53,9 @@ def test_sample_and_reconstruct_print_sentences_from_the_vocabulary(tiny_run, ca
     assert len(lines) == 3 and all(len(line.split()) <= 5 and set(line.split()) <= vocab for line in lines)
     out = _printed(capsys, ["reconstruct", str(tiny_run), "the food is good", "--strategy", "beam",
                             "--max-length", "6"])
-    assert len(out) == 1 and len(out[0].split()) <= 6 and set(out[0].split()) <= vocab
+    source, arrow, output = out[0].partition(" -> ")
+    assert len(out) == 1 and source == "the food is good" and arrow
+    assert len(output.split()) <= 6 and set(output.split()) <= vocab
 
 
 @pytest.mark.parametrize("command, lines", [(["sample", "-n", "4"], 4),
@@ -79,7 +81,8 @@ def test_greedy_reconstruct_decodes_the_posterior_center(tiny_run, capsys):
         with torch.no_grad():
             center = posterior_center(run.vae.posterior_distribution(batch.tokens, batch.mask))
         expected.append(" ".join(run.corpus.vocab.decode(decode(run.vae, center, "greedy", 7)[0])))
-    assert _printed(capsys, ["reconstruct", str(tiny_run), *sentences, "--max-length", "7"]) == expected
+    printed = _printed(capsys, ["reconstruct", str(tiny_run), "the  food is good", "bad service", "--max-length", "7"])
+    assert printed == [f"{sentence} -> {output}" for sentence, output in zip(sentences, expected)]
 
 
 def test_objectives_lists_every_registered_name(capsys):

@@ -281,3 +281,47 @@ def test_every_name_a_package_exports_on_first_use_resolves(package):
         assert getattr(getattr(module, name), "__name__", name) == name  # OBJECTIVES is a dict
     with pytest.raises(AttributeError, match=f"module '{package}' has no attribute 'no_such_name'"):
         module.no_such_name
+
+
+@pytest.mark.parametrize("command", ["sample", "reconstruct", "evaluate", "explore"])
+def test_the_checkpoint_help_names_the_loss_that_picks_best_pt_for_every_objective(command):
+    """best.pt is the lowest validation -ELBO except where the objective selects on its own loss (DG-VAE):
+    the help says which, from the objectives the trainer reads."""
+    from inference.objectives import OBJECTIVES
+
+    (action,) = [a for a in _options(_subparsers(build_parser())[command]) if a.dest == "checkpoint"]
+    own = [name for name, objective in OBJECTIVES.items() if objective.selection == "objective"]
+    assert own and action.help.startswith(f"best.pt (lowest validation -ELBO; for {', '.join(own)} the objective's "
+                                          "own validation loss")
+
+
+def test_train_help_shows_the_curve_samples_default_as_a_number():
+    from inference.train_config import CURVE_PRIOR_SAMPLES
+
+    text = " ".join(_subparsers(build_parser())["train"].format_help().split())
+    assert f"(default: {CURVE_PRIOR_SAMPLES}; with --resume: the run's own; 0: no MI and joint-KL curves)" in text
+    assert "CURVE_" not in text
+
+
+def test_the_experiment_help_shows_a_file_that_reads_as_an_experiment(tmp_path):
+    """The example in ``experiment --help`` is valid TOML (no key on a table header's line) that
+    load_experiment accepts as it is, every method's options checked."""
+    import tomllib
+
+    from pyro_textvae.cli.experiment import EXAMPLE
+    from pyro_textvae.cli.experiment_file import load_experiment
+
+    assert EXAMPLE in _subparsers(build_parser())["experiment"].format_help()
+    assert "experiment_file.py" not in _subparsers(build_parser())["experiment"].format_help()
+    parsed = tomllib.loads(EXAMPLE)
+    (tmp_path / "experiment.toml").write_text(EXAMPLE)
+    config = load_experiment(tmp_path / "experiment.toml")
+    assert [method["name"] for method in config["methods"]] == ["VAE", "DG-VAE"] and config["seeds"] == [0, 1]
+    assert set(parsed) == {"out", "seeds", "data", "model", "schedule", "train", "evaluate", "plots", "methods"}
+
+
+def test_evaluate_help_says_how_long_the_defaults_take():
+    text = " ".join(_subparsers(build_parser())["evaluate"].format_help().split())
+    assert "the defaults take about 1 h 40 min of one CPU core" in text
+    assert f"K = {EVALUATE_DEFAULTS.iw_samples} samples of every sentence" in text
+    assert f"({EVALUATE_DEFAULTS.prior_samples:,} prior draws)" in text

@@ -39,8 +39,9 @@ def test_train_prints_one_line_an_epoch_naming_the_run(tmp_path, capsys):
     assert main(["train", "--epochs", "2", "--out", str(out), "--seed", "2", *TINY]) == 0
     lines = capsys.readouterr().out.splitlines()
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert lines[:2] == [epoch_line("named", record, 2) for record in records]
-    assert lines[0].startswith("named epoch 1/2: train -ELBO ")
+    assert lines[0].startswith("synthetic corpus: vocabulary ")  # the corpus summary comes first
+    assert lines[1:3] == [epoch_line("named", record, 2) for record in records]
+    assert lines[1].startswith("named epoch 1/2: train -ELBO ")
 
 
 def test_resume_of_a_finished_run_says_there_is_nothing_to_do(finished, capsys):

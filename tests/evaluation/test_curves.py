@@ -69,6 +69,29 @@ def test_kl_panels_are_symlog_lines_differ_and_one_legend_sits_below_every_panel
     assert _legend_clear_of_panels(fig, legend)
 
 
+def test_a_one_epoch_picture_marks_its_points_with_readable_ticks_and_a_y_label_on_every_panel():
+    """curves.png of a one-epoch experiment was five empty panels: one point drawn without a marker,
+    x ticks 0.945 0.960 ... running together, and the symlog panels without a labelled y tick."""
+    record = {"epoch": 1, "valid_elbo_loss": 50.5, "valid_kl": 3.6, "valid_mi": 2.1, "valid_active_units": 32,
+              "valid_joint_kl": 0.4}
+    fig = plot_curves({"VAE": [[record]], "DG-VAE": [[{**record, "valid_elbo_loss": 52.1, "valid_kl": 18.0}]]})
+    fig.canvas.draw()
+    for ax, (key, label) in zip(fig.axes, CURVE_QUANTITIES):
+        assert ax.get_ylabel() == label, key
+        assert all(line.get_marker() == "o" and len(line.get_xdata()) == 1 for line in ax.lines), key
+        low, high = ax.get_xlim()
+        assert [t.get_text() for t in ax.get_xticklabels() if low <= t.get_position()[0] <= high] == ["1"], key
+        low, high = ax.get_ylim()
+        shown = [t.get_text() for t in ax.get_yticklabels() if t.get_text() and low <= t.get_position()[1] <= high]
+        assert len(shown) >= 2 and not any("10^" in text for text in shown), key
+
+
+def test_long_curves_keep_plain_lines():
+    history = [{"epoch": e, "valid_mi": 1.0 + e} for e in range(1, 41)]
+    ax = plot_curves({"VAE": [history]}, [("valid_mi", "MI")]).axes[0]
+    assert ax.lines[0].get_marker() in ("None", None, "") and ax.get_xlim() == (0.5, 40.5)
+
+
 def test_metrics_jsonl_and_tensorboard_hold_the_curves(tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

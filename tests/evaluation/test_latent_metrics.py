@@ -264,3 +264,16 @@ def test_hole_metrics_rejects_bad_input():
         hole_metrics(posterior, _standard_prior(2), num_prior_samples=10, taus=(0.0,))
     with pytest.raises(ValueError, match="num_prior_samples"):
         hole_metrics(posterior, _standard_prior(2), num_prior_samples=0)
+
+
+@pytest.mark.parametrize("full_covariance", [False, True])
+def test_hole_metrics_ticks_once_a_chunk_of_prior_draws_and_changes_no_number(full_covariance):
+    torch.manual_seed(0)
+    loc, scale = torch.randn(6, 3), torch.rand(6, 3) + 0.5
+    posterior = _as_full_covariance(loc, scale) if full_covariance else _gaussian(loc, scale)
+    ticks = []
+    torch.manual_seed(1)
+    plain = hole_metrics(posterior, _standard_prior(3), 1000, chunk_size=300)
+    torch.manual_seed(1)
+    ticked = hole_metrics(posterior, _standard_prior(3), 1000, chunk_size=300, on_chunk=ticks.append)
+    assert ticks == [300, 300, 300, 100] and ticked == plain

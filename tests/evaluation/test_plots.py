@@ -370,7 +370,10 @@ def test_length_ppc_plots_observed_and_prior_predictive_with_a_y_axis_and_named_
     assert ax.get_ylabel() and ax.yaxis.get_visible()
     assert len([t for t in ax.get_yticklabels() if t.get_text()]) >= 2
     legend = ax.get_legend()
-    assert sorted(t.get_text() for t in legend.get_texts()) == sorted(PPC_NAMES.values())
+    n, total = predictive.sizes["sentence"], len(draws)  # the sentences drawn, not "the split"
+    assert sorted(t.get_text() for t in legend.get_texts()) == sorted(name.format(n=n) for name in PPC_NAMES.values())
+    assert f"the {n} chosen sentences of the split" in [t.get_text() for t in legend.get_texts()]
+    assert ax.get_title().endswith(f"{total} x {n} decoded prior samples vs {n} sentences of the split")
     assert min(t.get_fontsize() for t in legend.get_texts()) >= 9
     default = plot_length_ppc(idata)  # at its default size the legend fits beside the axes
     assert _legend_clear_of_panels(default.figure, default.get_legend())

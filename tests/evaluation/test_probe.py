@@ -121,9 +121,10 @@ def test_sample_and_reconstruct_read_the_checkpoint_asked_for(tmp_path, capsys):
     torch.save(state, out / "best.pt")
     for command in (["sample", str(out), "-n", "2"], ["reconstruct", str(out), "very good kifo !"]):
         assert main([*command, "--max-length", "4"]) == 0
-        assert capsys.readouterr().out.split() == ["kifo"] * 4 * (2 if command[0] == "sample" else 1)
+        decoded = capsys.readouterr().out.split(" -> ")[-1]  # reconstruct prints INPUT -> OUTPUT
+        assert decoded.split() == ["kifo"] * 4 * (2 if command[0] == "sample" else 1)
         assert main([*command, "--max-length", "4", "--checkpoint", "last"]) == 0
-        assert set(capsys.readouterr().out.split()) != {"kifo"}
+        assert set(capsys.readouterr().out.split(" -> ")[-1].split()) != {"kifo"}
     with pytest.raises(SystemExit):
         main(["sample", str(out), "--checkpoint", "first"])
 

@@ -9,6 +9,10 @@ import shutil
 import pytest
 import torch
 
+import evaluation.report as report
+import pyro_textvae.memory as memory
+from evaluation.evaluate_memory import evaluation_estimate
+from evaluation.evaluate_options import EVALUATE_DEFAULTS
 from evaluation.report import collect_posteriors, evaluate_run, iw_subset_positions
 from evaluation.tables import COLUMNS, compare_runs, format_mean_std, metric_value
 from inference.elbo import elbo_terms
@@ -253,3 +257,67 @@ def test_vmf_run_reports_joint_metrics_only(tiny_corpus, tmp_path):
     assert result["elbo"]["kl"] == pytest.approx(float(kl), rel=1e-5)
     for key in ("nll", "ppl"):
         assert math.isfinite(result["likelihood"][key])
+
+
+class _RecordedBar:
+    """A stand-in for tqdm that records each bar's description, total and updates."""
+
+    made: list[_RecordedBar] = []
+
+    def __init__(self, *args, total=None, desc=None, **kwargs):
+        self.desc, self.total, self.ticks = desc, total, []
+        _RecordedBar.made.append(self)
+
+    def update(self, n=1):
+        self.ticks.append(n)
+
+    def set_description(self, desc):
+        self.desc = desc
+
+    def close(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def test_the_slow_latent_stages_tick_their_own_bars_once_a_chunk(trained_run, tmp_path, monkeypatch):
+    """The hole metrics tick per chunk of 512 prior draws, each density-gap KL per chunk of posterior
+    draws (on short_yelp one tick was 18 of 23 minutes)."""
+    run_dir = tmp_path / "ticks"
+    shutil.copytree(trained_run[0], run_dir)
+    monkeypatch.setattr(report, "tqdm", _RecordedBar)
+    _RecordedBar.made = []
+    evaluate_run(open_run(run_dir), **{**SETTINGS, "prior_samples": 1100, "progress": True})
+    bars = {bar.desc.split(",")[0]: bar for bar in _RecordedBar.made[1:]}
+    assert sorted(bars) == ["hole metrics", "joint DG-KL", "marginal DG-KL"]
+    assert bars["hole metrics"].ticks == [512, 512, 76] and bars["hole metrics"].total == 1100
+    for name in ("joint DG-KL", "marginal DG-KL"):
+        assert sum(bars[name].ticks) == bars[name].total == 32 and len(bars[name].ticks) >= 1
+
+
+def test_evaluate_refuses_an_estimate_above_the_memory_available_before_writing(trained_run, tmp_path, capsys,
+                                                                               monkeypatch):
+    run_dir = tmp_path / "memory"
+    shutil.copytree(trained_run[0], run_dir)
+    (run_dir / "eval.json").unlink()
+    monkeypatch.setattr(memory, "available_memory", lambda device: 2**28)
+    assert main(["evaluate", str(run_dir), "--iw-samples", "100000", "--iw-batch-size", "64", "--no-progress"]) == 2
+    message = capsys.readouterr().err
+    assert message.startswith("textvae evaluate: error: this run needs about") and message.count("\n") == 1
+    assert "importance sampling" in message and "0.25 GiB available; lower --iw-batch-size or --iw-chunk" in message
+    assert not (run_dir / "eval.json").exists()
+
+
+def test_the_short_yelp_defaults_are_estimated_under_half_a_gigabyte_above_the_libraries():
+    """The paper-size model on short_yelp's 10,000-sentence test split (the training split probed too):
+    the stages' chunks keep the estimate small, where one stage once held 12.7 GB."""
+    vae = TextVAE(TextVAEConfig(vocab_size=5151, embed_dim=128, hidden_dim=512, latent_dim=32))
+    parts = evaluation_estimate(vae, 10_000, 10_000, 15, EVALUATE_DEFAULTS.iw_samples, EVALUATE_DEFAULTS.iw_batch_size,
+                                EVALUATE_DEFAULTS.iw_chunk, EVALUATE_DEFAULTS.prior_samples)
+    peak = parts["model"] + parts["posteriors"] + max(v for k, v in parts.items() if k not in ("model", "posteriors"))
+    assert peak < 2**29
+    assert parts["hole metrics"] == 3 * 4 * 512 * 1024 * 32 and parts["density gap"] == 4 * 4 * 10_000 * 32

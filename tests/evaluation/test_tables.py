@@ -60,12 +60,32 @@ def test_the_committed_short_yelp_table_renders_without_exponents():
     assert not re.search(r"\de[+-]\d", table)
 
 
+def test_results_md_puts_nll_beside_the_elbo_of_the_same_sentences_and_says_so(tmp_path):
+    """A VAE row read NLL 54.11 > -ELBO 53.51 (NLL on a 500-sentence subset, -ELBO on all 10,000): the
+    table now shows how many sentences NLL scores and the -ELBO of those sentences, and a note says which
+    columns score the subset."""
+    run = {"objective": "elbo", "num_sentences": 10000, "elbo": {"neg_elbo": 53.51},
+           "likelihood": {"nll": 54.11, "ppl": 80.0, "num_sentences": 500, "neg_elbo": 54.60}}
+    write_results(tmp_path, {"VAE": [run]})
+    lines = (tmp_path / "results.md").read_text().splitlines()
+    row = dict(zip([c.strip() for c in lines[0].split("|")], [c.strip() for c in lines[2].split("|")]))
+    assert (row["N"], row["IW N"], row["NLL"], row["-ELBO IW"], row["-ELBO"]) == ("10000", "500", "54.11", "54.60",
+                                                                               "53.51")
+    write_results(tmp_path, {"VAE": [run, run]})
+    row = (tmp_path / "results.md").read_text().splitlines()[2].split(" | ")
+    assert row[3:5] == ["10000", "500"]  # the seeds' shared counts, without a spread of 0
+    header = lines[0].split(" | ")
+    assert header.index("IW N") < header.index("NLL") < header.index("-ELBO IW") < header.index("-ELBO")
+    assert lines[-1].startswith("NLL and PPL are estimated by importance sampling on the IW N sentences")
+    assert "-ELBO IW is the -ELBO of those same sentences" in lines[-1]
+
+
 def test_a_diverged_seed_is_named_in_the_table(tmp_path):
     runs = [{"objective": "elbo", "num_sentences": 8, "likelihood": {"nll": value, "ppl": 3.0}}
             for value in (4.0, math.nan)]
     write_results(tmp_path, {"VAE": runs})
     row = (tmp_path / "results.md").read_text().splitlines()[2]
-    assert row.startswith("| VAE | elbo | 2 | 8 | diverged | 3.00 ± 0.00 |")
+    assert row.startswith("| VAE | elbo | 2 | 8 | - | diverged | 3.00 ± 0.00 |")
 
 
 def _eval_json(run_dir: Path, split: str = "test", **values) -> None:
@@ -96,8 +116,8 @@ def test_compare_runs_puts_each_eval_json_value_in_its_column(tmp_path):
     row = dict(zip(first.columns, first.rows[0]))
     assert row["run"] == "a" and row["objective"] == "dg" and row["K"] == 500 and row["IW subset"] == "all"
     assert row["NLL"] == 41.123456789 and row["CU(0.03)"] == 31 and row["MI"] is None
-    assert (tmp_path / "cmp.csv").read_text().splitlines()[1].startswith("a,dg,1,500,all,40,41.123456789,60.5,")
-    assert "| a | dg | 1 | 500 | all | 40 | 41.12 | 60.50 | - |" in (tmp_path / "cmp.md").read_text()
+    assert (tmp_path / "cmp.csv").read_text().splitlines()[1].startswith("a,dg,1,500,all,40,,41.123456789,60.5,")
+    assert "| a | dg | 1 | 500 | all | 40 | - | 41.12 | 60.50 | - |" in (tmp_path / "cmp.md").read_text()
     valid = compare_runs([tmp_path / "b"], split="valid")
     assert dict(zip(valid.columns, valid.rows[0]))["MI"] == 0.5
 

@@ -62,3 +62,33 @@ def test_a_max_length_that_empties_a_split_is_refused_before_the_run_folder_exis
     message = refused(capsys, "train", "--data", str(data), "--out", str(tmp_path / "run"), "--max-length", "4", *TINY)
     assert str(data / "valid.txt") in message and "0 sentence(s) left" in message and "max_length 4" in message
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("line_end", [b"\n", b"\r\n", b"\r"])
+def test_blank_and_white_space_lines_are_counted_not_read(tmp_path, line_end):
+    path = tmp_path / "blank.txt"
+    path.write_bytes(line_end.join([b"0\tgood food", b"", b"   ", b"1\tbad service", b"\t ", b""]))
+    split = read_split(path)
+    assert split.sentences == [["good", "food"], ["bad", "service"]] and split.labels == ["0", "1"]
+    assert split.blank == 3  # the end of the last line is no line
+    path.write_bytes(b"good food\nbad service\n")
+    assert read_split(path).blank == 0
+
+
+def test_train_prints_the_corpus_summary_with_the_blank_lines_it_skipped(tmp_path, capsys):
+    data = _folder(tmp_path / "corpus", train=SENTENCES + "\n  \n", valid=SENTENCES + SENTENCES)
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "run"), *TINY]) == 0
+    out = capsys.readouterr().out.splitlines()
+    vocabulary = len(json.loads((tmp_path / "run" / "vocab.json").read_text()))
+    assert f"{data}: vocabulary {vocabulary} words; sentences train 4, valid 8, test 4" in out
+    assert f"{data}: skipped 2 blank line(s) (train 2, valid 0, test 0)" in out
+    assert not any("longer than max_length" in line for line in out)  # none dropped: not mentioned
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["corpus"]["splits"]["train"]["blank_lines"] == 2
+
+
+def test_a_one_sentence_split_is_refused_without_advice_on_max_length_when_nothing_was_dropped(tmp_path, capsys):
+    data = _folder(tmp_path / "corpus", valid="the food is good\n")
+    message = refused(capsys, "train", "--data", str(data), "--out", str(tmp_path / "run"), *TINY)
+    assert message.endswith(f"{data / 'valid.txt'}: 1 sentence(s); every split needs at least 2")
+    assert "max_length" not in message and not (tmp_path / "run").exists()

@@ -238,7 +238,8 @@ def test_corpus_vocabulary_from_train_only_and_max_length(tmp_path):
     summary = corpus.summary()
     assert summary["vocab_size"] == 7
     assert summary["splits"]["train"] == {
-        "sentences": 2, "tokens": 5, "unknown_tokens": 0, "dropped": 1, "max_length": 3, "labels": ["0", "1"],
+        "sentences": 2, "tokens": 5, "unknown_tokens": 0, "dropped": 1, "blank_lines": 0, "max_length": 3,
+        "labels": ["0", "1"],
     }
     assert summary["splits"]["valid"]["unknown_tokens"] == 1
     again = Corpus.from_folder(root, vocab=Vocab.build([["z"]]))
