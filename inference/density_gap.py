@@ -227,11 +227,11 @@ def _mixture_layout(
 def _score_rows(score: Callable, rows: torch.Tensor, indices: tuple[torch.Tensor, ...], chunk_size: int,
                 recompute: bool, on_chunk: Callable[[int], object] | None) -> torch.Tensor:
     """``score`` of every row (with its entries of ``indices``), ``chunk_size`` rows at a time,
-    ``on_chunk`` (where given) called with the rows of each chunk once it is scored. With gradients on,
-    the chunks are concatenated, each recomputed in the backward pass when ``recompute``. Without
-    gradients (evaluation) they are written into one tensor allocated once: a list of many small results kept between large
-    temporaries fragments the C heap (the 10,000 posteriors of a short_yelp split, scored a row at a
-    time, held 12 GB where a row's temporaries are 1.3 MB)."""
+    ``on_chunk`` (where given) called with the rows of each chunk once it is scored. With gradients
+    on, the chunks are concatenated, each recomputed in the backward pass when ``recompute``.
+    Without gradients (evaluation) they are written into one tensor allocated once: a list of many
+    small results kept between large temporaries fragments the C heap (the 10,000 posteriors of a
+    short_yelp split, scored a row at a time, held 12 GB where a row's temporaries are 1.3 MB)."""
     grad = torch.is_grad_enabled()
     if grad and recompute:
         score = partial(checkpoint, score, use_reentrant=False, preserve_rng_state=False)

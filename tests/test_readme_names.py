@@ -28,12 +28,15 @@ def _readme() -> str:
 
 
 def _defined_names() -> dict[str, str]:
-    """Public top-level names of the library modules (the command line left out) -> their package."""
+    """Public top-level names of the library modules (the command line left out) -> the package that
+    exports them (a subpackage such as ``pyro_textvae.data`` for its own modules)."""
     names: dict[str, str] = {}
-    for package in PACKAGES:
-        for path in sorted((ROOT / package).rglob("*.py")):
-            if "cli" in path.relative_to(ROOT).parts:
+    for top in PACKAGES:
+        for path in sorted((ROOT / top).rglob("*.py")):
+            parts = path.relative_to(ROOT).parts
+            if "cli" in parts:
                 continue
+            package = ".".join(parts[:2]) if len(parts) > 2 else top
             for node in ast.parse(path.read_text(encoding="utf-8")).body:
                 if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
                     found = [node.name]
