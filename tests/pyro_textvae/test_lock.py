@@ -12,7 +12,7 @@ import pytest
 from pyro_textvae.cli import main
 from pyro_textvae.io import load_checkpoint
 from pyro_textvae.run_folder import open_run
-from tests.cli.test_run_files import TINY, refused
+from tests.cli.test_run_files import TINY, refused, run, trained  # noqa: F401 (fixtures)
 
 
 @pytest.fixture
@@ -55,3 +55,21 @@ def test_the_lock_of_a_killed_writer_is_gone_and_its_run_resumes(training):
     assert main(["train", "--resume", str(out), "--epochs", "1", "--no-progress"]) == 0
     assert load_checkpoint(out / "last.pt")["trainer"]["step"] >= step
     assert int((out / ".lock").read_text()) == os.getpid()
+
+
+@pytest.mark.parametrize("kind", ["symlink", "folder", "fifo"])
+def test_a_lock_that_is_not_a_regular_file_is_refused_and_nothing_is_written_through_it(run, capsys, tmp_path,
+                                                                                      kind):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    lock = run / ".lock"
+    lock.unlink(missing_ok=True)
+    {"symlink": lambda: lock.symlink_to(victim), "folder": lock.mkdir, "fifo": lambda: os.mkfifo(lock)}[kind]()
+    attempts = [["train", "--resume", str(run), "--epochs", "3"],
+                ["train", "--out", str(run), *TINY, "--overwrite"],
+                ["evaluate", str(run), "--iw-samples", "2", "--no-progress"]]
+    for argv in attempts:
+        message = refused(capsys, *argv)
+        assert f"{lock}: refused" in message and "not a regular file" in message
+    assert victim.read_text() == "precious\n"
+    assert (run / "best.pt").is_file() and (run / "config.json").is_file()

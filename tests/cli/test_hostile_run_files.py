@@ -1,0 +1,98 @@
+"""Run files that are well-formed but wrong, or not files at all: each refused in one line naming it."""
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+import torch
+
+from pyro_textvae.io import load_checkpoint, save_checkpoint
+from tests.cli.test_run_files import refused, run, trained  # noqa: F401 (fixtures)
+
+RESUME = ["train", "--resume"]
+
+
+@pytest.fixture
+def deadline():
+    """Fail instead of hanging: a reader that blocks on a FIFO is interrupted after 60 s."""
+    def timeout(*_):
+        raise AssertionError("blocked on a FIFO")
+
+    previous = signal.signal(signal.SIGALRM, timeout)
+    signal.alarm(60)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize("name, command", [
+    ("config.json", ["sample", "{run}", "-n", "1"]), ("vocab.json", ["sample", "{run}", "-n", "1"]),
+    ("best.pt", ["sample", "{run}", "-n", "1"]), ("metrics.jsonl", [*RESUME, "{run}", "--epochs", "3"]),
+    ("last.pt", [*RESUME, "{run}", "--epochs", "3"]), ("config.json", [*RESUME, "{run}", "--epochs", "3"]),
+    ("eval.json", ["evaluate", "{run}", "--iw-samples", "2", "--no-progress"])])
+def test_a_fifo_in_place_of_a_run_file_is_refused_naming_it(run, capsys, deadline, name, command):
+    path = run / name
+    path.unlink(missing_ok=True)
+    os.mkfifo(path)
+    message = refused(capsys, *(part.format(run=run) for part in command))
+    assert f"{path}: refused" in message and "FIFO" in message
+    assert not path.is_file() and not path.is_symlink()  # not replaced either
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.uint8, torch.bool, torch.complex64])
+def test_a_checkpoint_tensor_of_another_dtype_is_refused_naming_it(run, capsys, dtype):
+    state = load_checkpoint(run / "best.pt")
+    key = sorted(state["model"])[0]
+    state["model"][key] = state["model"][key].to(dtype)
+    save_checkpoint(run / "best.pt", state)
+    message = refused(capsys, "sample", str(run), "-n", "2")
+    assert str(run / "best.pt") in message and f"{key} dtype {str(dtype)[6:]} (model: float32)" in message
+
+
+def test_zero_bytes_written_into_a_checkpoint_are_refused_by_its_checksum(run, capsys):
+    data = bytearray((run / "best.pt").read_bytes())
+    weights = load_checkpoint(run / "best.pt")["model"]
+    largest = max(weights.values(), key=torch.Tensor.numel)
+    start = bytes(data).index(largest.numpy().tobytes()[:256]) + 64
+    data[start:start + 64] = bytes(64)
+    (run / "best.pt").write_bytes(bytes(data))
+    message = refused(capsys, "sample", str(run), "-n", "2")
+    assert str(run / "best.pt") in message and "do not match the checksum" in message
+
+
+def _first_moments(state):
+    return state["optim"][sorted(state["optim"])[0]]["state"][0]
+
+
+MALFORMED = {
+    "optim.*.exp_avg": lambda s: _first_moments(s).update(exp_avg=torch.zeros(2, 2)),
+    "optim.*.step": lambda s: _first_moments(s).update(step=torch.tensor(-3.0)),
+    "optim.": lambda s: s["optim"].update({sorted(s["optim"])[0]: [1, 2]}),
+    "optim ": lambda s: s.update(optim=[1]),
+    "trainer.batch": lambda s: s["trainer"].update(batch="3"),
+    "trainer.best": lambda s: s["trainer"].update(best="low"),
+    "trainer.sums": lambda s: s["trainer"].update(sums={"loss": "x"}),
+    "trainer.step": lambda s: s["trainer"].pop("step"),
+    "trainer.epoch": lambda s: s["trainer"].update(epoch=-1),
+    "rng.cpu": lambda s: s["rng"].update(cpu=s["rng"]["cpu"].to(torch.int64)),
+    "rng.cpu ": lambda s: s["rng"].update(cpu=s["rng"]["cpu"][:100]),
+    "lr": lambda s: s.update(lr=float("nan")),
+}
+
+
+@pytest.mark.parametrize("field", sorted(MALFORMED))
+def test_a_malformed_training_checkpoint_is_refused_naming_the_file_and_the_field(run, capsys, field):
+    state = load_checkpoint(run / "last.pt")
+    MALFORMED[field](state)
+    save_checkpoint(run / "last.pt", state)
+    message = refused(capsys, *RESUME, str(run), "--epochs", "3", "--no-progress")
+    shown = field.strip().replace("*", sorted(state["optim"])[0] + ".state.0") if isinstance(state["optim"], dict) \
+        else field.strip()
+    assert f"{run / 'last.pt'}: field {shown}" in message
+
+
+def test_an_empty_last_pt_is_refused_in_one_line(run, capsys):
+    (run / "last.pt").write_bytes(b"")
+    message = refused(capsys, *RESUME, str(run), "--epochs", "3", "--no-progress")
+    assert str(run / "last.pt") in message and "an empty file" in message
