@@ -339,7 +339,8 @@ def check_state_dict(module: torch.nn.Module, state: Any, path: Path, hint: str 
               if not isinstance(tensor, torch.Tensor) or tensor.shape != own[key].shape]
     differ += [f"{key} dtype {str(tensor.dtype).removeprefix('torch.')} (model: "
                f"{str(own[key].dtype).removeprefix('torch.')})" for key, tensor in state.items()
-               if isinstance(tensor, torch.Tensor) and tensor.shape == own[key].shape and tensor.dtype != own[key].dtype]
+               if isinstance(tensor, torch.Tensor) and tensor.shape == own[key].shape
+               and tensor.dtype != own[key].dtype]
     if differ:
         shown = "; ".join(differ[:4]) + (f"; and {len(differ) - 4} more" if len(differ) > 4 else "")
         raise CheckpointError(f"{path}: {len(differ)} parameter(s) differ from the model{hint}: {shown}")

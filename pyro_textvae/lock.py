@@ -15,7 +15,6 @@ from __future__ import annotations
 import fcntl
 import os
 import time
-from pathlib import Path
 from types import TracebackType
 
 from .errors import CheckpointError

@@ -8,7 +8,10 @@ import pytest
 import torch
 
 from pyro_textvae.io import load_checkpoint, save_checkpoint
-from tests.cli.test_run_files import refused, run, trained  # noqa: F401 (fixtures)
+from tests.cli import test_run_files
+from tests.cli.test_run_files import refused
+
+trained, run = test_run_files.trained, test_run_files.run  # the fixtures: a small trained run, a copy of it
 
 RESUME = ["train", "--resume"]
 

@@ -12,7 +12,10 @@ import pytest
 from pyro_textvae.cli import main
 from pyro_textvae.io import load_checkpoint
 from pyro_textvae.run_folder import open_run
-from tests.cli.test_run_files import TINY, refused, run, trained  # noqa: F401 (fixtures)
+from tests.cli import test_run_files
+from tests.cli.test_run_files import TINY, refused
+
+trained, run = test_run_files.trained, test_run_files.run  # the fixtures: a small trained run, a copy of it
 
 
 @pytest.fixture
