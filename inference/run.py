@@ -23,7 +23,7 @@ from pyro_textvae.io import CheckpointError, dataclass_from_dict, save_json
 from pyro_textvae.lock import LOCK_NAME, FolderLock
 from pyro_textvae.memory import check_memory, training_estimate
 from pyro_textvae.model import TextVAE, TextVAEConfig
-from pyro_textvae.run_folder import CONFIG_VERSION, load_corpus, read_config, read_vocab
+from pyro_textvae.run_folder import CONFIG_VERSION, RUN_FILE_PATTERNS, load_corpus, read_config, read_vocab
 
 from .distributed import broadcast_from_rank_zero, init_process_group
 from .objective_configs import ObjectiveConfig
@@ -48,14 +48,25 @@ def check_run_dir(run_dir: Path, overwrite: bool) -> None:
             f"run folder {str(run_dir)!r} already exists; pass overwrite=True to replace it, or resume it")
 
 
+def _run_files(run_dir: Path) -> list[Path]:
+    """The files of ``run_dir`` that a command reads (:data:`~pyro_textvae.run_folder.RUN_FILE_PATTERNS`),
+    ``config.json`` first; a folder of such a name is not one of them."""
+    found = [path for pattern in RUN_FILE_PATTERNS for path in sorted(run_dir.glob(pattern))]
+    return [path for path in found if path.is_symlink() or not path.is_dir()]
+
+
 def prepare_run_dir(run_dir: str | Path, overwrite: bool) -> Path:
-    """Create ``run_dir``; refuse a folder holding a run unless ``overwrite``. Call it holding the
-    folder's lock (:class:`~pyro_textvae.lock.FolderLock`), so no other writer loses its files."""
+    """Create ``run_dir``; refuse a folder holding a run unless ``overwrite``, which removes every
+    file of the old run that a command reads (``config.json`` first, so a replacement killed halfway
+    leaves a folder without a run, never the old config beside new files: :data:`RUN_FILE_PATTERNS`,
+    evaluations and explore's InferenceData included) and its ``tensorboard/``; other files stay.
+    Call it holding the folder's lock (:class:`~pyro_textvae.lock.FolderLock`), so no other writer
+    loses its files."""
     run_dir = Path(run_dir)
     check_run_dir(run_dir, overwrite)
     if run_dir.exists() and not _unused(run_dir):
-        for name in ("metrics.jsonl", "last.pt", "best.pt", "eval.json"):
-            (run_dir / name).unlink(missing_ok=True)
+        for path in _run_files(run_dir):
+            path.unlink(missing_ok=True)
         shutil.rmtree(run_dir / TENSORBOARD_DIR, ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir

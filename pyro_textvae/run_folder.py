@@ -26,6 +26,10 @@ from .model import TextVAE, TextVAEConfig
 from .precision import DEFAULT_PRECISION, check_precision, effective_precision
 
 CONFIG_VERSION = 1
+# every file of a run folder that a command reads: what training writes (config.json last), what
+# evaluation writes (evaluation.tables.eval_filename) and explore's (evaluation.arviz_data.NETCDF_NAME)
+RUN_FILE_PATTERNS = ("config.json", "vocab.json", "metrics.jsonl", "last.pt", "best.pt",
+                     "eval.json", "eval.md", "eval-*.json", "eval-*.md", "inference_data.nc")
 
 
 DATA_COUNTS = {"min_count": 1, "max_vocab": 0, "max_length": 1}  # option: its least value (None allowed)

@@ -65,11 +65,11 @@ def _check_not_replacing(path: Path, options: dict, overwrite: bool) -> None:
     """Refuse to replace an evaluation made with other settings (a K = 500 run is not lost to a
     quick K = 10 one) unless ``overwrite``; the same settings give the same numbers, so they may."""
     from evaluation.report import evaluation_settings
-    from pyro_textvae.io import load_json
+    from evaluation.tables import load_evaluation
 
-    if overwrite or not path.is_file():
+    if overwrite or not path.exists():
         return
-    old, new = load_json(path).get("settings"), evaluation_settings(**options)
+    old, new = load_evaluation(path).get("settings"), evaluation_settings(**options)
     old = old if isinstance(old, dict) else {}
     changed = [f"{name} {old.get(name)!r} -> {value!r}" for name, value in new.items() if old.get(name) != value]
     if changed:

@@ -28,9 +28,9 @@ from typing import Any
 
 from evaluation.curves import curve_metrics, plot_curves, read_histories
 from evaluation.figures import save_figure
-from evaluation.report import evaluate_run, evaluation_settings
+from evaluation.report import complete_evaluation, evaluate_run, evaluation_settings
 from evaluation.scatter import plot_collapse_against_holes
-from evaluation.tables import eval_filename, write_results
+from evaluation.tables import eval_filename, load_evaluation, write_results
 from evaluation.training_table import write_training_table
 from inference.objective_configs import config_class
 from inference.run import new_trainer, resume_trainer
@@ -110,18 +110,24 @@ def _evaluated_runs(config: dict[str, Any], seeds: list[int]) -> dict[str, list[
 
 def _current_evaluation(config: dict[str, Any], method: dict, seed: int, if_stale: str) -> dict | None:
     """The run's evaluation if it was made with the file's [evaluate] settings, else None; a stale
-    one is named on stderr with the settings that differ and what happens to it (``if_stale``)."""
+    one is named on stderr with the settings that differ and what happens to it (``if_stale``). A current
+    one whose ``eval.md`` a killed evaluation left old or missing gets it written again."""
     options = config.get("evaluate", {})
-    path = Path(config["out"]) / "runs" / f"{method['name']}-seed{seed}" / eval_filename(options.get("split", "test"))
+    split = options.get("split", "test")
+    run_dir = Path(config["out"]) / "runs" / f"{method['name']}-seed{seed}"
+    path = run_dir / eval_filename(split)
     if not path.exists():
         return None
-    evaluation = load_json(path)
+    evaluation = load_evaluation(path)
     wanted = evaluation_settings(**options, seed=seed, checkpoint="best")
     stored = evaluation.get("settings") or {}
     changed = [f"{key} {stored.get(key)!r} -> {value!r}" for key, value in wanted.items() if stored.get(key) != value]
     if changed:
         print(f"{path}: made with other [evaluate] settings ({', '.join(changed)}); {if_stale}", file=sys.stderr)
         return None
+    if complete_evaluation(run_dir, split, evaluation):
+        print(f"{run_dir / eval_filename(split, 'md')}: rewritten from {path} (an evaluation was stopped between "
+              "the two)", file=sys.stderr)
     return evaluation
 
 

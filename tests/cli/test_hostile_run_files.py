@@ -1,15 +1,17 @@
 """Run files that are well-formed but wrong, or not files at all: each refused in one line naming it."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 
 import pytest
 import torch
 
+from pyro_textvae.cli import main
 from pyro_textvae.io import load_checkpoint, save_checkpoint
 from tests.cli import test_run_files
-from tests.cli.test_run_files import refused
+from tests.cli.test_run_files import TINY, refused
 
 trained, run = test_run_files.trained, test_run_files.run  # the fixtures: a small trained run, a copy of it
 
@@ -99,3 +101,24 @@ def test_an_empty_last_pt_is_refused_in_one_line(run, capsys):
     (run / "last.pt").write_bytes(b"")
     message = refused(capsys, *RESUME, str(run), "--epochs", "3", "--no-progress")
     assert str(run / "last.pt") in message and "an empty file" in message
+
+
+def test_train_overwrite_leaves_no_evaluation_of_the_old_run(run, capsys, tmp_path):
+    for name in ("eval.json", "eval-valid.json"):
+        (run / name).write_text(json.dumps({"objective": "elbo", "elbo": {"neg_elbo": 1.0}}))
+    (run / "eval-valid.md").write_text("old numbers")
+    (run / "inference_data.nc").write_bytes(b"old")
+    assert main(["train", "--out", str(run), *TINY, "--epochs", "1", "--overwrite", "--seed", "5"]) == 0
+    capsys.readouterr()
+    assert not {"eval.json", "eval-valid.json", "eval-valid.md", "inference_data.nc"} & set(os.listdir(run))
+    message = refused(capsys, "compare", str(run), "--split", "valid")
+    assert f"{run / 'eval-valid.json'}: not found" in message
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", '"eval"', "3.5", "null"])
+def test_an_eval_json_that_is_not_an_object_is_refused_naming_it(run, capsys, tmp_path, text):
+    (run / "eval.json").write_text(text)
+    for argv in (["compare", str(run)], ["evaluate", str(run), "--iw-samples", "2", "--no-progress"]):
+        message = refused(capsys, *argv)
+        assert f"{run / 'eval.json'}: not an evaluation" in message
+    assert (run / "eval.json").read_text() == text
