@@ -208,7 +208,7 @@ def resume_trainer(
             raise CheckpointError(f"run folder {str(run_dir)!r} does not exist")
         locks.append(FolderLock(run_dir))
         remove_temporaries(run_dir)
-        config = read_config(run_dir)
+        config = read_config(run_dir, check_run_config)
         return config, read_vocab(run_dir, config).itos
 
     try:
@@ -220,6 +220,25 @@ def resume_trainer(
         raise
     trainer.lock = locks[0] if locks else None
     return trainer
+
+
+def check_run_config(config: dict, path: Path) -> None:
+    """Refuse a ``config.json`` (``path``) whose ``train`` section :class:`TrainConfig` would not
+    accept (its fields, their types and ranges: whatever the dataclass holds) or whose ``objective``
+    is not a known objective with parameters of its config; one :class:`CheckpointError` naming the
+    file, the section and the option. The check of :func:`pyro_textvae.run_folder.read_config`."""
+    try:
+        dataclass_from_dict(TrainConfig, config["train"], f"{path} [train]")
+    except ValueError as error:
+        raise CheckpointError(str(error)) from None
+    objective = config["objective"]
+    if set(objective) != {"name", "params"} or not isinstance(objective["params"], dict):
+        raise CheckpointError(f"{path} [objective]: must hold exactly a name and a table of params, got "
+                              f"{sorted(objective)}")
+    try:
+        get_objective(objective["name"]).configure(objective["params"], latent=config["model"].get("latent"))
+    except (ValueError, TypeError) as error:
+        raise CheckpointError(f"{path} [objective]: {error}") from None
 
 
 def _resumed_trainer(run_dir: Path, read_run, distributed: bool, overrides: dict) -> Trainer:

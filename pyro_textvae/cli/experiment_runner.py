@@ -33,11 +33,11 @@ from evaluation.scatter import plot_collapse_against_holes
 from evaluation.tables import eval_filename, load_evaluation, write_results
 from evaluation.training_table import write_training_table
 from inference.objective_configs import config_class
-from inference.run import new_trainer, resume_trainer
+from inference.run import check_run_config, new_trainer, resume_trainer
 from inference.train_config import TrainConfig
-from pyro_textvae.io import atomic_write_bytes, dataclass_from_dict, load_json
+from pyro_textvae.io import atomic_write_bytes, dataclass_from_dict
 from pyro_textvae.lock import FolderLock
-from pyro_textvae.run_folder import load_corpus, open_run
+from pyro_textvae.run_folder import load_corpus, open_run, read_config
 
 from .experiment_file import check_method_name
 
@@ -161,8 +161,8 @@ def _train_and_evaluate(config: dict, method: dict, seed: int, run_dir: Path, pr
     options = config.get("evaluate", {})
     device = train_options.get("device", "cpu")
     with FolderLock(run_dir):
-        return evaluate_run(open_run(run_dir, device=device), progress=progress, seed=seed, checkpoint="best",
-                            device=device, **options)
+        run = open_run(run_dir, device=device, check=check_run_config)
+        return evaluate_run(run, progress=progress, seed=seed, checkpoint="best", device=device, **options)
 
 
 def _check_run_matches(run_dir: Path, method: dict, data: dict, model: dict, train: dict) -> None:
@@ -171,7 +171,7 @@ def _check_run_matches(run_dir: Path, method: dict, data: dict, model: dict, tra
     either side counts as None; the corpus path as :func:`pyro_textvae.cli.experiment_file.load_experiment`
     resolved it). Parameters are compared by their current names, so an old spelling on either side
     matches the new one."""
-    stored = load_json(run_dir / "config.json")
+    stored = read_config(run_dir, check_run_config)
     stored_data = stored.get("data") if isinstance(stored.get("data"), dict) else {}
     expected = {("objective", "name"): method["objective"]}
     expected |= {("data", k): data.get(k) for k in sorted(set(data) | set(stored_data))}
@@ -206,7 +206,8 @@ def _hole_pictures(out: Path, config: dict, results: dict[str, list[dict]]) -> N
     missing = [name for name, run_dir in chosen.items() if run_dir is None]
     if missing:
         print(f"{out / 'holes.png'}: no best.pt for {missing}; left out of the hole pictures", file=sys.stderr)
-    panels = [(name, encode_split(open_run(run_dir), split=split)) for name, run_dir in chosen.items() if run_dir]
+    panels = [(name, encode_split(open_run(run_dir, check=check_run_config), split=split))
+              for name, run_dir in chosen.items() if run_dir]
     if panels:
         figure = plot_hole_comparison(panels, label_names=config.get("plots", {}).get("label_names"))
         save_figure(figure, out / "holes.png")

@@ -159,6 +159,7 @@ def explore_command(args: argparse.Namespace) -> None:
     import matplotlib
 
     from evaluation.plots import plot_hole_comparison, save_figure
+    from inference.run import check_run_config
     from pyro_textvae.io import save_json
     from pyro_textvae.run_folder import open_run
 
@@ -166,7 +167,8 @@ def explore_command(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out}: exists and is not a folder")
-    runs = [open_run(path, checkpoint=args.checkpoint, device=args.device) for path in args.runs]
+    runs = [open_run(path, checkpoint=args.checkpoint, device=args.device, check=check_run_config)
+            for path in args.runs]
     _check_against_runs(runs, args)
     options = {name: getattr(args, name) for name in EXPLORE_OPTIONS}
     save_json(out / EXPLORE_CONFIG, {"runs": [str(run.path.resolve()) for run in runs], **options})

@@ -122,3 +122,49 @@ def test_an_eval_json_that_is_not_an_object_is_refused_naming_it(run, capsys, tm
         message = refused(capsys, *argv)
         assert f"{run / 'eval.json'}: not an evaluation" in message
     assert (run / "eval.json").read_text() == text
+
+
+def _set(section, key, value):
+    def change(config):
+        (config[section] if section else config)[key] = value
+    return change
+
+
+BAD_CONFIGS = {
+    "unknown key(s) ['extra']": _set(None, "extra", 1),
+    "[train]: threads must be in [1, 1024], got 0": _set("train", "threads", 0),
+    "[train]: threads must be in [1, 1024], got 1000000": _set("train", "threads", 1_000_000),
+    "[train]: option threads must be int or NoneType, got 1000000.0": _set("train", "threads", 1e6),
+    "[train]: seed must be in [0, 4294967295], got -1": _set("train", "seed", -1),
+    "[train]: seed must be in [0, 4294967295], got 1180591620717411303424": _set("train", "seed", 2**70),
+    "[train]: lr must be > 0, got nan": _set("train", "lr", float("nan")),
+    "[train]: clip_norm must be > 0, got nan": _set("train", "clip_norm", float("nan")),
+    "[train]: batch_size must be >= 1, got 0": _set("train", "batch_size", 0),
+    "[train]: device must be cpu, cuda or cuda:K, got 'tpu:9'": _set("train", "device", "tpu:9"),
+    "[train]: unknown option(s) ['speed']": _set("train", "speed", 2),
+    "[objective]: unknown objective 'magic'": _set("objective", "name", "magic"),
+    "[objective]: must hold exactly a name and a table of params": _set("objective", "params", [1]),
+    "[model]: unknown option(s) ['depth']": _set("model", "depth", 3),
+}
+
+
+@pytest.mark.parametrize("expected", sorted(BAD_CONFIGS))
+def test_every_field_of_config_json_is_checked_by_every_command_that_reads_it(run, capsys, expected):
+    path = run / "config.json"
+    config = json.loads(path.read_text())
+    BAD_CONFIGS[expected](config)
+    path.write_text(json.dumps(config))
+    for argv in (["sample", str(run), "-n", "1"], [*RESUME, str(run), "--epochs", "3", "--no-progress"],
+                 ["evaluate", str(run), "--iw-samples", "2", "--no-progress"]):
+        message = refused(capsys, *argv)
+        assert message.startswith(f"textvae {argv[0]}: error: {path}") and expected in message, message
+
+
+def test_an_objective_parameter_of_the_wrong_type_is_refused_by_sample(run, capsys):
+    path = run / "config.json"
+    config = json.loads(path.read_text())
+    name = sorted(config["objective"]["params"])[0]
+    config["objective"]["params"][name] = "many"
+    path.write_text(json.dumps(config))
+    message = refused(capsys, "sample", str(run), "-n", "1")
+    assert f"{path} [objective]" in message and name in message
