@@ -30,7 +30,7 @@ from .objective_configs import ObjectiveConfig
 from .objectives import get_objective
 from .tensorboard import TENSORBOARD_DIR
 from .train_config import TrainConfig, launched_by_torchrun
-from .trainer import Trainer
+from .trainer import EVAL_BATCH, Trainer
 
 UNUSED_NAMES = {LOCK_NAME, "vocab.json"}  # all a start killed before config.json was written leaves
 
@@ -148,13 +148,15 @@ SIZE_OPTIONS = (OptionName("hidden_dim"), ", ", OptionName("embed_dim"), ", ", O
 
 def check_training_memory(model_config: TextVAEConfig, train: TrainConfig, corpus: Corpus,
                           params: ObjectiveConfig, options: str | tuple[str, ...] = SIZE_OPTIONS) -> None:
-    """Refuse a run whose model, batch of the longest training sentences and density-gap samples
-    (``params.num_samples``, where the objective has them) would not fit in the memory of
-    ``train.device`` (:func:`pyro_textvae.memory.training_estimate`), before any of it is allocated."""
-    longest = max((len(ids) for ids in corpus.splits["train"].ids), default=0)
+    """Refuse a run whose model, batch of the longest training sentences (or validation batch of
+    the longest validation sentences, the larger) and density-gap samples (``params.num_samples``,
+    where the objective has them) would not fit in the memory of ``train.device``
+    (:func:`pyro_textvae.memory.training_estimate`), before any of it is allocated."""
+    longest = {name: max((len(ids) for ids in split.ids), default=0) for name, split in corpus.splits.items()}
     samples = getattr(params, "num_samples", None)
-    parts = training_estimate(model_config, train.batch_size, longest, train.optimizer, samples)
     local = [int(os.environ.get(name, default)) for name, default in (("LOCAL_RANK", 0), ("LOCAL_WORLD_SIZE", 1))]
+    validation = (EVAL_BATCH, longest.get("valid", 0))  # each process scores EVAL_BATCH rows at a time
+    parts = training_estimate(model_config, train.batch_size, longest["train"], train.optimizer, samples, validation)
     check_memory(parts, resolve_device(train.device, *local), options)  # the device is checked first
 
 

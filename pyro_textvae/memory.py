@@ -5,7 +5,10 @@ With V the vocabulary, E, H, d the embedding, LSTM and latent sizes, the model h
 embeddings, two LSTMs, the posterior head, the decoder's initial state and output layer), stored
 in float32. Training keeps ``P`` times 2 (values, gradients) plus 2 for Adam's moments, and a
 batch of B sentences of at most T tokens about ``4 B T (3 V + 12 H + 4 E)`` bytes of activations
-(logits, their log-softmax and its gradient; the LSTM gates kept for the backward pass). A
+(logits, their log-softmax and its gradient; the LSTM gates kept for the backward pass); a
+validation batch, without gradients, about ``4 B T (2 V + 5 H + E)`` (logits and log-softmax, the
+LSTM's outputs and one step's gates), and the larger of the two counts, since they are not held
+together. A
 density-gap term with M samples per posterior holds about ``6 x 4 M B d`` bytes (the samples,
 their prior and aggregate log-densities, the gradients; the B x B scores are chunked). A run is
 refused when the estimate exceeds the memory available on its device (on the CPU the smaller of
@@ -114,14 +117,17 @@ def _machine_available() -> int:
 
 
 def training_estimate(config: TextVAEConfig, batch_size: int, max_tokens: int, optimizer: str,
-                      num_samples: int | None = None) -> dict[str, int]:
-    """Bytes of the model's training state, a batch's activations and (``num_samples``) a
-    density-gap term, as in the module docstring."""
+                      num_samples: int | None = None, validation: tuple[int, int] | None = None) -> dict[str, int]:
+    """Bytes of the model's training state, a batch's activations (the larger of a training batch
+    and, ``validation`` = (sentences, longest sentence's tokens), a validation batch) and
+    (``num_samples``) a density-gap term, as in the module docstring."""
     copies = 4 if optimizer == "adam" else 2
     v, e, h = config.vocab_size, config.embed_dim, config.hidden_dim
+    rows, tokens = validation or (0, 0)
     parts = {
         "model": copies * FLOAT_BYTES * parameter_count(config),
-        "batch": FLOAT_BYTES * batch_size * (max_tokens + 2) * (3 * v + 12 * h + 4 * e),
+        "batch": max(FLOAT_BYTES * batch_size * (max_tokens + 2) * (3 * v + 12 * h + 4 * e),
+                     FLOAT_BYTES * rows * (tokens + 2) * (2 * v + 5 * h + e)),
     }
     if num_samples:
         parts["density gap"] = 6 * FLOAT_BYTES * num_samples * batch_size * config.latent_dim

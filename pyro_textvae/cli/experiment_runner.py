@@ -35,9 +35,10 @@ from evaluation.training_table import write_training_table
 from inference.objective_configs import config_class
 from inference.run import check_run_config, new_trainer, resume_trainer
 from inference.train_config import TrainConfig
-from pyro_textvae.io import atomic_write_bytes, dataclass_from_dict
+from pyro_textvae.errors import CheckpointError
+from pyro_textvae.io import atomic_write_bytes, dataclass_from_dict, load_json
 from pyro_textvae.lock import FolderLock
-from pyro_textvae.run_folder import load_corpus, open_run, read_config
+from pyro_textvae.run_folder import load_corpus, open_run
 
 from .experiment_file import check_method_name
 
@@ -171,7 +172,9 @@ def _check_run_matches(run_dir: Path, method: dict, data: dict, model: dict, tra
     either side counts as None; the corpus path as :func:`pyro_textvae.cli.experiment_file.load_experiment`
     resolved it). Parameters are compared by their current names, so an old spelling on either side
     matches the new one."""
-    stored = read_config(run_dir, check_run_config)
+    stored = load_json(run_dir / "config.json")  # checked in full when the run is resumed or opened
+    if not isinstance(stored, dict):
+        raise CheckpointError(f"{run_dir / 'config.json'}: not a pyro-textvae run config (a JSON object)")
     stored_data = stored.get("data") if isinstance(stored.get("data"), dict) else {}
     expected = {("objective", "name"): method["objective"]}
     expected |= {("data", k): data.get(k) for k in sorted(set(data) | set(stored_data))}

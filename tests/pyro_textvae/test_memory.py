@@ -80,3 +80,26 @@ def test_a_run_over_its_cgroup_limit_is_refused_though_the_machine_has_room(tmp_
     assert memory._machine_available() > 2**30
     message = refused(capsys, "train", "--out", str(tmp_path / "run"), *TINY)
     assert "6.1e-05 GiB available" in message and not (tmp_path / "run").exists()
+
+
+def test_a_validation_split_of_far_longer_sentences_counts_in_the_estimate(monkeypatch):
+    from inference.objectives import get_objective
+    from inference.run import check_training_memory
+    from inference.train_config import TrainConfig
+    from pyro_textvae.data import Corpus
+    from pyro_textvae.data.corpus import Split
+    from pyro_textvae.errors import OptionError
+
+    short, long = [["a", "b"]] * 4, [["a", "b"] * 2000] * 4
+    corpus = Corpus.from_splits({"train": Split(short), "valid": Split(long), "test": Split(short)})
+    config = TextVAEConfig(vocab_size=len(corpus.vocab), embed_dim=8, hidden_dim=16, latent_dim=3)
+    train = TrainConfig(batch_size=4, optimizer="adam")
+    params = get_objective("elbo").configure({})
+    from inference.trainer import EVAL_BATCH
+
+    short_only = sum(training_estimate(config, 4, 2, "adam", validation=(EVAL_BATCH, 2)).values())
+    monkeypatch.setattr(memory, "available_memory", lambda device: short_only)
+    with pytest.raises(OptionError, match="GiB available"):
+        check_training_memory(config, train, corpus, params)
+    short_valid = Corpus.from_splits({"train": Split(short), "valid": Split(short), "test": Split(long)})
+    check_training_memory(config, train, short_valid, params)  # the test split is not batched in training
