@@ -42,7 +42,10 @@ def _unused(run_dir: Path) -> bool:
 
 
 def check_run_dir(run_dir: Path, overwrite: bool) -> None:
-    """``FileExistsError`` when ``run_dir`` holds a run and ``overwrite`` is off."""
+    """``FileExistsError`` when ``run_dir`` holds a run and ``overwrite`` is off; ``CheckpointError``
+    when it is a file, not a folder."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir}: cannot create this folder: a file of that name is in the way")
     if run_dir.exists() and not overwrite and not _unused(run_dir):
         raise FileExistsError(
             f"run folder {str(run_dir)!r} already exists; pass overwrite=True to replace it, or resume it")

@@ -111,9 +111,9 @@ def _explore_run(run, out: Path, args: argparse.Namespace):
         plot_sentence_posteriors,
         save_figure,
     )
-    from pyro_textvae.io import atomic_write_bytes
+    from pyro_textvae.io import atomic_write_bytes, make_folder
 
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     print(f"{run.path}: drawing {args.chains} x {args.draws} posterior and prior samples of {args.sentences} "
           f"{args.split} sentences", flush=True)
     idata = to_inference_data(run, split=args.split, sentences=args.sentences, draws=args.draws,

@@ -317,8 +317,8 @@ def test_an_experiment_killed_between_eval_json_and_eval_md_writes_eval_md_on_it
         real_write(path, data)
 
     monkeypatch.setattr(report, "atomic_write_bytes", killed)
-    with pytest.raises(KeyboardInterrupt):
-        main(["experiment", str(config), "--no-progress"])
+    assert main(["experiment", str(config), "--no-progress"]) == 130
+    assert "run the same `textvae experiment` command again" in capsys.readouterr().err.splitlines()[-1]
     run = tmp_path / "results" / "runs" / "VAE-seed0"
     assert (run / "eval.json").is_file() and not (run / "eval.md").exists()
     monkeypatch.setattr(report, "atomic_write_bytes", real_write)

@@ -11,6 +11,7 @@ import torch
 from pyro_textvae.cli import main
 from pyro_textvae.io import load_checkpoint, save_checkpoint
 from tests.cli import test_run_files
+from tests.cli.test_experiment import CONFIG
 from tests.cli.test_run_files import TINY, refused
 
 trained, run = test_run_files.trained, test_run_files.run  # the fixtures: a small trained run, a copy of it
@@ -168,3 +169,47 @@ def test_an_objective_parameter_of_the_wrong_type_is_refused_by_sample(run, caps
     path.write_text(json.dumps(config))
     message = refused(capsys, "sample", str(run), "-n", "1")
     assert f"{path} [objective]" in message and name in message
+
+
+def test_an_out_folder_that_cannot_be_created_is_one_line_naming_it(run, capsys, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("mine")
+    attempts = [(blocker, ["train", "--out", str(blocker), *TINY]),
+                (blocker / "run", ["train", "--out", str(blocker / "run"), *TINY]),
+                ("/proc/nope", ["train", "--out", "/proc/nope", *TINY]),
+                ("/proc/nope/results", ["experiment", str(tmp_path / "exp.toml"), "--out", "/proc/nope/results"]),
+                ("/proc/nope/pictures", ["explore", str(run), "--out", "/proc/nope/pictures"]),
+                ("/proc/nope", ["compare", str(run), "--out", "/proc/nope/table"])]
+    (tmp_path / "exp.toml").write_text(CONFIG)
+    (run / "eval.json").write_text("{}")
+    for folder, argv in attempts:
+        message = refused(capsys, *argv)
+        assert f"{folder}: cannot create this folder" in message, message
+    assert blocker.read_text() == "mine"
+
+
+def _interrupt(*_, **__):
+    raise KeyboardInterrupt
+
+
+def test_ctrl_c_in_train_says_what_was_kept_and_how_to_resume(run, capsys, monkeypatch):
+    from inference.trainer import Trainer
+
+    before = load_checkpoint(run / "last.pt")["trainer"]
+    monkeypatch.setattr(Trainer, "_run_epoch", _interrupt)
+    status, err = test_run_files.cli(capsys, *RESUME, str(run), "--epochs", "4", "--no-progress")
+    assert status == 130 and err == [f"textvae train: interrupted; {run / 'last.pt'} keeps the last checkpoint; "
+                                     f"continue with `textvae train --resume {run}`"]
+    monkeypatch.undo()
+    assert load_checkpoint(run / "last.pt")["trainer"] == before
+    assert main([*RESUME, str(run), "--epochs", "3", "--no-progress"]) == 0
+
+
+def test_ctrl_c_in_evaluate_keeps_the_previous_evaluation(run, capsys, monkeypatch):
+    import evaluation.report as report
+
+    (run / "eval.json").write_text('{"settings": {}}')
+    monkeypatch.setattr(report, "_measure", _interrupt)
+    status, err = test_run_files.cli(capsys, "evaluate", str(run), "--iw-samples", "2", "--overwrite")
+    assert status == 130 and len(err) == 1 and "keeps its previous evaluation files" in err[0]
+    assert (run / "eval.json").read_text() == '{"settings": {}}' and not list(run.glob(".*.tmp"))

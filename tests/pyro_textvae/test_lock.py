@@ -76,3 +76,15 @@ def test_a_lock_that_is_not_a_regular_file_is_refused_and_nothing_is_written_thr
         assert f"{lock}: refused" in message and "not a regular file" in message
     assert victim.read_text() == "precious\n"
     assert (run / "best.pt").is_file() and (run / "config.json").is_file()
+
+
+@pytest.mark.slow
+def test_sigint_ends_training_with_one_line_and_status_130_and_the_run_resumes(training):
+    process, out = training
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 130
+    err = process.stderr.read().decode().splitlines()
+    assert "Traceback" not in "\n".join(err)
+    assert err[-1] == (f"textvae train: interrupted; {out / 'last.pt'} keeps the last checkpoint; "
+                       f"continue with `textvae train --resume {out}`")
+    assert main(["train", "--resume", str(out), "--epochs", "1", "--no-progress"]) == 0
