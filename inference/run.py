@@ -9,6 +9,7 @@ has to exist on rank 0's machine (the corpus must be readable by every rank).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,6 +33,7 @@ from .tensorboard import TENSORBOARD_DIR
 from .train_config import TrainConfig, launched_by_torchrun
 from .trainer import EVAL_BATCH, Trainer
 
+DEVICE_PATTERN = re.compile(r"cpu|cuda(:\d+)?")  # the devices pyro_textvae.devices.resolve_device may accept
 UNUSED_NAMES = {LOCK_NAME, "vocab.json"}  # all a start killed before config.json was written leaves
 
 
@@ -233,9 +235,11 @@ def check_run_config(config: dict, path: Path) -> None:
     is not a known objective with parameters of its config; one :class:`CheckpointError` naming the
     file, the section and the option. The check of :func:`pyro_textvae.run_folder.read_config`."""
     try:
-        dataclass_from_dict(TrainConfig, config["train"], f"{path} [train]")
+        train = dataclass_from_dict(TrainConfig, config["train"], f"{path} [train]")
     except ValueError as error:
         raise CheckpointError(str(error)) from None
+    if not DEVICE_PATTERN.fullmatch(train.device):  # the run's device need not exist here: its syntax only
+        raise CheckpointError(f"{path} [train]: device must be cpu, cuda or cuda:K, got {train.device!r}")
     objective = config["objective"]
     if set(objective) != {"name", "params"} or not isinstance(objective["params"], dict):
         raise CheckpointError(f"{path} [objective]: must hold exactly a name and a table of params, got "
