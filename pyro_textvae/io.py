@@ -283,19 +283,19 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.exists():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
-        with os.fdopen(open_regular(path), "rb") as handle:
-            data = handle.read()
+        handle = os.fdopen(open_regular(path), "rb")
     except OSError as error:
         raise CheckpointError(f"{path}: cannot read ({error.strerror or error})") from None
     try:
-        state = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+        with handle:
+            empty = os.fstat(handle.fileno()).st_size == 0
+            state = torch.load(handle, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError:
         raise CheckpointError(f"{path}: refused: it holds pickled objects, not only tensors and numbers "
                               f"(read with weights_only=True){_other_checkpoint(path)}") from None
     except Exception as error:
         reason = (str(error).split(". ")[0].splitlines() or [type(error).__name__])[0][:120]
-        if not data:
-            reason = "an empty file"
+        reason = "an empty file" if empty else reason
         raise CheckpointError(f"{path}: cannot be read, truncated or corrupt ({reason}){_other_checkpoint(path)}"
                               ) from None
     if not isinstance(state, dict):
