@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 
 import pytest
 import torch
@@ -17,19 +16,6 @@ from tests.cli.test_run_files import TINY, refused
 trained, run = test_run_files.trained, test_run_files.run  # the fixtures: a small trained run, a copy of it
 
 RESUME = ["train", "--resume"]
-
-
-@pytest.fixture
-def deadline():
-    """Fail instead of hanging: a reader that blocks on a FIFO is interrupted after 60 s."""
-    def timeout(*_):
-        raise AssertionError("blocked on a FIFO")
-
-    previous = signal.signal(signal.SIGALRM, timeout)
-    signal.alarm(60)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.mark.parametrize("name, command", [

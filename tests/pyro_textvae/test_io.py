@@ -192,7 +192,7 @@ def test_a_state_dict_of_another_dtype_is_refused_naming_the_tensor(tmp_path):
 
 
 @pytest.mark.parametrize("make", [os.mkfifo, os.mkdir])
-def test_a_run_file_that_is_not_a_regular_file_is_refused_and_never_replaced(tmp_path, make):
+def test_a_run_file_that_is_not_a_regular_file_is_refused_and_never_replaced(tmp_path, make, deadline):
     path = tmp_path / "eval.json"
     make(path)
     for read in (load_json, read_jsonl, load_checkpoint):
