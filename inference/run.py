@@ -232,14 +232,12 @@ def resume_trainer(
 def check_run_config(config: dict, path: Path) -> None:
     """Refuse a ``config.json`` (``path``) whose ``train`` section :class:`TrainConfig` would not
     accept (its fields, their types and ranges: whatever the dataclass holds) or whose ``objective``
-    is not a known objective with parameters of its config; one :class:`CheckpointError` naming the
-    file, the section and the option. The check of :func:`pyro_textvae.run_folder.read_config`."""
-    try:
-        train = dataclass_from_dict(TrainConfig, config["train"], f"{path} [train]")
-    except ValueError as error:
-        raise CheckpointError(str(error)) from None
+    is not a known objective with parameters of its config; one ``ValueError`` (the ``train`` section)
+    or :class:`CheckpointError` (the ``objective``) naming the file, the section and the option. The
+    check of :func:`pyro_textvae.run_folder.read_config`."""
+    train = dataclass_from_dict(TrainConfig, config["train"], f"{path} [train]")
     if not DEVICE_PATTERN.fullmatch(train.device):  # the run's device need not exist here: its syntax only
-        raise CheckpointError(f"{path} [train]: device must be cpu, cuda or cuda:K, got {train.device!r}")
+        raise ValueError(f"{path} [train]: device must be cpu, cuda or cuda:K, got {train.device!r}")
     objective = config["objective"]
     if set(objective) != {"name", "params"} or not isinstance(objective["params"], dict):
         raise CheckpointError(f"{path} [objective]: must hold exactly a name and a table of params, got "

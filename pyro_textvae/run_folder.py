@@ -101,9 +101,10 @@ CONFIG_KEYS = {"version", "corpus", *CONFIG_SECTIONS}  # corpus: a summary, only
 
 
 def read_config(run_dir: Path, check: Callable[[dict, Path], None] | None = None) -> dict:
-    """``run_dir/config.json``, refused (one :class:`CheckpointError` naming the file, the section
-    and the option) unless it is a config of this version with only its known sections, a valid
-    ``data`` section and a ``model`` section :class:`TextVAEConfig` accepts; ``check(config, path)``
+    """``run_dir/config.json``, refused (one :class:`CheckpointError`, or ``ValueError`` for an
+    option's value, naming the file, the section and the option) unless it is a config of this
+    version with only its known sections, a valid ``data`` section and a ``model`` section
+    :class:`TextVAEConfig` accepts; ``check(config, path)``
     checks the sections of the layers above (``train`` and ``objective``:
     :func:`inference.run.check_run_config`)."""
     if not run_dir.is_dir():
@@ -118,11 +119,8 @@ def read_config(run_dir: Path, check: Callable[[dict, Path], None] | None = None
     for key in CONFIG_SECTIONS:
         if not isinstance(config.get(key), dict):
             raise CheckpointError(f"{path}: missing or malformed section {key!r}")
-    try:
-        check_data_options(config["data"], f"{path} [data]")
-        TextVAEConfig.from_dict(config["model"], f"{path} [model]")
-    except ValueError as error:
-        raise CheckpointError(str(error)) from None
+    check_data_options(config["data"], f"{path} [data]")
+    TextVAEConfig.from_dict(config["model"], f"{path} [model]")
     if check is not None:
         check(config, path)
     return config

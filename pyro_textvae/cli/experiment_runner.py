@@ -111,12 +111,9 @@ def _evaluated_runs(config: dict[str, Any], seeds: list[int]) -> dict[str, list[
 
 def _current_evaluation(config: dict[str, Any], method: dict, seed: int, if_stale: str) -> dict | None:
     """The run's evaluation if it was made with the file's [evaluate] settings, else None; a stale
-    one is named on stderr with the settings that differ and what happens to it (``if_stale``). A current
-    one whose ``eval.md`` a killed evaluation left old or missing gets it written again."""
+    one is named on stderr with the settings that differ and what happens to it (``if_stale``)."""
     options = config.get("evaluate", {})
-    split = options.get("split", "test")
-    run_dir = Path(config["out"]) / "runs" / f"{method['name']}-seed{seed}"
-    path = run_dir / eval_filename(split)
+    path = Path(config["out"]) / "runs" / f"{method['name']}-seed{seed}" / eval_filename(options.get("split", "test"))
     if not path.exists():
         return None
     evaluation = load_evaluation(path)
@@ -126,9 +123,6 @@ def _current_evaluation(config: dict[str, Any], method: dict, seed: int, if_stal
     if changed:
         print(f"{path}: made with other [evaluate] settings ({', '.join(changed)}); {if_stale}", file=sys.stderr)
         return None
-    if complete_evaluation(run_dir, split, evaluation):
-        print(f"{run_dir / eval_filename(split, 'md')}: rewritten from {path} (an evaluation was stopped between "
-              "the two)", file=sys.stderr)
     return evaluation
 
 
@@ -147,6 +141,10 @@ def _train_and_evaluate(config: dict, method: dict, seed: int, run_dir: Path, pr
     if evaluation is not None:
         print(f"{method['name']} seed {seed}: trained and evaluated with the file's settings, skipped "
               f"({run_dir})", flush=True)
+        split = config.get("evaluate", {}).get("split", "test")
+        if complete_evaluation(run_dir, split, evaluation):  # a kill between eval.json and eval.md
+            print(f"{run_dir / eval_filename(split, 'md')}: rewritten from {eval_filename(split)} (its evaluation "
+                  "was stopped between the two)", file=sys.stderr)
         return evaluation
     if (run_dir / "last.pt").exists():
         trainer = resume_trainer(run_dir)
