@@ -178,12 +178,21 @@ def _interrupt(*_, **__):
     raise KeyboardInterrupt
 
 
+def _interrupted(capsys, *argv: str) -> tuple[int, list[str]]:
+    """``textvae argv`` interrupted by Ctrl-C: its status and stderr lines (a KeyboardInterrupt that
+    escapes main, the user's traceback, fails the test instead of stopping the session)."""
+    try:
+        return test_run_files.cli(capsys, *argv)
+    except KeyboardInterrupt:
+        pytest.fail("KeyboardInterrupt escaped textvae main: the user sees a traceback")
+
+
 def test_ctrl_c_in_train_says_what_was_kept_and_how_to_resume(run, capsys, monkeypatch):
     from inference.trainer import Trainer
 
     before = load_checkpoint(run / "last.pt")["trainer"]
     monkeypatch.setattr(Trainer, "_run_epoch", _interrupt)
-    status, err = test_run_files.cli(capsys, *RESUME, str(run), "--epochs", "4", "--no-progress")
+    status, err = _interrupted(capsys, *RESUME, str(run), "--epochs", "4", "--no-progress")
     assert status == 130 and err == [f"textvae train: interrupted; {run / 'last.pt'} keeps the last checkpoint; "
                                      f"continue with `textvae train --resume {run}`"]
     monkeypatch.undo()
@@ -196,6 +205,15 @@ def test_ctrl_c_in_evaluate_keeps_the_previous_evaluation(run, capsys, monkeypat
 
     (run / "eval.json").write_text('{"settings": {}}')
     monkeypatch.setattr(report, "_measure", _interrupt)
-    status, err = test_run_files.cli(capsys, "evaluate", str(run), "--iw-samples", "2", "--overwrite")
+    status, err = _interrupted(capsys, "evaluate", str(run), "--iw-samples", "2", "--overwrite")
     assert status == 130 and len(err) == 1 and "keeps its previous evaluation files" in err[0]
     assert (run / "eval.json").read_text() == '{"settings": {}}' and not list(run.glob(".*.tmp"))
+
+
+def test_ctrl_c_in_experiment_says_a_rerun_goes_on(tmp_path, capsys, monkeypatch):
+    import pyro_textvae.cli.experiment_runner as runner
+
+    (tmp_path / "exp.toml").write_text(CONFIG.replace('out = "results"', f'out = "{tmp_path / "results"}"'))
+    monkeypatch.setattr(runner, "_train_and_evaluate", _interrupt)
+    status, err = _interrupted(capsys, "experiment", str(tmp_path / "exp.toml"), "--no-progress")
+    assert status == 130 and len(err) == 1 and "run the same `textvae experiment` command again" in err[0]
