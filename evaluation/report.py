@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pyro.distributions as dist
@@ -38,7 +39,7 @@ from pyro_textvae.config import ACTIVE_UNIT_THRESHOLD
 from pyro_textvae.data import EncodedSplit, iterate_batches, num_batches
 from pyro_textvae.distributions import HypersphericalUniform, VonMisesFisher
 from pyro_textvae.errors import OptionError, OptionName
-from pyro_textvae.io import atomic_write_bytes, save_json
+from pyro_textvae.io import atomic_write_bytes, read_bounded, save_json
 from pyro_textvae.model import TextVAE
 from pyro_textvae.run_folder import Run
 
@@ -327,8 +328,21 @@ def evaluate_run(
     }
     if rank_and_world_size()[0] == 0:
         save_json(run.path / eval_filename(split), result)
-        atomic_write_bytes(run.path / eval_filename(split, "md"), evaluation_markdown(result).encode())
+        complete_evaluation(run.path, split, result)
     return result
+
+
+def complete_evaluation(run_dir: Path, split: str, result: dict) -> bool:
+    """Write ``eval.md`` (``eval-<split>.md``) from ``result``, the folder's ``eval.json``, unless it
+    already says the same; True when it was (re)written. ``eval.json`` is written first and is the
+    record: an evaluation killed between the two files leaves its ``eval.md`` old or missing, and
+    whoever reads the pair back next (a rerun of ``experiment``) makes it whole again."""
+    path = run_dir / eval_filename(split, "md")
+    text = evaluation_markdown(result).encode()
+    if path.is_file() and read_bounded(path) == text:
+        return False
+    atomic_write_bytes(path, text)
+    return True
 
 
 def _checked_split(run: Run, split: str, seed: Any, subset_seed: Any, probe_sizes: Any) -> EncodedSplit:

@@ -78,6 +78,15 @@ def eval_filename(split: str, suffix: str = "json") -> str:
     return f"eval.{suffix}" if split == "test" else f"eval-{split}.{suffix}"
 
 
+def load_evaluation(path: str | Path) -> dict:
+    """An ``eval.json`` read back (:func:`pyro_textvae.io.load_json`), refused unless a JSON object."""
+    result = load_json(path)
+    if not isinstance(result, dict):
+        raise CheckpointError(f"{path}: not an evaluation (a JSON object written by `textvae evaluate`), "
+                              f"found a JSON {type(result).__name__}")
+    return result
+
+
 def metric_value(result: dict, keys: Sequence[str]) -> Any:
     """The value at ``keys`` in an ``eval.json`` dict, or None where any key is missing."""
     value: Any = result
@@ -140,7 +149,7 @@ def compare_runs(run_dirs: Sequence[str | Path], out_prefix: str | Path | None =
         path = run_dir / eval_filename(split)
         if not path.is_file():
             raise CheckpointError(f"{path}: not found; run `textvae evaluate {run_dir} --split {split}` first")
-        result = load_json(path)
+        result = load_evaluation(path)
         subset = metric_value(result, ("likelihood", "iw_subset"))
         rows.append([run_dir.name, result.get("objective"), result.get("seed"),
                      metric_value(result, ("likelihood", "iw_samples")), "all" if subset is None else subset]

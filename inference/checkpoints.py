@@ -25,6 +25,7 @@ from pyro_textvae.io import (
     save_checkpoint,
 )
 
+from .checkpoint_checks import check_training_state
 from .distributed import any_rank, gather_objects, sum_over_ranks
 
 
@@ -59,6 +60,7 @@ class CheckpointMixin:
             raise CheckpointError(f"{path}: not a training checkpoint (no {', '.join(missing)}); "
                                   "resuming needs the last.pt written by training, not a copy of best.pt")
         check_state_dict(self.vae, state["model"], path, " (sizes from config.json)")
+        check_training_state(path, state, self.vae)
         pyro.clear_param_store()
         self.vae.load_state_dict(state["model"])
         self.optim.set_state(state["optim"])

@@ -9,6 +9,7 @@ has to exist on rank 0's machine (the corpus must be readable by every rank).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,15 +24,16 @@ from pyro_textvae.io import CheckpointError, dataclass_from_dict, read_jsonl, sa
 from pyro_textvae.lock import LOCK_NAME, FolderLock
 from pyro_textvae.memory import check_memory, training_estimate
 from pyro_textvae.model import TextVAE, TextVAEConfig
-from pyro_textvae.run_folder import CONFIG_VERSION, load_corpus, read_config, read_vocab
+from pyro_textvae.run_folder import CONFIG_VERSION, RUN_FILE_PATTERNS, load_corpus, read_config, read_vocab
 
 from .distributed import broadcast_from_rank_zero, init_process_group
 from .objective_configs import ObjectiveConfig
 from .objectives import get_objective
 from .tensorboard import TENSORBOARD_DIR
 from .train_config import CURVE_PRIOR_SAMPLES, TrainConfig, launched_by_torchrun
-from .trainer import Trainer
+from .trainer import EVAL_BATCH, Trainer
 
+DEVICE_PATTERN = re.compile(r"cpu|cuda(:\d+)?")  # the devices pyro_textvae.devices.resolve_device may accept
 UNUSED_NAMES = {LOCK_NAME, "vocab.json"}  # all a start killed before config.json was written leaves
 
 
@@ -42,20 +44,34 @@ def _unused(run_dir: Path) -> bool:
 
 
 def check_run_dir(run_dir: Path, overwrite: bool) -> None:
-    """``FileExistsError`` when ``run_dir`` holds a run and ``overwrite`` is off."""
+    """``FileExistsError`` when ``run_dir`` holds a run and ``overwrite`` is off; ``CheckpointError``
+    when it is a file, not a folder."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir}: cannot create this folder: a file of that name is in the way")
     if run_dir.exists() and not overwrite and not _unused(run_dir):
         raise FileExistsError(
             f"run folder {str(run_dir)!r} already exists; pass overwrite=True to replace it, or resume it")
 
 
+def _run_files(run_dir: Path) -> list[Path]:
+    """The files of ``run_dir`` that a command reads (:data:`~pyro_textvae.run_folder.RUN_FILE_PATTERNS`),
+    ``config.json`` first; a folder of such a name is not one of them."""
+    found = [path for pattern in RUN_FILE_PATTERNS for path in sorted(run_dir.glob(pattern))]
+    return [path for path in found if path.is_symlink() or not path.is_dir()]
+
+
 def prepare_run_dir(run_dir: str | Path, overwrite: bool) -> Path:
-    """Create ``run_dir``; refuse a folder holding a run unless ``overwrite``. Call it holding the
-    folder's lock (:class:`~pyro_textvae.lock.FolderLock`), so no other writer loses its files."""
+    """Create ``run_dir``; refuse a folder holding a run unless ``overwrite``, which removes every
+    file of the old run that a command reads (``config.json`` first, so a replacement killed halfway
+    leaves a folder without a run, never the old config beside new files: :data:`RUN_FILE_PATTERNS`,
+    evaluations and explore's InferenceData included) and its ``tensorboard/``; other files stay.
+    Call it holding the folder's lock (:class:`~pyro_textvae.lock.FolderLock`), so no other writer
+    loses its files."""
     run_dir = Path(run_dir)
     check_run_dir(run_dir, overwrite)
     if run_dir.exists() and not _unused(run_dir):
-        for name in ("metrics.jsonl", "last.pt", "best.pt", "eval.json"):
-            (run_dir / name).unlink(missing_ok=True)
+        for path in _run_files(run_dir):
+            path.unlink(missing_ok=True)
         shutil.rmtree(run_dir / TENSORBOARD_DIR, ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
@@ -137,13 +153,15 @@ SIZE_OPTIONS = (OptionName("hidden_dim"), ", ", OptionName("embed_dim"), ", ", O
 
 def check_training_memory(model_config: TextVAEConfig, train: TrainConfig, corpus: Corpus,
                           params: ObjectiveConfig, options: str | tuple[str, ...] = SIZE_OPTIONS) -> None:
-    """Refuse a run whose model, batch of the longest training sentences and density-gap samples
-    (``params.num_samples``, where the objective has them) would not fit in the memory of
-    ``train.device`` (:func:`pyro_textvae.memory.training_estimate`), before any of it is allocated."""
-    longest = max((len(ids) for ids in corpus.splits["train"].ids), default=0)
+    """Refuse a run whose model, batch of the longest training sentences (or validation batch of
+    the longest validation sentences, the larger) and density-gap samples (``params.num_samples``,
+    where the objective has them) would not fit in the memory of ``train.device``
+    (:func:`pyro_textvae.memory.training_estimate`), before any of it is allocated."""
+    longest = {name: max((len(ids) for ids in split.ids), default=0) for name, split in corpus.splits.items()}
     samples = getattr(params, "num_samples", None)
-    parts = training_estimate(model_config, train.batch_size, longest, train.optimizer, samples)
     local = [int(os.environ.get(name, default)) for name, default in (("LOCAL_RANK", 0), ("LOCAL_WORLD_SIZE", 1))]
+    validation = (EVAL_BATCH, longest.get("valid", 0))  # each process scores EVAL_BATCH rows at a time
+    parts = training_estimate(model_config, train.batch_size, longest["train"], train.optimizer, samples, validation)
     check_memory(parts, resolve_device(train.device, *local), options)  # the device is checked first
 
 
@@ -205,7 +223,7 @@ def resume_trainer(
             raise CheckpointError(f"run folder {str(run_dir)!r} does not exist")
         locks.append(FolderLock(run_dir))
         remove_temporaries(run_dir)
-        config = read_config(run_dir)
+        config = read_config(run_dir, check_run_config)
         if isinstance(config.get("train"), dict) and "curve_samples" not in config["train"]:
             config["train"]["curve_samples"] = recorded_curve_samples(run_dir)
         return config, read_vocab(run_dir, config).itos
@@ -230,6 +248,25 @@ def recorded_curve_samples(run_dir: Path) -> int:
         return CURVE_PRIOR_SAMPLES
     samples = history[0].get("valid_joint_kl_prior_samples", 0)
     return samples if type(samples) is int else CURVE_PRIOR_SAMPLES
+
+
+def check_run_config(config: dict, path: Path) -> None:
+    """Refuse a ``config.json`` (``path``) whose ``train`` section :class:`TrainConfig` would not
+    accept (its fields, their types and ranges: whatever the dataclass holds) or whose ``objective``
+    is not a known objective with parameters of its config; one ``ValueError`` (the ``train`` section)
+    or :class:`CheckpointError` (the ``objective``) naming the file, the section and the option. The
+    check of :func:`pyro_textvae.run_folder.read_config`."""
+    train = dataclass_from_dict(TrainConfig, config["train"], f"{path} [train]")
+    if not DEVICE_PATTERN.fullmatch(train.device):  # the run's device need not exist here: its syntax only
+        raise ValueError(f"{path} [train]: device must be cpu, cuda or cuda:K, got {train.device!r}")
+    objective = config["objective"]
+    if set(objective) != {"name", "params"} or not isinstance(objective["params"], dict):
+        raise CheckpointError(f"{path} [objective]: must hold exactly a name and a table of params, got "
+                              f"{sorted(objective)}")
+    try:
+        get_objective(objective["name"]).configure(objective["params"], latent=config["model"].get("latent"))
+    except (ValueError, TypeError) as error:
+        raise CheckpointError(f"{path} [objective]: {error}") from None
 
 
 def _resumed_trainer(run_dir: Path, read_run, distributed: bool, overrides: dict) -> Trainer:

@@ -30,6 +30,8 @@ MAX_LR = 100.0  # far above any rate that trains (the paper's 0.5, 1e-3); Adam o
 CHECKPOINT_MINUTES = 10.0  # last.pt at least this often (minutes of training), besides every epoch
 CURVE_PRIOR_SAMPLES = 12_800  # prior draws of the per-epoch validation joint-KL (evaluation.curves)
 MAX_CURVE_SAMPLES = 1_000_000  # about 80 x the default's seconds an epoch
+MAX_SEED = 2**32 - 1  # pyro.set_rng_seed seeds NumPy too, which takes seeds below 2**32
+MAX_THREADS = 1024  # more intra-op threads than any machine has cores makes the OpenMP runtime abort
 
 
 def launched_by_torchrun() -> bool:
@@ -89,8 +91,10 @@ class TrainConfig:
         if not self.lr <= MAX_LR:
             raise option_error("lr", f"must be <= {MAX_LR:g} (the paper's rates are 0.5 with sgd, 1e-3 with adam), "
                                f"got {self.lr}")
-        if self.threads is not None and self.threads < 1:
-            raise option_error("threads", f"must be >= 1, got {self.threads}")
+        if self.threads is not None and not 1 <= self.threads <= MAX_THREADS:
+            raise option_error("threads", f"must be in [1, {MAX_THREADS}], got {self.threads}")
+        if self.seed > MAX_SEED:
+            raise option_error("seed", f"must be <= {MAX_SEED}, got {self.seed}")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise option_error(name, f"must be >= 1, got {getattr(self, name)}")

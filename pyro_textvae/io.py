@@ -6,19 +6,26 @@ file, never a torn one. ``metrics.jsonl`` lines are appended in one ``write`` of
 followed by ``fsync``; a reader drops a final line without its newline.
 Checkpoints load with ``torch.load(weights_only=True)``: tensors, numbers, strings, lists, tuples
 and dicts only, so a file carrying a pickled object is refused instead of run, and a checkpoint
-holding a NaN or infinite floating-point tensor is refused naming the tensor. JSON files are read
-up to :data:`MAX_JSON_BYTES` and a nesting too deep for the parser is an error naming the file.
+holding a NaN or infinite floating-point tensor is refused naming the tensor. Every checkpoint
+carries a SHA-256 of its contents (``checksum``: each value's name, type, and each tensor's dtype,
+shape and bytes), written in the same atomic write and checked on load, so bytes changed on disk
+are refused naming the file; a checkpoint written before checksums (none stored) still loads.
+JSON files are read up to :data:`MAX_JSON_BYTES` and a nesting too deep for the parser is an error
+naming the file. Run files are regular files only: a FIFO, folder or device in place of one is
+refused naming it (opened without blocking, so a FIFO never hangs a reader), and never replaced.
 A write that fails (a full disk) raises :class:`CheckpointError` naming the file; the file it
 would have replaced is left as it was.
 """
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import io
 import json
 import os
 import pickle
+import stat
 import tempfile
 import typing
 from pathlib import Path
@@ -43,10 +50,69 @@ def file_mode() -> int:
     return 0o666 & ~umask
 
 
+def _kind(mode: int) -> str:
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISLNK, "a link"))
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def not_regular_error(path: str | Path, mode: int) -> CheckpointError:
+    """The refusal of a run file that is not a regular file (``mode``: its ``st_mode``)."""
+    return CheckpointError(f"{path}: refused: {_kind(mode)}, not a regular file")
+
+
+def open_regular(path: str | Path, flags: int = os.O_RDONLY, follow: bool = True, mode: int = 0o666) -> int:
+    """A file descriptor of ``path`` opened with ``flags`` (and ``os.O_NONBLOCK``, so a FIFO does
+    not block), refusing anything but a regular file with :class:`CheckpointError` naming it;
+    ``follow=False`` refuses a symbolic link too (``O_NOFOLLOW``); ``mode``: a created file's (less the
+    umask). ``OSError`` of the open passes."""
+    try:
+        fd = os.open(path, flags | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW), mode)
+    except OSError as error:
+        if error.errno == errno.ELOOP and not follow:
+            raise CheckpointError(f"{path}: refused: a symbolic link, not a regular file") from None
+        if error.errno in (errno.EISDIR, errno.ENXIO):  # a folder opened to write; a FIFO without a reader
+            raise not_regular_error(path, stat.S_IFDIR if error.errno == errno.EISDIR else stat.S_IFIFO) from None
+        raise
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise not_regular_error(path, mode)
+    os.set_blocking(fd, True)
+    return fd
+
+
+def make_folder(folder: str | Path) -> Path:
+    """Create ``folder`` (and its parents) if needed; one :class:`CheckpointError` naming it when it
+    cannot be (a regular file in the way, no permission, a read-only or virtual file system)."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise CheckpointError(f"{folder}: cannot create this folder: a file of that name is in the way") from None
+    except OSError as error:
+        raise CheckpointError(f"{folder}: cannot create this folder ({error.strerror or error})") from None
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder}: cannot create this folder: a file of that name is in the way")
+    return folder
+
+
+def _check_replaceable(path: Path) -> None:
+    """Refuse to replace a FIFO, folder or device (a link is replaced itself, never written through)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+        raise CheckpointError(f"{path}: refused to replace it: {_kind(mode)}, not a regular file")
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file, fsync and rename."""
+    """Write ``data`` to ``path`` through a temporary file, fsync and rename (refusing a ``path``
+    that is a FIFO, folder or device, and a folder that cannot be created, naming it)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)
+    _check_replaceable(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.fchmod(fd, file_mode())
     try:
@@ -79,7 +145,7 @@ def read_bounded(path: str | Path, limit: int | None = None) -> bytes:
     path = Path(path)
     limit = MAX_JSON_BYTES if limit is None else limit
     try:
-        with open(path, "rb") as handle:
+        with os.fdopen(open_regular(path), "rb") as handle:
             data = handle.read(limit + 1)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: file not found") from None
@@ -110,7 +176,7 @@ def append_jsonl(path: str | Path, record: dict) -> None:
     """Append one JSON line in a single write and fsync it."""
     line = (json.dumps(record, sort_keys=True) + "\n").encode()
     try:
-        with open(path, "ab") as handle:
+        with os.fdopen(open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "ab") as handle:
             handle.write(line)
             handle.flush()
             os.fsync(handle.fileno())
@@ -137,10 +203,40 @@ def truncate_jsonl(path: str | Path, keep: int) -> None:
     atomic_write_bytes(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records).encode())
 
 
+CHECKSUM_KEY = "checksum"
+
+
+def _digest(value: Any, sha: Any) -> None:
+    """Feed ``value`` (nested dicts, lists, tuples, tensors, numbers, strings) into ``sha``."""
+    if isinstance(value, dict):
+        sha.update(b"d%d" % len(value))
+        for key in sorted(value, key=repr):
+            sha.update(repr(key).encode() + b":")
+            _digest(value[key], sha)
+    elif isinstance(value, (list, tuple)):
+        sha.update(b"%s%d" % (type(value).__name__.encode(), len(value)))
+        for item in value:
+            _digest(item, sha)
+    elif torch.is_tensor(value):
+        sha.update(f"T{value.dtype}{tuple(value.shape)}".encode())
+        sha.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    else:
+        sha.update(f"{type(value).__name__}={value!r};".encode())
+
+
+def checkpoint_checksum(state: dict) -> str:
+    """``"sha256:<hex>"`` of ``state`` without its own ``checksum``: every key, every value's type
+    and value, every tensor's dtype, shape and bytes (what a load reads back, bit for bit)."""
+    sha = hashlib.sha256()
+    _digest({key: value for key, value in state.items() if key != CHECKSUM_KEY}, sha)
+    return f"sha256:{sha.hexdigest()}"
+
+
 def save_checkpoint(path: str | Path, state: dict) -> None:
-    """Atomically ``torch.save`` a dict of tensors, numbers, strings, lists and dicts."""
+    """Atomically ``torch.save`` a dict of tensors, numbers, strings, lists and dicts, with its
+    :func:`checkpoint_checksum` under ``checksum`` in the same file."""
     buffer = io.BytesIO()
-    torch.save(state, buffer)
+    torch.save({**state, CHECKSUM_KEY: checkpoint_checksum(state)}, buffer)
     atomic_write_bytes(path, buffer.getvalue())
 
 
@@ -181,21 +277,33 @@ def _other_checkpoint(path: Path) -> str:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint with ``weights_only=True``; refuse pickled objects with a clear error."""
+    """Load a checkpoint with ``weights_only=True``; refuse pickled objects, a file that is not a
+    regular file, and contents that do not match their stored checksum with a clear error."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        handle = os.fdopen(open_regular(path), "rb")
+    except OSError as error:
+        raise CheckpointError(f"{path}: cannot read ({error.strerror or error})") from None
+    try:
+        with handle:
+            empty = os.fstat(handle.fileno()).st_size == 0
+            state = torch.load(handle, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError:
         raise CheckpointError(f"{path}: refused: it holds pickled objects, not only tensors and numbers "
                               f"(read with weights_only=True){_other_checkpoint(path)}") from None
     except Exception as error:
-        reason = str(error).split(". ")[0].splitlines()[0][:120]
+        reason = (str(error).split(". ")[0].splitlines() or [type(error).__name__])[0][:120]
+        reason = "an empty file" if empty else reason
         raise CheckpointError(f"{path}: cannot be read, truncated or corrupt ({reason}){_other_checkpoint(path)}"
                               ) from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: a checkpoint must hold a dict, found {type(state).__name__}")
+    stored = state.pop(CHECKSUM_KEY, None)
+    if stored is not None and stored != checkpoint_checksum(state):
+        raise CheckpointError(f"{path}: refused: its contents do not match the checksum stored in it (changed or "
+                              f"corrupted on disk){_other_checkpoint(path)}")
     bad = next(non_finite_tensors(state), None)
     if bad is not None:
         raise CheckpointError(f"{path}: refused to load: tensor {bad} holds NaN or infinite values")
@@ -217,7 +325,7 @@ def non_finite_tensors(value: Any, name: str = "") -> typing.Iterator[str]:
 
 def check_state_dict(module: torch.nn.Module, state: Any, path: Path, hint: str = "") -> None:
     """Refuse a ``state_dict`` that does not fit ``module``: missing or unexpected names, a value
-    that is not a tensor, or a shape that differs (named with both shapes; ``hint`` says where the
+    that is not a tensor, a shape or a dtype that differs (named with both shapes; ``hint`` says where the
     module's sizes come from)."""
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: no model parameters in checkpoint")
@@ -229,6 +337,10 @@ def check_state_dict(module: torch.nn.Module, state: Any, path: Path, hint: str 
     differ = [f"{key} {tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__} "
               f"(model: {tuple(own[key].shape)})" for key, tensor in state.items()
               if not isinstance(tensor, torch.Tensor) or tensor.shape != own[key].shape]
+    differ += [f"{key} dtype {str(tensor.dtype).removeprefix('torch.')} (model: "
+               f"{str(own[key].dtype).removeprefix('torch.')})" for key, tensor in state.items()
+               if isinstance(tensor, torch.Tensor) and tensor.shape == own[key].shape
+               and tensor.dtype != own[key].dtype]
     if differ:
         shown = "; ".join(differ[:4]) + (f"; and {len(differ) - 4} more" if len(differ) > 4 else "")
         raise CheckpointError(f"{path}: {len(differ)} parameter(s) differ from the model{hint}: {shown}")

@@ -6,17 +6,19 @@ into it. A second writer fails at once with :class:`FolderInUseError` naming the
 id; readers (``sample``, ``reconstruct``, ``compare``) take no lock. The kernel drops the lock when
 the holder's file is closed, so a killed process never leaves a stale lock; the ``.lock`` file
 itself stays (removing it would race with a process opening it) and counts as no content.
-``flock`` locks work between processes on one machine's local file systems.
+``flock`` locks work between processes on one machine's local file systems. The lock is opened
+without following links (``O_NOFOLLOW``) and only as a regular file: a ``.lock`` that is a
+symbolic link, a folder or a FIFO is refused naming it, so no process id is written through it.
 """
 from __future__ import annotations
 
 import fcntl
 import os
 import time
-from pathlib import Path
 from types import TracebackType
 
 from .errors import CheckpointError
+from .io import make_folder, open_regular
 
 LOCK_NAME = ".lock"
 
@@ -40,10 +42,12 @@ class FolderLock:
     creates ``folder`` when it does not exist."""
 
     def __init__(self, folder: str | os.PathLike[str]) -> None:
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder = make_folder(folder)
         path = self.folder / LOCK_NAME
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = open_regular(path, os.O_RDWR | os.O_CREAT, follow=False, mode=0o644)
+        except OSError as error:
+            raise CheckpointError(f"{path}: cannot open the folder's lock ({error.strerror or error})") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

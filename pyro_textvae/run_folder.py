@@ -8,6 +8,7 @@ reconstructs the model (:func:`open_run`, for evaluation and decoding); resuming
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,10 @@ from .model import TextVAE, TextVAEConfig
 from .precision import DEFAULT_PRECISION, check_precision, effective_precision
 
 CONFIG_VERSION = 1
+# every file of a run folder that a command reads: what training writes (config.json last), what
+# evaluation writes (evaluation.tables.eval_filename) and explore's (evaluation.arviz_data.NETCDF_NAME)
+RUN_FILE_PATTERNS = ("config.json", "vocab.json", "metrics.jsonl", "last.pt", "best.pt",
+                     "eval.json", "eval.md", "eval-*.json", "eval-*.md", "inference_data.nc")
 
 
 DATA_COUNTS = {"min_count": 1, "max_vocab": 0, "max_length": 1}  # option: its least value (None allowed)
@@ -91,15 +96,33 @@ class Run:
     vae: TextVAE
 
 
-def read_config(run_dir: Path) -> dict:
+CONFIG_SECTIONS = ("data", "model", "objective", "train")
+CONFIG_KEYS = {"version", "corpus", *CONFIG_SECTIONS}  # corpus: a summary, only ever printed
+
+
+def read_config(run_dir: Path, check: Callable[[dict, Path], None] | None = None) -> dict:
+    """``run_dir/config.json``, refused (one :class:`CheckpointError`, or ``ValueError`` for an
+    option's value, naming the file, the section and the option) unless it is a config of this
+    version with only its known sections, a valid ``data`` section and a ``model`` section
+    :class:`TextVAEConfig` accepts; ``check(config, path)``
+    checks the sections of the layers above (``train`` and ``objective``:
+    :func:`inference.run.check_run_config`)."""
     if not run_dir.is_dir():
         raise CheckpointError(f"run folder {str(run_dir)!r} does not exist")
-    config = load_json(run_dir / "config.json")
+    path = run_dir / "config.json"
+    config = load_json(path)
     if not isinstance(config, dict) or config.get("version") != CONFIG_VERSION:
-        raise CheckpointError(f"{run_dir / 'config.json'}: not a pyro-textvae run config (version {CONFIG_VERSION})")
-    for key in ("data", "model", "objective", "train"):
+        raise CheckpointError(f"{path}: not a pyro-textvae run config (version {CONFIG_VERSION})")
+    unknown = sorted(set(config) - CONFIG_KEYS)
+    if unknown:
+        raise CheckpointError(f"{path}: unknown key(s) {unknown}; valid: {sorted(CONFIG_KEYS)}")
+    for key in CONFIG_SECTIONS:
         if not isinstance(config.get(key), dict):
-            raise CheckpointError(f"{run_dir / 'config.json'}: missing or malformed section {key!r}")
+            raise CheckpointError(f"{path}: missing or malformed section {key!r}")
+    check_data_options(config["data"], f"{path} [data]")
+    TextVAEConfig.from_dict(config["model"], f"{path} [model]")
+    if check is not None:
+        check(config, path)
     return config
 
 
@@ -142,17 +165,18 @@ def run_precision(config: dict, where: str) -> str:
 
 
 def open_run(
-    run_dir: str | Path, checkpoint: str = "best", device: str | torch.device = "cpu", precision: str | None = None
+    run_dir: str | Path, checkpoint: str = "best", device: str | torch.device = "cpu", precision: str | None = None,
+    check: Callable[[dict, Path], None] | None = None,
 ) -> Run:
     """Load a run folder's config, corpus (with its saved vocabulary) and model from ``best.pt``/``last.pt``
     onto ``device`` (checked first: a device that does not exist is a ``ValueError`` naming ``--device``,
     not an unreadable checkpoint); the model runs in ``precision`` (default: the run's own,
-    :func:`run_precision`)."""
+    :func:`run_precision`). ``check``: the config check of the layers above (:func:`read_config`)."""
     run_dir = Path(run_dir)
     if checkpoint not in ("best", "last"):
         raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
     device = resolve_device(device) if isinstance(device, str) else device
-    config = read_config(run_dir)
+    config = read_config(run_dir, check)
     vocab = read_vocab(run_dir, config)
     corpus = load_corpus(config["data"], vocab=vocab, where=f"{run_dir / 'config.json'} [data]")
     model_config = TextVAEConfig.from_dict(config["model"], f"{run_dir / 'config.json'} [model]")

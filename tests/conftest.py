@@ -5,6 +5,7 @@ machine are many times slower than one.
 """
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pyro
@@ -38,3 +39,16 @@ def tiny_corpus():
 def tiny_vae(tiny_corpus):
     torch.manual_seed(0)
     return TextVAE(TextVAEConfig(vocab_size=len(tiny_corpus.vocab), **SMALL))
+
+
+@pytest.fixture
+def deadline():
+    """Fail instead of hanging: a test blocked (on a FIFO) is interrupted after 60 s."""
+    def timeout(*_):
+        raise AssertionError("blocked for 60 s (on a FIFO?)")
+
+    previous = signal.signal(signal.SIGALRM, timeout)
+    signal.alarm(60)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)

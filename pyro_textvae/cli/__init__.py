@@ -14,6 +14,7 @@ import argparse
 import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 from pyro_textvae.errors import CheckpointError, NonFiniteError, OptionError
 
@@ -49,8 +50,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+INTERRUPTED = 130  # the exit status of a process ended by SIGINT (128 + 2), as shells report it
+
+
+def interrupted_line(args: argparse.Namespace) -> str:
+    """What a Ctrl-C kept of the command's work and how to go on: every file is written whole or not at
+    all, so a run folder keeps its last checkpoint and an evaluation its previous files."""
+    if args.command == "train":
+        folder = Path(args.resume or args.out)
+        if not folder.is_dir():  # a sweep's folders are --out with -NAME=VALUE added
+            return f"interrupted; continue each run folder {folder}-* with `textvae train --resume FOLDER`"
+        if (folder / "last.pt").is_file():
+            return f"interrupted; {folder / 'last.pt'} keeps the last checkpoint; continue with " \
+                   f"`textvae train --resume {folder}`"
+        return f"interrupted before the first checkpoint of {folder}; `textvae train --resume {folder}` starts it again"
+    if args.command == "evaluate":
+        return (f"interrupted; {args.run} keeps its previous evaluation files (written only at the end); "
+                "run the same command again")
+    if args.command == "experiment":
+        return ("interrupted; the runs trained and evaluated so far and the last checkpoint of the one in training "
+                "are kept; run the same `textvae experiment` command again to go on from there")
+    return "interrupted; every file written so far is complete, nothing was left half written"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``textvae`` console script; errors in input end with one clear message."""
+    """Entry point of the ``textvae`` console script; errors in input end with one clear message, and
+    a Ctrl-C with one line saying what was kept (:func:`interrupted_line`) and status 130."""
     parser = build_parser()
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message="Encountered NaN")  # Pyro's; the trainer names the step and term
@@ -62,4 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CheckpointError, FileExistsError, ValueError, NonFiniteError) as error:  # a CorpusError is a ValueError
         print(f"textvae {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a file or folder the system refused (str names it); no traceback
+        print(f"textvae {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"textvae {args.command}: {interrupted_line(args)}", file=sys.stderr)
+        return INTERRUPTED
     return 0

@@ -27,12 +27,13 @@ def _reconstruct(args: argparse.Namespace) -> None:
     import torch
 
     from evaluation.generation import decode, posterior_center
+    from inference.run import check_run_config
     from pyro_textvae.data import make_batch
     from pyro_textvae.run_folder import open_run
 
     if any(not sentence.split() for sentence in args.sentences):
         raise ValueError("reconstruct: an empty sentence")
-    run = open_run(args.run, checkpoint=args.checkpoint, device=args.device)
+    run = open_run(args.run, checkpoint=args.checkpoint, device=args.device, check=check_run_config)
     vocab = run.corpus.vocab
     unknown = sorted({word for sentence in args.sentences for word in sentence.split() if word not in vocab})
     if unknown:
@@ -54,9 +55,10 @@ def _sample(args: argparse.Namespace) -> None:
     import torch
 
     from evaluation.generation import decode
+    from inference.run import check_run_config
     from pyro_textvae.run_folder import open_run
 
-    run = open_run(args.run, checkpoint=args.checkpoint, device=args.device)
+    run = open_run(args.run, checkpoint=args.checkpoint, device=args.device, check=check_run_config)
     torch.manual_seed(args.seed)
     z = run.vae.prior(args.n, args.device).sample()
     for ids in decode(run.vae, z, args.strategy, args.max_length, args.beam_width, args.temperature,

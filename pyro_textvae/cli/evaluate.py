@@ -61,13 +61,15 @@ def _evaluate_locked(args: argparse.Namespace, device) -> None:
     from evaluation.report import evaluate_run
     from evaluation.tables import eval_filename
     from inference.distributed import rank_and_world_size
+    from inference.run import check_run_config
     from pyro_textvae.run_folder import open_run
 
     options = {name: getattr(args, name) for name in (
         "split", "iw_samples", "iw_subset", "prior_samples", "num_generate", "num_interpolations", "seed",
         "iw_batch_size", "iw_chunk", "dg_samples", "checkpoint")}
     options["iw_chunk"] = options["iw_chunk"] or None
-    run = open_run(args.run, checkpoint=args.checkpoint, device=device, precision=args.precision)
+    run = open_run(args.run, checkpoint=args.checkpoint, device=device, precision=args.precision,
+                   check=check_run_config)
     _check_not_replacing(Path(args.run) / eval_filename(args.split), options, args.overwrite)
     evaluate_run(run, progress=not args.no_progress, device=device, **options)
     if rank_and_world_size()[0] > 0:
@@ -80,11 +82,11 @@ def _check_not_replacing(path: Path, options: dict, overwrite: bool) -> None:
     """Refuse to replace an evaluation made with other settings (a K = 500 run is not lost to a
     quick K = 10 one) unless ``overwrite``; the same settings give the same numbers, so they may."""
     from evaluation.report import evaluation_settings
-    from pyro_textvae.io import load_json
+    from evaluation.tables import load_evaluation
 
-    if overwrite or not path.is_file():
+    if overwrite or not path.exists():
         return
-    old, new = load_json(path).get("settings"), evaluation_settings(**options)
+    old, new = load_evaluation(path).get("settings"), evaluation_settings(**options)
     old = old if isinstance(old, dict) else {}
     changed = [f"{name} {old.get(name)!r} -> {value!r}" for name, value in new.items() if old.get(name) != value]
     if changed:

@@ -53,6 +53,7 @@ def load_experiment(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path}: every [[methods]] entry needs a string name and objective")
     if len(set(names)) != len(names):
         raise ValueError(f"{path}: method names must be unique, got {names}")
+    _check_distinct_folders(path, names)
     config = _apply_schedule(path, config)
     for method in config["methods"]:
         check_method_name(path, method["name"])
@@ -108,18 +109,35 @@ def _check_plots(path: Path, plots: Any) -> None:
         raise ValueError(f"{path}: [plots] label_names must map labels to names, got {names!r}")
 
 
-MAX_NAME = 200  # characters: a run folder's name adds "-seed<s>" within a file system's 255 bytes
+MAX_NAME = 240  # bytes of UTF-8: a run folder's name adds "-seed<s>" (at most 15) within a file system's 255
+
+
+def _folder_key(name: str) -> str:
+    """What a method's run folder looks like: its name in NFC, without surrounding spaces, case folded
+    (NFC and NFD spellings of "café" print alike, and a case-insensitive file system merges "VAE" and "vae")."""
+    return unicodedata.normalize("NFC", name).strip().casefold()
+
+
+def _check_distinct_folders(path: Path, names: list[str]) -> None:
+    """Refuse two method names whose run folders would look the same (:func:`_folder_key`)."""
+    seen: dict[str, str] = {}
+    for name in names:
+        other = seen.setdefault(_folder_key(name), name)
+        if other != name:
+            raise ValueError(f"{path}: method names {other!r} and {name!r} differ only in Unicode normalisation, "
+                             "case or surrounding spaces; their run folders would look the same")
 
 
 def check_method_name(path: Path, name: str) -> None:
     """A method's name is the start of its run folder's name under ``out/runs``: refuse a name that
     is not one plain folder name (a path separator, ``.`` or ``..``, a leading dot, a control
     character, too long), so nothing is written outside ``out``."""
-    bad = (not name.strip() or name.startswith(".") or "/" in name or "\\" in name or len(name) > MAX_NAME
+    bad = (not name.strip() or name.startswith(".") or "/" in name or "\\" in name
+           or len(name.encode("utf-8", "surrogatepass")) > MAX_NAME
            or any(unicodedata.category(char)[0] == "C" for char in name))
     if bad:
         raise ValueError(f"{path}: method name {name!r} cannot name a folder under out/runs (no '/' or '\\', no "
-                         f"leading '.', no control character, at most {MAX_NAME} characters)")
+                         f"leading '.', no control character, at most {MAX_NAME} bytes in UTF-8)")
 
 
 def _check_method(path: Path, config: dict, method: dict) -> None:

@@ -34,13 +34,14 @@ from typing import Any
 
 from evaluation.curves import curve_metrics, plot_curves, read_histories
 from evaluation.figures import save_figure
-from evaluation.report import evaluate_run, evaluation_settings
+from evaluation.report import complete_evaluation, evaluate_run, evaluation_settings
 from evaluation.scatter import plot_collapse_against_holes
-from evaluation.tables import eval_filename, write_results
+from evaluation.tables import eval_filename, load_evaluation, write_results
 from evaluation.training_table import write_training_table
 from inference.objective_configs import config_class
-from inference.run import new_trainer, remove_temporaries, resume_trainer
+from inference.run import check_run_config, new_trainer, remove_temporaries, resume_trainer
 from inference.train_config import TrainConfig
+from pyro_textvae.errors import CheckpointError
 from pyro_textvae.io import atomic_write_bytes, dataclass_from_dict, load_json
 from pyro_textvae.lock import FolderInUseError, FolderLock
 from pyro_textvae.run_folder import load_corpus, open_run
@@ -143,7 +144,7 @@ def _current_evaluation(config: dict[str, Any], method: dict, seed: int, if_stal
     path = Path(config["out"]) / "runs" / f"{method['name']}-seed{seed}" / eval_filename(options.get("split", "test"))
     if not path.exists():
         return None
-    evaluation = load_json(path)
+    evaluation = load_evaluation(path)
     wanted = evaluation_settings(**options, seed=seed, checkpoint="best")
     stored = evaluation.get("settings") or {}
     changed = [f"{key} {stored.get(key)!r} -> {value!r}" for key, value in wanted.items() if stored.get(key) != value]
@@ -168,6 +169,10 @@ def _train_and_evaluate(config: dict, method: dict, seed: int, run_dir: Path, pr
     if evaluation is not None:
         print(f"{method['name']} seed {seed}: trained and evaluated with the file's settings, skipped "
               f"({run_dir})", flush=True)
+        split = config.get("evaluate", {}).get("split", "test")
+        if complete_evaluation(run_dir, split, evaluation):  # a kill between eval.json and eval.md
+            print(f"{run_dir / eval_filename(split, 'md')}: rewritten from {eval_filename(split)} (its evaluation "
+                  "was stopped between the two)", file=sys.stderr)
         return evaluation
     if (run_dir / "last.pt").exists():
         trainer = resume_trainer(run_dir)
@@ -184,8 +189,8 @@ def _train_and_evaluate(config: dict, method: dict, seed: int, run_dir: Path, pr
     device = train_options.get("device", "cpu")
     with FolderLock(run_dir):
         remove_temporaries(run_dir)
-        return evaluate_run(open_run(run_dir, device=device), progress=progress, seed=seed, checkpoint="best",
-                            device=device, **options)
+        run = open_run(run_dir, device=device, check=check_run_config)
+        return evaluate_run(run, progress=progress, seed=seed, checkpoint="best", device=device, **options)
 
 
 def _curve_hooks(samples: int) -> list:
@@ -199,7 +204,9 @@ def _check_run_matches(run_dir: Path, method: dict, data: dict, model: dict, tra
     either side counts as None; the corpus path as :func:`pyro_textvae.cli.experiment_file.load_experiment`
     resolved it). Parameters are compared by their current names, so an old spelling on either side
     matches the new one."""
-    stored = load_json(run_dir / "config.json")
+    stored = load_json(run_dir / "config.json")  # checked in full when the run is resumed or opened
+    if not isinstance(stored, dict):
+        raise CheckpointError(f"{run_dir / 'config.json'}: not a pyro-textvae run config (a JSON object)")
     stored_data = stored.get("data") if isinstance(stored.get("data"), dict) else {}
     expected = {("objective", "name"): method["objective"]}
     expected |= {("data", k): data.get(k) for k in sorted(set(data) | set(stored_data))}
@@ -234,7 +241,8 @@ def _hole_pictures(out: Path, config: dict, results: dict[str, list[dict]]) -> N
     missing = [name for name, run_dir in chosen.items() if run_dir is None]
     if missing:
         print(f"{out / 'holes.png'}: no best.pt for {missing}; left out of the hole pictures", file=sys.stderr)
-    panels = [(name, encode_split(open_run(run_dir), split=split)) for name, run_dir in chosen.items() if run_dir]
+    panels = [(name, encode_split(open_run(run_dir, check=check_run_config), split=split))
+              for name, run_dir in chosen.items() if run_dir]
     if panels:
         figure = plot_hole_comparison(panels, label_names=config.get("plots", {}).get("label_names"))
         save_figure(figure, out / "holes.png")

@@ -113,9 +113,9 @@ def _explore_run(run, out: Path, args: argparse.Namespace):
         plot_sentence_posteriors,
         save_figure,
     )
-    from pyro_textvae.io import atomic_write_bytes
+    from pyro_textvae.io import atomic_write_bytes, make_folder
 
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     print(f"{run.path}: drawing {args.chains} x {args.draws} posterior and prior samples of {args.sentences} "
           f"{args.split} sentences", flush=True)
     idata = to_inference_data(run, split=args.split, sentences=args.sentences, draws=args.draws,
@@ -162,6 +162,7 @@ def explore_command(args: argparse.Namespace) -> None:
         check_folder(path, "RUN")
     import matplotlib
 
+    from inference.run import check_run_config
     from pyro_textvae.run_folder import open_run
 
     matplotlib.use("Agg")
@@ -170,7 +171,8 @@ def explore_command(args: argparse.Namespace) -> None:
         raise ValueError(f"--out {out}: exists and is not a folder")
     with contextlib.ExitStack() as locks:
         locked = _lock_written_folders(locks, args.runs)
-        runs = [open_run(path, checkpoint=args.checkpoint, device=args.device) for path in args.runs]
+        runs = [open_run(path, checkpoint=args.checkpoint, device=args.device, check=check_run_config)
+                for path in args.runs]
         _check_against_runs(runs, args)
         _lock_written_folders(locks, [out], locked)  # after the checks: a refused command creates no DIR
         _explore_runs(runs, out, args)

@@ -8,13 +8,16 @@ byte-order mark is accepted at the start of the file only. A control character o
 PARAGRAPH SEPARATOR (which other programs take for line ends) and a byte-order mark after the
 start are refused, naming the line, rather than guessed at. The reader works on bytes, so any file
 content gives either a :class:`Split` or a :class:`CorpusError` that names the file and, where one
-is to blame, the 1-based line.
+is to blame, the 1-based line. It reads a file a block at a time and a line of more than
+:data:`MAX_LINE_BYTES` bytes is refused as soon as it is seen, so neither a huge file nor a huge
+line is held whole before it is judged.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +30,9 @@ __all__ = [
 
 SPLIT_NAMES: tuple[str, ...] = ("train", "valid", "test")
 LABEL_MODES: tuple[str, ...] = ("auto", "yes", "no")
-_LINE_END = re.compile(rb"\r\n|\r|\n")
+_LINE = re.compile(rb"([^\r\n]*)(\r\n|\r|\n)")
+MAX_LINE_BYTES = 2**20  # a sentence of a megabyte is no sentence; Short-Yelp's longest lines are under 1 KB
+_BLOCK_BYTES = 2**20
 _REFUSED = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ufeff]")
 
 
@@ -71,17 +76,40 @@ class EncodedSplit:
         return len(self.sentences)
 
 
-def _decode_lines(data: bytes, where: str) -> tuple[list[tuple[int, str]], int]:
-    """Non-blank lines of ``data`` as ``(1-based line number, text)`` and the number of blank or
-    white-space-only lines (the end of the last line is no line); ``CorpusError`` on bad UTF-8 or a
-    refused character (module docstring)."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    pieces = _LINE_END.split(data)
-    if len(pieces) > 1 and not pieces[-1]:
-        pieces.pop()  # what follows the last line end
-    lines = []
-    for number, raw in enumerate(pieces, start=1):
+def _raw_lines(handle: typing.BinaryIO, where: str) -> typing.Iterator[bytes]:
+    """The lines of a file opened in binary, without their ends, read a block at a time; a line
+    longer than :data:`MAX_LINE_BYTES` is a ``CorpusError`` naming it."""
+    buffer, count = b"", 0
+    while True:
+        block = handle.read(_BLOCK_BYTES)
+        buffer += block
+        start = 0
+        for match in _LINE.finditer(buffer):
+            if block and match.end() == len(buffer) and match.group(2) == b"\r":
+                break  # the \n of a \r\n may start the next block
+            yield match.group(1)
+            count, start = count + 1, match.end()
+        buffer = buffer[start:]
+        if len(buffer) > MAX_LINE_BYTES + 1:
+            raise CorpusError(f"{where}, line {count + 1}: longer than {MAX_LINE_BYTES} bytes (MAX_LINE_BYTES); "
+                              "a corpus holds one sentence a line")
+        if not block:
+            if buffer:
+                yield buffer
+            return
+
+
+def _decode_lines(handle: typing.BinaryIO, where: str) -> tuple[list[tuple[int, str]], int]:
+    """Non-blank lines of the file ``handle`` as ``(1-based line number, text)`` and the number of
+    blank or white-space-only lines (the end of the last line is no line); ``CorpusError`` on bad
+    UTF-8, a refused character or a line too long (module docstring)."""
+    lines, number = [], 0
+    for number, raw in enumerate(_raw_lines(handle, where), start=1):
+        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        if len(raw) > MAX_LINE_BYTES:
+            raise CorpusError(f"{where}, line {number}: longer than {MAX_LINE_BYTES} bytes (MAX_LINE_BYTES); "
+                              "a corpus holds one sentence a line")
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as error:
@@ -93,7 +121,7 @@ def _decode_lines(data: bytes, where: str) -> tuple[list[tuple[int, str]], int]:
                               "lines end at \\n, \\r\\n or \\r and may hold no other control character")
         if text.split():
             lines.append((number, text))
-    return lines, len(pieces) - len(lines)
+    return lines, number - len(lines)
 
 
 def _describe(char: str) -> str:
@@ -115,10 +143,10 @@ def read_split(path: str | os.PathLike[str], labels: str = "auto") -> Split:
         raise CorpusError(f"option labels must be one of {list(LABEL_MODES)}, got {labels!r}")
     where = f"corpus file {str(path)!r}"
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as handle:
+            lines, blank = _decode_lines(handle, where)
     except OSError as error:
         raise CorpusError(f"cannot read {where}: {error.strerror or error}") from None
-    lines, blank = _decode_lines(data, where)
     if not lines:
         raise CorpusError(f"{where} has no sentences")
     labelled = labels == "yes" or (labels == "auto" and all("\t" in text for _, text in lines))

@@ -326,3 +326,35 @@ def test_a_run_folder_matches_a_parameter_by_its_old_or_new_spelling(tmp_path, s
     _check_run_matches(tmp_path, {"objective": "bn", "params": {asked: 0.7}}, {}, {}, {})
     with pytest.raises(ValueError, match=r"objective\.params\.bn_gamma is 0\.7 but the experiment asks for 0\.5"):
         _check_run_matches(tmp_path, {"objective": "bn", "params": {asked: 0.5}}, {}, {}, {})
+
+
+@pytest.mark.slow
+def test_an_experiment_killed_between_eval_json_and_eval_md_writes_eval_md_on_its_rerun(tmp_path, capsys,
+                                                                                      monkeypatch):
+    import evaluation.report as report
+    from evaluation.tables import evaluation_markdown
+
+    config = tmp_path / "mini.toml"
+    config.write_text(CONFIG.replace('[[methods]]\nname = "DG-VAE"\nobjective = "dg"\nparams = {num_samples = 4}\n',
+                                     ""))
+    real_write = report.atomic_write_bytes
+
+    class Killed(BaseException):
+        """The process ends (SIGKILL) right after eval.json was replaced."""
+
+    def killed(path, data):
+        if Path(path).name == "eval.md":
+            raise Killed
+        real_write(path, data)
+
+    monkeypatch.setattr(report, "atomic_write_bytes", killed)
+    with pytest.raises(Killed):
+        main(["experiment", str(config), "--no-progress"])
+    run = tmp_path / "results" / "runs" / "VAE-seed0"
+    assert (run / "eval.json").is_file() and not (run / "eval.md").exists()
+    monkeypatch.setattr(report, "atomic_write_bytes", real_write)
+    before = (run / "eval.json").read_bytes()
+    assert main(["experiment", str(config), "--no-progress"]) == 0
+    assert (run / "eval.json").read_bytes() == before  # skipped as evaluated, not evaluated again
+    assert (run / "eval.md").read_text() == evaluation_markdown(load_json(run / "eval.json"))
+    assert "eval.md: rewritten from" in capsys.readouterr().err

@@ -66,7 +66,22 @@ def test_a_folder_holding_a_run_is_refused_and_overwrite_clears_its_results(tmp_
     with pytest.raises(FileExistsError, match="already exists; pass overwrite=True"):
         check_run_dir(run, overwrite=False)
     prepare_run_dir(run, overwrite=True)
-    assert sorted(p.name for p in run.iterdir()) == ["config.json", "notes.txt"]
+    assert sorted(p.name for p in run.iterdir()) == ["notes.txt"]
+
+
+def test_overwrite_removes_every_file_of_the_old_run_that_a_command_reads(tmp_path):
+    from evaluation.arviz_data import NETCDF_NAME
+    from evaluation.evaluate_options import SPLITS
+    from evaluation.tables import eval_filename
+
+    run = tmp_path / "run"
+    run.mkdir()
+    old = ["config.json", "vocab.json", "metrics.jsonl", "best.pt", "last.pt", NETCDF_NAME]
+    old += [eval_filename(split, suffix) for split in SPLITS for suffix in ("json", "md")]
+    for name in old + ["notes.txt"]:
+        (run / name).write_text("old run")
+    prepare_run_dir(run, overwrite=True)
+    assert [p.name for p in run.iterdir()] == ["notes.txt"]
 
 
 def test_a_folder_a_killed_start_left_counts_as_unused(tmp_path):

@@ -159,3 +159,54 @@ def test_dataclass_from_dict_builds_and_refuses_with_the_option_named():
         dataclass_from_dict(_Options, {"size": 0}, "cfg")
     with pytest.raises(ValueError, match="cfg must be a JSON object"):
         dataclass_from_dict(_Options, [1], "cfg")
+
+
+def test_a_checkpoint_with_bytes_changed_on_disk_is_refused_by_its_checksum(tmp_path):
+    tensor = torch.arange(4096, dtype=torch.float32)
+    save_checkpoint(tmp_path / "best.pt", {"model": {"w": tensor}, "epoch": 3})
+    data = bytearray((tmp_path / "best.pt").read_bytes())
+    start = bytes(data).index(tensor.numpy().tobytes()[4000:4064])
+    data[start:start + 64] = bytes(64)  # 64 zero bytes inside the tensor's data: it still unpickles
+    (tmp_path / "best.pt").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="best.pt: refused: its contents do not match the checksum"):
+        load_checkpoint(tmp_path / "best.pt")
+
+
+def test_a_checkpoint_without_a_checksum_still_loads_and_a_saved_one_round_trips_without_it(tmp_path):
+    state = {"model": {"w": torch.ones(3, dtype=torch.bfloat16), "b": torch.zeros(2, dtype=torch.bool)},
+             "rest": [1, (2.5, "x")]}
+    torch.save(state, tmp_path / "old.pt")  # as checkpoints were written before checksums
+    save_checkpoint(tmp_path / "new.pt", state)
+    for name in ("old.pt", "new.pt"):
+        loaded = load_checkpoint(tmp_path / name)
+        assert set(loaded) == {"model", "rest"} and loaded["rest"] == [1, (2.5, "x")]
+        assert all(torch.equal(loaded["model"][k], state["model"][k]) for k in state["model"])
+
+
+def test_a_state_dict_of_another_dtype_is_refused_naming_the_tensor(tmp_path):
+    module = torch.nn.Linear(3, 2)
+    for dtype in (torch.int64, torch.uint8, torch.bool, torch.complex64):
+        state = {**module.state_dict(), "weight": module.weight.detach().to(dtype)}
+        with pytest.raises(CheckpointError, match=f"weight dtype {str(dtype)[6:]} \\(model: float32\\)"):
+            check_state_dict(module, state, tmp_path / "best.pt")
+
+
+@pytest.mark.parametrize("make", [os.mkfifo, os.mkdir])
+def test_a_run_file_that_is_not_a_regular_file_is_refused_and_never_replaced(tmp_path, make, deadline):
+    path = tmp_path / "eval.json"
+    make(path)
+    for read in (load_json, read_jsonl, load_checkpoint):
+        with pytest.raises(CheckpointError, match=f"{path}: refused: .*not a regular file"):
+            read(path)
+    for write in (lambda: save_json(path, {}), lambda: append_jsonl(path, {})):
+        with pytest.raises(CheckpointError, match=f"{path}: refused"):
+            write()
+    assert not stat.S_ISREG(os.lstat(path).st_mode)
+
+
+def test_a_folder_that_cannot_be_created_is_one_error_naming_it(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(CheckpointError, match="file: cannot create this folder: a file of that name is in the way"):
+        save_json(tmp_path / "file" / "config.json", {})
+    with pytest.raises(CheckpointError, match="/proc/nope: cannot create this folder"):
+        save_json("/proc/nope/config.json", {})

@@ -373,3 +373,46 @@ def test_exact_length_buckets_are_shuffled_within_a_length_and_in_order():
     assert single_length_members(1) != single_length_members(2)
     lengths = [int(b.lengths[0]) for b in iterate_batches(split, 32, shuffle=True, seed=1)]
     assert lengths != sorted(lengths) and lengths != sorted(lengths, reverse=True)
+
+
+@given(st.lists(st.sampled_from([b"a", b"b c", b" ", b"\r", b"\n", b"\r\n", b"\xef\xbb\xbf"]), max_size=30),
+       st.integers(1, 5))
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_reading_a_block_at_a_time_gives_the_lines_of_the_whole_file(tmp_path, monkeypatch, parts, block):
+    import pyro_textvae.data.corpus as corpus
+
+    path = write(tmp_path / "split.txt", b"x\n" + b"".join(parts))
+    monkeypatch.setattr(corpus, "_BLOCK_BYTES", 1 << 20)
+    try:
+        whole = read_split(path, labels="no")
+    except CorpusError as error:
+        whole = str(error)
+    monkeypatch.setattr(corpus, "_BLOCK_BYTES", block)  # a \r\n cut between two blocks is one line end
+    try:
+        assert read_split(path, labels="no") == whole
+    except CorpusError as error:
+        assert str(error) == whole
+
+
+def test_a_line_over_the_cap_is_refused_before_the_rest_of_the_file_is_read(tmp_path, monkeypatch):
+    import pyro_textvae.data.corpus as corpus
+
+    monkeypatch.setattr(corpus, "MAX_LINE_BYTES", 1000)
+    monkeypatch.setattr(corpus, "_BLOCK_BYTES", 100)
+    path = write(tmp_path / "split.txt", b"short line\n" + b"word " * 100_000)  # one line of 500 kB, no end
+    reads = []
+    real_open = open
+
+    def counting_open(*args, **kwargs):
+        handle = real_open(*args, **kwargs)
+        real_read = handle.read
+        handle.read = lambda size=-1: reads.append(size) or real_read(size)
+        return handle
+
+    monkeypatch.setattr("builtins.open", counting_open)
+    with pytest.raises(CorpusError, match=r"split.txt', line 2: longer than 1000 bytes \(MAX_LINE_BYTES\)"):
+        read_split(path)
+    assert reads and sum(reads) < 2000 and -1 not in reads
+    write(tmp_path / "split.txt", b"a b\n" + b"c" * 1001 + b"\n")
+    with pytest.raises(CorpusError, match="line 2: longer than 1000 bytes"):
+        read_split(path)
