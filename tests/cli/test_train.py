@@ -82,6 +82,23 @@ def test_the_curve_samples_are_recorded_and_used_again_by_resume(tmp_path):
     assert [record["valid_joint_kl_prior_samples"] for record in records] == [64, 64]
 
 
+@pytest.mark.parametrize("curves", ["0", "64"])
+def test_a_resumed_run_writes_the_metrics_lines_of_a_straight_one(tmp_path, curves):
+    """Same config, same seed: the same metrics.jsonl lines (curve keys included), resumed or not; only
+    ``stop`` differs, on the epoch where the first run's --epochs 1 ended it."""
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert main(["train", "--epochs", "2", "--out", str(straight), "--curve-samples", curves, *TINY]) == 0
+    assert main(["train", "--epochs", "1", "--out", str(resumed), "--curve-samples", curves, *TINY]) == 0
+    assert main(["train", "--resume", str(resumed), "--epochs", "2", "--no-progress"]) == 0
+
+    def lines(run):
+        return [{k: v for k, v in json.loads(line).items() if k not in ("seconds", "stop")}
+                for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+    assert lines(resumed) == lines(straight)
+    assert ("valid_joint_kl" in lines(straight)[1]) == (curves != "0")
+
+
 def test_reconstruct_names_the_words_it_reads_as_unk(finished, capsys):
     assert main(["reconstruct", str(finished), "the zzqx food was xyzzy", "--max-length", "4"]) == 0
     captured = capsys.readouterr()
