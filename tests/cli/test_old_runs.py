@@ -10,6 +10,7 @@ import pytest
 
 from inference.objectives import get_objective
 from pyro_textvae.cli import main
+from tests.same_numbers import assert_same_numbers
 
 OLD_RUNS = Path(__file__).resolve().parents[1] / "data" / "old_runs"
 NAMES = ("dg-vmf-latent", "bn", "aae", "wae-mmd")
@@ -60,22 +61,6 @@ def test_an_old_config_loads_its_objective_parameters_with_the_saved_values(name
     assert config.to_dict() == {**stored, **added}
 
 
-def _close(actual, expected, path="") -> None:
-    """``actual`` equals ``expected``: dicts key for key, lists item for item, floats within 1e-6 relative."""
-    if isinstance(expected, dict):
-        assert sorted(actual) == sorted(expected), path
-        for key in expected:
-            _close(actual[key], expected[key], f"{path}.{key}")
-    elif isinstance(expected, list):
-        assert len(actual) == len(expected), path
-        for i, (a, e) in enumerate(zip(actual, expected)):
-            _close(a, e, f"{path}[{i}]")
-    elif isinstance(expected, float):
-        assert actual == pytest.approx(expected, rel=1e-6, abs=1e-9), path
-    else:
-        assert actual == expected, path
-
-
 def test_a_run_folder_of_the_code_before_the_init_option_resumes_and_evaluates_unchanged(tmp_path):
     """``dg-93d588b`` (written before ``init`` and ``linear_bias`` existed) resumes to the same epoch-2
     line and evaluates to the same numbers as the code that wrote it printed (``expected/``)."""
@@ -85,7 +70,7 @@ def test_a_run_folder_of_the_code_before_the_init_option_resumes_and_evaluates_u
     assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress", "--curve-samples", "0"]) == 0
     line = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     line.pop("seconds")
-    _close(line, expected["epoch2"])
+    assert_same_numbers(line, expected["epoch2"], "metrics.jsonl")
     assert main(["evaluate", str(run), *EVALUATE, "--seed", "0"]) == 0
     evaluation = json.loads((run / "eval.json").read_text())
-    _close({key: evaluation[key] for key in expected["eval"]}, expected["eval"])
+    assert_same_numbers({key: evaluation[key] for key in expected["eval"]}, expected["eval"])

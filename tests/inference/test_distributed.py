@@ -47,6 +47,7 @@ from pyro_textvae.io import load_checkpoint, load_json, read_jsonl
 from pyro_textvae.model import TextVAE, TextVAEConfig
 from tests.conftest import SMALL
 from tests.inference.crashing import crash_at_step
+from tests.same_numbers import assert_same_numbers
 
 WORLD = 2
 LOCAL = 4
@@ -260,22 +261,7 @@ def test_distributed_evaluate_writes_once_what_one_process_computes(distributed,
     assert main(["evaluate", str(alone), *EVALUATE]) == 0
     single = load_json(alone / "eval.json")
     assert shared.pop("run") != single.pop("run")
-    _assert_same_numbers(shared, single)
-
-
-def _assert_same_numbers(actual, expected, where="eval.json") -> None:
-    if isinstance(expected, dict):
-        assert actual.keys() == expected.keys(), where
-        for key in expected:
-            _assert_same_numbers(actual[key], expected[key], f"{where}.{key}")
-    elif isinstance(expected, list):
-        assert len(actual) == len(expected), where
-        for index, (a, e) in enumerate(zip(actual, expected)):
-            _assert_same_numbers(a, e, f"{where}[{index}]")
-    elif isinstance(expected, float):
-        assert actual == pytest.approx(expected, rel=1e-6, abs=1e-9, nan_ok=True), where
-    else:
-        assert actual == expected, where
+    assert_same_numbers(shared, single)
 
 
 def test_resume_of_a_killed_distributed_run_matches_the_straight_run(distributed):
