@@ -40,8 +40,8 @@ _LAZY = {
     "prior_radii": "plots",
     "save_figure": "figures",
     "evaluate_run": "report",
-    "collect_posteriors": "report",
-    "latent_prior": "report",
+    "collect_posteriors": "split_posteriors",
+    "latent_prior": "split_posteriors",
     "compare_runs": "tables",
 }
 

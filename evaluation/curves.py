@@ -33,7 +33,7 @@ from pyro_textvae.run_folder import read_history
 
 from .figures import MIN_TICKS, plain_number
 from .latent_metrics import hole_metrics, mutual_information
-from .report import collect_posteriors, latent_prior
+from .split_posteriors import collect_posteriors, latent_prior
 
 CURVE_SEED = 0
 CURVE_SYMLOG = frozenset({"valid_kl", "valid_joint_kl"})

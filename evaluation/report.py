@@ -26,9 +26,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import pyro.distributions as dist
 import torch
-from torch.distributions import Distribution, Independent, Normal
+from torch.distributions import Distribution
 from tqdm.auto import tqdm
 
 from inference.density_gap import density_gap_kl
@@ -37,7 +36,6 @@ from inference.elbo import elbo_terms
 from pyro_textvae.checks import POSITIVE_INT, Range, check_value
 from pyro_textvae.config import ACTIVE_UNIT_THRESHOLD
 from pyro_textvae.data import EncodedSplit, iterate_batches, num_batches
-from pyro_textvae.distributions import HypersphericalUniform, VonMisesFisher
 from pyro_textvae.errors import OptionError, OptionName
 from pyro_textvae.io import atomic_write_bytes, read_bounded, save_json
 from pyro_textvae.model import TextVAE
@@ -50,6 +48,7 @@ from .generation import decode, posterior_center
 from .label_probe import PROBE_SIZES, probe_split
 from .latent_metrics import active_units, hole_metrics, mutual_information
 from .likelihood import negative_log_likelihood_summary
+from .split_posteriors import collect_posteriors, latent_prior
 from .tables import eval_filename, evaluation_markdown
 from .text_metrics import bleu_precision_recall, interpolation_scores
 
@@ -58,50 +57,6 @@ _OPTIONAL_POSITIVE_INT = Range(int, minimum=1, optional=True)
 INTERPOLATION_STEPS = 11
 AU_THRESHOLD = ACTIVE_UNIT_THRESHOLD
 CU_TAUS = (0.01, 0.03, 0.05, 0.1)
-
-
-def latent_prior(vae: TextVAE, device: torch.device | str = "cpu") -> Distribution:
-    """p(z) of ``vae`` with batch shape ``()``: N(0, I_d) or uniform on S^{d-1} (``docs/maths.md#model-and-guide``)."""
-    d = vae.config.latent_dim
-    if vae.config.latent == "vmf":
-        return HypersphericalUniform(d, device=device)
-    return dist.Normal(torch.zeros(d, device=device), 1.0).to_event(1)
-
-
-@torch.no_grad()
-def collect_posteriors(
-    vae: TextVAE, split: EncodedSplit, batch_size: int = 256, device: torch.device | str = "cpu"
-) -> Distribution:
-    """The posteriors q(z|x_1), ..., q(z|x_N) of a whole split as one distribution with batch shape
-    ``(N,)`` in the split's order: ``Normal(loc, scale).to_event(1)`` or ``VonMisesFisher(loc, kappa)``.
-
-    Batches are bucketed by length (less padding) and put back in order through ``Batch.index``;
-    the encoder runs in eval mode (no dropout, batch-norm running statistics), without gradients.
-    """
-    if len(split) == 0:
-        raise ValueError("collect_posteriors: the split is empty")
-    was_training = vae.training
-    vae.eval()
-    params: list[torch.Tensor] = []
-    try:
-        for batch in iterate_batches(split, batch_size, shuffle=False):
-            batch = batch.to(device)
-            posterior = vae.posterior_distribution(batch.tokens, batch.mask)
-            if isinstance(posterior, VonMisesFisher):
-                values = (posterior.loc, posterior.concentration)
-            elif isinstance(posterior, Independent) and isinstance(posterior.base_dist, Normal):
-                values = (posterior.base_dist.loc, posterior.base_dist.scale)
-            else:
-                raise TypeError(f"collect_posteriors: unsupported posterior family {type(posterior).__name__}")
-            if not params:
-                params = [value.new_empty((len(split), *value.shape[1:])) for value in values]
-            for stored, value in zip(params, values):
-                stored[batch.index.to(stored.device)] = value
-    finally:
-        vae.train(was_training)
-    if vae.config.latent == "vmf":
-        return VonMisesFisher(*params)
-    return dist.Normal(*params).to_event(1)
 
 
 def _check_options(**options: Any) -> None:

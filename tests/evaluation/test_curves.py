@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 
 from evaluation.curves import CURVE_QUANTITIES, CURVE_SYMLOG, curve_metrics, plot_curves, seed_band
 from evaluation.latent_metrics import hole_metrics, mutual_information
-from evaluation.report import collect_posteriors, latent_prior
+from evaluation.split_posteriors import collect_posteriors, latent_prior
 from inference.run import new_trainer
 from inference.tensorboard import scalar_tag
 from inference.trainer import TrainConfig

@@ -13,7 +13,8 @@ import evaluation.report as report
 import pyro_textvae.memory as memory
 from evaluation.evaluate_memory import evaluation_estimate
 from evaluation.evaluate_options import EVALUATE_DEFAULTS
-from evaluation.report import collect_posteriors, evaluate_run, iw_subset_positions
+from evaluation.report import evaluate_run, iw_subset_positions
+from evaluation.split_posteriors import collect_posteriors
 from evaluation.tables import COLUMNS, compare_runs, format_mean_std, metric_value
 from inference.elbo import elbo_terms
 from inference.run import new_trainer
