@@ -34,6 +34,10 @@ iw_subset = 1000
 [plots]                                # optional: label names in holes.png
 label_names = {"0" = "negative", "1" = "positive"}
 
+[targets]                              # optional: bounds stated in advance; writes targets.md
+AU = {at_least = 16}
+"joint-KL" = {at_most = 0.5}
+
 [[methods]]
 name = "VAE"
 objective = "elbo"

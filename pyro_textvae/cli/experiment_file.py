@@ -5,7 +5,8 @@ form :data:`pyro_textvae.cli.experiment.EXAMPLE` shows (and ``textvae experiment
 ``out``, ``seeds``, the tables ``[data]``, ``[model]`` (:class:`~pyro_textvae.model.TextVAEConfig` options
 shared by every method), ``[schedule]`` (optional, :func:`inference.protocol.named_schedule`), ``[train]``
 (:class:`~inference.train_config.TrainConfig` options), ``[evaluate]`` (options of
-:func:`evaluation.report.evaluate_run`), ``[plots]`` (``label_names``) and one ``[[methods]]`` table a method
+:func:`evaluation.report.evaluate_run`), ``[plots]`` (``label_names``), ``[targets]`` (optional bounds on result columns,
+:mod:`evaluation.targets`) and one ``[[methods]]`` table a method
 (``name``, ``objective``, optional ``params``, ``model`` and ``train`` overrides).
 
 Every method's options are checked when the file is read (:func:`load_experiment`), not when its
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from evaluation.report import evaluation_settings
+from evaluation.targets import check_targets
 from inference.objectives import get_objective
 from inference.protocol import named_schedule
 from inference.train_config import TrainConfig
@@ -26,7 +28,7 @@ from pyro_textvae.io import dataclass_from_dict
 from pyro_textvae.model import TextVAEConfig
 from pyro_textvae.run_folder import check_data_options
 
-SECTIONS = {"out", "seeds", "data", "model", "schedule", "train", "evaluate", "methods", "plots"}
+SECTIONS = {"out", "seeds", "data", "model", "schedule", "train", "evaluate", "methods", "plots", "targets"}
 METHOD_KEYS = {"name", "objective", "params", "model", "train"}
 
 
@@ -68,6 +70,8 @@ def load_experiment(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path}: [evaluate]: {error}") from None
     check_data_options(config.get("data", {}), f"{path}: [data]")
     _check_plots(path, config.get("plots", {}))
+    if "targets" in config:
+        check_targets(config["targets"], f"{path}: [targets]")
     root = path.resolve().parent
     data = dict(config.get("data", {}))
     if data.get("path"):

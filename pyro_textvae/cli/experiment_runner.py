@@ -7,7 +7,8 @@ every metric of :data:`evaluation.tables.COLUMNS`, :func:`evaluation.tables.writ
 ``out/mi_vs_joint_kl.png`` (collapse on one axis, holes on the other, one point per method),
 ``out/curves.png`` (the validation curves of every run's ``metrics.jsonl``, :func:`evaluation.curves.plot_curves`),
 ``out/training.md`` and ``out/training.csv`` (a row per run: epochs, kept epoch, halvings, why it stopped, time;
-:func:`evaluation.training_table.write_training_table`)
+:func:`evaluation.training_table.write_training_table`), ``out/targets.md`` where the file has ``[targets]``
+(each method's means against the stated bounds, :func:`evaluation.targets.write_targets`)
 and ``out/holes.png`` (the hole pictures side by side, of the runs whose ``best.pt`` is still there). A run whose
 ``eval.json`` was made with the file's [evaluate] settings is skipped on a rerun (one made with
 other settings is evaluated again, and left out of a ``--report-only`` table), and an interrupted
@@ -37,6 +38,7 @@ from evaluation.figures import save_figure
 from evaluation.report import complete_evaluation, evaluate_run, evaluation_settings
 from evaluation.scatter import plot_collapse_against_holes
 from evaluation.tables import eval_filename, load_evaluation, write_results
+from evaluation.targets import check_targets, write_targets
 from evaluation.training_table import write_training_table
 from inference.objective_configs import config_class
 from inference.run import check_run_config, new_trainer, remove_temporaries, resume_trainer
@@ -119,6 +121,8 @@ def _write_report(config: dict[str, Any], seeds: list[int] | None) -> dict[str, 
     save_figure(plot_curves(histories), out / "curves.png")
     seeded = {name: list(zip([r["seed"] for r in runs], histories[name])) for name, runs in results.items()}
     write_training_table(out, seeded)
+    if "targets" in config:
+        write_targets(out, results, check_targets(config["targets"]))
     _hole_pictures(out, config, results)
     return results
 

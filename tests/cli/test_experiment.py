@@ -41,6 +41,9 @@ iw_samples = 4
 prior_samples = 400
 num_generate = 8
 num_interpolations = 2
+[targets]
+AU = {at_least = 1}
+NLL = {at_most = 1000}
 [[methods]]
 name = "VAE"
 objective = "elbo"
@@ -72,6 +75,12 @@ def test_miniature_experiment_fills_every_column_and_draws_the_scatter(tmp_path,
             assert row[f"{name} mean"] != "", (row["method"], name)
     assert _png_size(out / "mi_vs_joint_kl.png") == (1000, 450)
     assert _png_size(out / "holes.png")[0] > 0
+    targets = (out / "targets.md").read_text().splitlines()
+    assert targets[0] == "| method | seeds | AU ≥ 1 | NLL ≤ 1000 | met |"
+    for row, line in zip(rows, targets[2:4]):
+        au = float(row["AU mean"])
+        assert line == (f"| {row['method']} | 1 | {au:.1f} {'met' if au >= 1 else 'missed'} | "
+                        f"{float(row['NLL mean']):.2f} met | {1 + (au >= 1)} of 2 |")
     table = (out / "results.md").read_text()
     assert table in capsys.readouterr().out and "DG-VAE" in table
     before = (out / "runs" / "VAE-seed0" / "eval.json").stat().st_mtime_ns
@@ -104,6 +113,8 @@ def test_miniature_experiment_fills_every_column_and_draws_the_scatter(tmp_path,
       "bad.toml: [data]: unknown key(s) ['min_cnt', 'pth']; valid: ['labels', 'max_length', 'max_vocab', 'min_count'"),
      ("[data]\nmin_count=0\n[[methods]]\nname='a'\nobjective='elbo'", "[data]: min_count must be an integer >= 1"),
      ("[plots]\nlabel_name={0='negative'}\n[[methods]]\nname='a'\nobjective='elbo'", "[plots] takes only label_names"),
+     ("[targets]\nau={at_least=1}\n[[methods]]\nname='a'\nobjective='elbo'",
+      "bad.toml: [targets]: 'au' is not a results column"),
      ("[plots]\nlabel_names={0=1}\n[[methods]]\nname='a'\nobjective='elbo'", "[plots] label_names must map labels")],
 )
 def test_bad_experiment_files_are_named(tmp_path, text, message):
