@@ -43,6 +43,8 @@ _LAZY = {
     "collect_posteriors": "split_posteriors",
     "latent_prior": "split_posteriors",
     "compare_runs": "tables",
+    "targets_table": "targets",
+    "write_targets": "targets",
 }
 
 __all__ = list(_LAZY)

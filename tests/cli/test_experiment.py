@@ -214,11 +214,26 @@ def test_an_evaluation_made_with_other_settings_is_redone_without_retraining(tmp
 
 
 @pytest.mark.parametrize("name", ["short_yelp.toml", "short_yelp_budget.toml", "short_yelp_protocol.toml",
-                                  "short_yelp_protocol_paper_init.toml", "short_yelp_data_aggregate.toml"])
+                                  "short_yelp_protocol_paper_init.toml", "short_yelp_data_aggregate.toml",
+                                  "synthetic_data_aggregate.toml"])
 def test_the_shipped_experiment_files_are_valid(name):
     path = Path(__file__).resolve().parents[2] / "examples" / name
     config = load_experiment(path)
-    assert Path(config["data"]["path"]).name == "short_yelp" and len(config["methods"]) >= 6
+    corpus = config["data"].get("synthetic", {}).get("num_train") or Path(config["data"]["path"]).name
+    assert corpus in ("short_yelp", 10000) and len(config["methods"]) >= 6
+
+
+def test_the_second_corpus_check_runs_the_screenings_estimators_from_its_start():
+    """synthetic_data_aggregate.toml: the screening's network, start, optimiser, schedule and evaluation,
+    and its data-aggregate methods with the screening's parameters."""
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    synthetic = load_experiment(examples / "synthetic_data_aggregate.toml")
+    screening = load_experiment(examples / "short_yelp_data_aggregate.toml")
+    for section in ("model", "schedule", "train", "evaluate"):
+        assert synthetic.get(section) == screening.get(section), section
+    screened = {m["name"]: m for m in screening["methods"]}
+    new = [m for m in synthetic["methods"] if "aggregate" in m.get("params", {})]
+    assert new and all(m == screened[m["name"]] for m in new)
 
 
 def test_the_paper_init_protocol_starts_every_run_there_and_its_script_runs_every_row():
