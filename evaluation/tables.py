@@ -161,13 +161,20 @@ def compare_runs(run_dirs: Sequence[str | Path], out_prefix: str | Path | None =
     return table
 
 
-def table_from_results_csv(path: str | Path, columns: Sequence[str] | None = None) -> str:
+def table_from_results_csv(path: str | Path, columns: Sequence[str] | None = None,
+                           rows: Sequence[str] | None = None) -> str:
     """The Markdown table of a ``results.csv`` (``method``, ``seeds`` and ``NAME mean`` / ``NAME std``
     columns, as :func:`write_results` writes it), the ``columns`` named (default:
-    every metric in the file) formatted by :func:`format_mean_std`; an unknown column raises
-    ``ValueError`` naming the file."""
+    every metric in the file) formatted by :func:`format_mean_std`, the methods ``rows`` names in that
+    order (default: every row); an unknown column or method raises ``ValueError`` naming the file."""
     with open(path, newline="") as handle:
         records = list(csv.DictReader(handle))
+    if rows is not None:
+        by_method = {record["method"]: record for record in records}
+        missing = [row for row in rows if row not in by_method]
+        if missing:
+            raise ValueError(f"{path}: no method(s) {missing}; it has {list(by_method)}")
+        records = [by_method[row] for row in rows]
     names = [key[: -len(" mean")] for key in (records[0] if records else {}) if key.endswith(" mean")]
     columns = list(columns) if columns is not None else names
     unknown = [column for column in columns if column not in names]
@@ -177,10 +184,10 @@ def table_from_results_csv(path: str | Path, columns: Sequence[str] | None = Non
     def number(text: str) -> float | None:
         return float(text) if text != "" else None
 
-    rows = [[record["method"], record["seeds"]]
-            + [format_mean_std(c, number(record[f"{c} mean"]), number(record[f"{c} std"])) for c in columns]
-            for record in records]
-    return markdown_table(["method", "seeds", *columns], rows)
+    cells = [[record["method"], record["seeds"]]
+             + [format_mean_std(c, number(record[f"{c} mean"]), number(record[f"{c} std"])) for c in columns]
+             for record in records]
+    return markdown_table(["method", "seeds", *columns], cells)
 
 
 def evaluation_markdown(result: dict) -> str:
