@@ -28,6 +28,7 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.viewcode",
     "sphinxarg.ext",
+    "sphinx-mathjax-offline",  # MathJax copied into the site (_static/mathjax), so formulas render offline
 ]
 
 smartquotes_action = "qe"  # quotes and ellipses only: "--epochs" in help texts stays two hyphens

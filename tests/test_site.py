@@ -49,6 +49,19 @@ def test_the_site_builds_with_warnings_as_errors_and_has_its_pages(site):
     assert [page for page in pages if not (site / f"{page}.html").is_file()] == []
 
 
+@pytest.mark.slow
+def test_the_formulas_render_from_the_site_itself_without_a_network(site):
+    """Every page that loads MathJax loads the copy inside the site (a CDN script shows raw TeX offline)."""
+    scripts = {page.relative_to(site): re.findall(r'<script[^>]*src="([^"]*mathjax[^"]*)"', page.read_text())
+               for page in site.rglob("*.html")}
+    loading = {page: srcs for page, srcs in scripts.items() if srcs}
+    assert Path("tutorials/swap_elbo.html") in loading  # a notebook with $...$ formulas
+    for page, srcs in loading.items():
+        for src in srcs:
+            assert "://" not in src, (page, src)
+            assert (site / page).parent.joinpath(src.split("?")[0]).resolve().is_file(), (page, src)
+
+
 def test_the_api_pages_have_an_entry_for_every_public_name():
     entries = {m.group(1) for page in (DOCS / "api").glob("*.md") for m in API_ENTRY.finditer(page.read_text())}
     assert sorted(_public_names() - entries) == []
