@@ -2,7 +2,8 @@
 
 The build runs without isolation (the ``test`` extra brings the setuptools ``[build-system]`` asks for), so
 it needs no network; the wheel is built from the unpacked sdist, as ``python -m build`` does by default, so
-a module the sdist lacks is missing from the wheel too.
+a module the sdist lacks is missing from the wheel too; the sdist is also installed by pip itself (built
+from source, as a user without the wheel installs it).
 """
 from __future__ import annotations
 
@@ -67,3 +68,23 @@ def test_the_wheel_installs_into_a_fresh_venv_and_runs_textvae_help(dist, tmp_pa
     where = "import importlib.metadata as m, pyro_textvae; print(m.version('pyro-textvae'), pyro_textvae.__file__)"
     version, location = _run([str(python), "-c", where], cwd=tmp_path).stdout.split()
     assert version == VERSION and Path(location).is_relative_to(env_dir)
+
+
+@pytest.mark.slow
+def test_the_sdist_itself_installs_and_runs_textvae_help(dist, tmp_path):
+    """pip builds and installs the sdist (as a user without a wheel would); the copy it installs is the one run."""
+    (sdist,) = dist.glob("*.tar.gz")
+    prefix = tmp_path / "prefix"
+    _run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--no-build-isolation", "-q",
+          "--prefix", str(prefix), str(sdist)], cwd=tmp_path)
+    (site,) = prefix.glob("lib/python*/site-packages")
+    assert _modules() - {p.relative_to(site).as_posix() for p in site.rglob("*.py")} == set()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "VIRTUAL_ENV")}
+    env["PYTHONPATH"] = str(site)
+    where = "import pyro_textvae.cli as cli; print(cli.__file__)"
+    result = subprocess.run([sys.executable, "-c", where], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0 and Path(result.stdout.strip()).is_relative_to(site), result.stderr[-2000:]
+    help_text = subprocess.run([str(prefix / "bin" / "textvae"), "--help"], cwd=tmp_path, env=env,
+                               capture_output=True, text=True, timeout=300).stdout
+    assert help_text.startswith("usage: textvae") and "experiment" in help_text
