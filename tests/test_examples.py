@@ -188,7 +188,7 @@ def test_results_table_prints_the_named_columns(tmp_path):
                      cwd=tmp_path).stdout.splitlines()
     assert [line.split(" | ")[0].lstrip("| ") for line in picked[2:]] == [methods[2], methods[0]]
     assert picked[2] == next(line for line in lines if line.startswith(f"| {methods[2]} |")).rsplit(" | ", 1)[0] + " |"
-    refused = subprocess.run([sys.executable, str(ROOT / "examples" / "results_table.py"), str(results), "--row", "VAR"],
+    refused = subprocess.run([sys.executable, str(EXAMPLES / "results_table.py"), str(results), "--row", "VAR"],
                              cwd=tmp_path, env=_environment(), capture_output=True, text=True)
     assert refused.returncode == 1 and refused.stderr.startswith(f"results_table: {results}: no method(s) ['VAR']")
     assert "Traceback" not in refused.stderr

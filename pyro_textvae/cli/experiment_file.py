@@ -5,8 +5,8 @@ form :data:`pyro_textvae.cli.experiment.EXAMPLE` shows (and ``textvae experiment
 ``out``, ``seeds``, the tables ``[data]``, ``[model]`` (:class:`~pyro_textvae.model.TextVAEConfig` options
 shared by every method), ``[schedule]`` (optional, :func:`inference.protocol.named_schedule`), ``[train]``
 (:class:`~inference.train_config.TrainConfig` options), ``[evaluate]`` (options of
-:func:`evaluation.report.evaluate_run`), ``[plots]`` (``label_names``), ``[targets]`` (optional bounds on result columns,
-:mod:`evaluation.targets`) and one ``[[methods]]`` table a method
+:func:`evaluation.report.evaluate_run`), ``[plots]`` (``label_names``), ``[targets]`` (optional bounds on
+result columns, :mod:`evaluation.targets`) and one ``[[methods]]`` table a method
 (``name``, ``objective``, optional ``params``, ``model`` and ``train`` overrides).
 
 Every method's options are checked when the file is read (:func:`load_experiment`), not when its

@@ -317,7 +317,8 @@ def test_the_experiment_help_shows_a_file_that_reads_as_an_experiment(tmp_path):
     (tmp_path / "experiment.toml").write_text(EXAMPLE)
     config = load_experiment(tmp_path / "experiment.toml")
     assert [method["name"] for method in config["methods"]] == ["VAE", "DG-VAE"] and config["seeds"] == [0, 1]
-    assert set(parsed) == {"out", "seeds", "data", "model", "schedule", "train", "evaluate", "plots", "methods"}
+    assert set(parsed) == {"out", "seeds", "data", "model", "schedule", "train", "evaluate", "plots", "targets",
+                           "methods"}
 
 
 def test_evaluate_help_says_how_long_the_defaults_take():
