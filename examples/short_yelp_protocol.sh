@@ -10,7 +10,8 @@ out=${1:?usage: short_yelp_protocol.sh OUT [TEXTVAE]}
 read -ra textvae <<< "${2:-textvae}"
 config="$(dirname "$0")/short_yelp_protocol.toml"
 for seed in 0 1; do
-  for method in "VAE" "DG-VAE" "free bits" "BN-VAE" "DG-VAE joint" "VAE SGD" "DG-VAE SGD"; do
+  for method in "VAE" "DG-VAE" "free bits" "BN-VAE" "DG-VAE joint" "VAE SGD" "DG-VAE SGD" \
+                "DG-VAE joint memory 1024"; do
     "${textvae[@]}" experiment "$config" --seed "$seed" --method "$method" --out "$out" --no-progress
   done
 done
