@@ -251,6 +251,20 @@ def test_the_paper_init_protocol_starts_every_run_there_and_its_script_runs_ever
     assert all(script.count(f'"{name}"') == 1 for name in names) and {"DG-VAE b=1", "DG-VAE b=16"} <= names
 
 
+def test_the_longer_cap_file_is_the_paper_init_file_with_the_papers_cap():
+    """short_yelp_protocol_paper_init_100.toml: its runs continue the paper-init runs of the same name, so
+    everything but the cap (100 epochs against 40) is that file's, each method included."""
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    longer = load_experiment(examples / "short_yelp_protocol_paper_init_100.toml")
+    config = load_experiment(examples / "short_yelp_protocol_paper_init.toml")
+    assert (longer["train"]["epochs"], config["train"]["epochs"]) == (100, 40)
+    assert {**longer["train"], "epochs": 40} == config["train"]
+    for section in ("data", "model", "evaluate"):
+        assert longer[section] == config[section], section
+    same_name = {m["name"]: m for m in config["methods"]}
+    assert longer["methods"] and all(m == same_name[m["name"]] for m in longer["methods"])
+
+
 def test_labels_of_methods_that_sit_together_do_not_overlap():
     """Collapsed methods share one spot of the scatter (MI 0, joint-KL about 0): their labels are
     moved apart, in both panels."""
