@@ -39,6 +39,8 @@ _LAZY = {
     "aggregate_density_grid": "plots",
     "prior_radii": "plots",
     "save_figure": "figures",
+    "read_sweep": "sweep",
+    "plot_sweep": "sweep",
     "evaluate_run": "report",
     "collect_posteriors": "split_posteriors",
     "latent_prior": "split_posteriors",

@@ -37,6 +37,7 @@ COVERED = {
     "compare_objectives.py": "test_compare_objectives_trains_evaluates_and_tabulates",
     "dg_factors.py": "test_dg_factors_records_the_norms_and_measures_a_checkpoint",
     "explore_posteriors.py": "test_explore_posteriors_writes_inference_data_and_pictures",
+    "plot_sweep.py": "test_plot_sweep_draws_and_tabulates_the_named_rows",
     "redraw_scatter.py": "test_redraw_scatter_draws_the_committed_results",
     "results_table.py": "test_results_table_prints_the_named_columns",
     "swap_elbo.py": "test_swap_elbo_reports_both_objectives",
@@ -175,6 +176,25 @@ def test_redraw_scatter_draws_the_committed_results(tmp_path):
     printed = _python("redraw_scatter.py", ROOT / "results" / "short_yelp" / "results.csv", "scatter.png",
                       cwd=tmp_path).stdout
     assert printed.strip() == "wrote scatter.png" and _is_png(tmp_path / "scatter.png")
+
+
+def test_plot_sweep_draws_and_tabulates_the_named_rows(tmp_path):
+    """Its table holds the rows named, in order of their values, each cell as results_table.py prints it."""
+    results = ROOT / "results" / "short_yelp" / "results.csv"
+    with open(results, newline="") as handle:
+        methods = [row["method"] for row in csv.DictReader(handle)]
+    printed = _python("plot_sweep.py", results, "sweep.png", "--point", "8", methods[0], "--point", "0.5", methods[1],
+                      "--columns", "MI", "NLL", cwd=tmp_path).stdout.splitlines()
+    assert printed[0] == "| b | seeds | MI | NLL |" and printed[-1] == "wrote sweep.png"
+    table = _python("results_table.py", results, "MI", "NLL", "--row", methods[1], "--row", methods[0],
+                    cwd=tmp_path).stdout.splitlines()
+    assert [line.split(" | ", 1)[1] for line in printed[2:4]] == [line.split(" | ", 1)[1] for line in table[2:4]]
+    assert [line.split(" | ")[0] for line in printed[2:4]] == ["| 0.5", "| 8"] and _is_png(tmp_path / "sweep.png")
+    refused = subprocess.run([sys.executable, str(EXAMPLES / "plot_sweep.py"), str(results), "out.png",
+                              "--point", "two", methods[0]], cwd=tmp_path, env=_environment(),
+                             capture_output=True, text=True)
+    assert refused.returncode == 1 and refused.stderr == "plot_sweep: --point VALUE must be a number, got 'two'\n"
+    assert not (tmp_path / "out.png").exists()
 
 
 def test_results_table_prints_the_named_columns(tmp_path):
