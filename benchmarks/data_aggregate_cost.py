@@ -7,14 +7,17 @@ each, the step is ``b * KL^`` through :class:`inference.density_gap_elbo.Density
 * ``aggregate="batch"``: q_B, the paper's estimate, O(b^2 M d);
 * ``aggregate="stratified"``: the same mixture with stratified weights (N = 10,000), O(b^2 M d);
 * ``aggregate="memory"`` with K = 1,024 and 8,192 (the memory full of other random posteriors):
-  b + K components, O(b M (b + K) d).
+  b + K components, O(b M (b + K) d);
+* with ``--compiled``, each memory step again with ``kernel="compiled"`` (the per-dimension mixture fused by
+  ``torch.compile``; ``--mode marginal`` only, the joint estimate does not use it), compiled in the untimed
+  warm-up round.
 
 The steps run alternately, round after round (``benchmarks/dg_cost.py``'s ``median_seconds``); the
 script prints the median CPU time (``time.process_time``) and wall time of each, their ratios to the
 batch's, and each step's peak memory (``dg_cost.peak_bytes``). All ratios come from one run; CPU
 timings on a shared machine are noisy, the CPU clock less than the wall clock.
 
-Usage: ``python benchmarks/data_aggregate_cost.py [--seed 0] [--batch 32] [--mode marginal]``
+Usage: ``python benchmarks/data_aggregate_cost.py [--seed 0] [--batch 32] [--mode marginal] [--compiled]``
 """
 from __future__ import annotations
 
@@ -71,19 +74,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dim", type=int, default=32, help="latent dimension d")
     parser.add_argument("--mode", choices=MODES, default="marginal")
     parser.add_argument("--repeats", type=int, default=7, help="timed rounds")
+    parser.add_argument("--compiled", action="store_true", help="the memory steps with the compiled kernel too")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
+    if args.compiled and args.mode != "marginal":
+        parser.error("--compiled needs --mode marginal (the joint estimate is matrix products whatever the kernel)")
     torch.manual_seed(args.seed)
     loc = torch.randn(args.batch, args.dim, requires_grad=True)
     log_scale = (0.5 * torch.randn(args.batch, args.dim)).requires_grad_()
     elbos = {"batch": DensityGapELBO(args.num_samples, mode=args.mode),
              "stratified": DensityGapELBO(args.num_samples, mode=args.mode, aggregate="stratified")}
     for size in MEMORY_SIZES:
-        elbo = DensityGapELBO(args.num_samples, mode=args.mode, aggregate="memory", memory_size=size)
         others = dist.Normal(torch.randn(size, args.dim), (0.5 * torch.randn(size, args.dim)).exp()).to_event(1)
-        elbo.memory.push(others)
-        elbos[f"memory K={size}"] = elbo
+        for kernel in ("eager", "compiled") if args.compiled else ("eager",):
+            elbo = DensityGapELBO(args.num_samples, mode=args.mode, aggregate="memory", memory_size=size,
+                                  kernel=kernel)
+            elbo.memory.push(others)
+            elbos[f"memory K={size}" + (" compiled" if kernel == "compiled" else "")] = elbo
     steps = [make_step(elbo, loc, log_scale, NUM_DATA) for elbo in elbos.values()]
     cpu, wall = timed(steps, args.repeats)
     memory = [peak_bytes(step) for step in steps]

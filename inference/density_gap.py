@@ -41,13 +41,15 @@ from torch.utils.checkpoint import checkpoint
 
 from pyro_textvae.checks import POSITIVE_INT, Range, check_value
 
-from .gaussian_mixture import GaussianJointLogMixture, GaussianLogMixture
+from .gaussian_mixture import GaussianJointLogMixture, per_coordinate_log_mixture
+from .objective_configs import KERNELS
 
 MODES = ("marginal", "joint")
 WEIGHTS = ("uniform", "stratified")
 AGGREGATIONS = ("local", "global")
 PARTICLE_PLATE = "num_particles_vectorized"
 _CHUNK_ELEMENTS = 2**18
+_COMPILED_CHUNK_ELEMENTS = 2**21  # the fused kernel keeps no per-element temporaries: larger chunks, fewer calls
 _RECOMPUTE_ELEMENTS = 2**22
 OPTIONAL_POSITIVE_INT = Range(int, minimum=1, optional=True)
 _NORMALS = (torch.distributions.Normal, pyro.distributions.Normal)
@@ -181,6 +183,7 @@ def _chunk_log_aggregate(
     log_total: float,
     num_lead: int,
     per_dimension: bool,
+    kernel: str,
     rows: torch.Tensor,
     row_group: torch.Tensor,
     row_own: torch.Tensor,
@@ -190,7 +193,8 @@ def _chunk_log_aggregate(
 
     ``rows`` is ``(k, *lead, 1, d)``; ``log_q(rows)`` is ``(k, *lead, G)``, or ``(k, *lead, G, d)``
     per dimension; the result drops the G dim. ``log_q`` may instead be the ``(loc, 1/scale, c)``
-    of diagonal Normal components (:func:`_gaussian_parts`), scored by :mod:`inference.gaussian_mixture`.
+    of diagonal Normal components (:func:`_gaussian_parts`), scored by :mod:`inference.gaussian_mixture`
+    (per dimension with its ``kernel``).
     """
     log_weight = None
     if weights is not None:
@@ -198,8 +202,8 @@ def _chunk_log_aggregate(
         log_weight = mixture_log_weights(row_group, row_own, *weights)
         log_weight = log_weight.view(rows.shape[0], *(1,) * num_lead, -1, *dimension)
     if isinstance(log_q, tuple):
-        mixture = GaussianLogMixture if per_dimension else GaussianJointLogMixture
-        result = mixture.apply(rows, *log_q, log_weight)
+        mixture = per_coordinate_log_mixture(kernel) if per_dimension else GaussianJointLogMixture.apply
+        result = mixture(rows, *log_q, log_weight)
     else:
         log_density = log_q(rows)
         if log_weight is not None:
@@ -261,6 +265,7 @@ def density_gap_kl(
     num_data: int | None = None,
     shared: int = 0,
     on_chunk: Callable[[int], object] | None = None,
+    kernel: str = "eager",
 ) -> torch.Tensor:
     """Density-gap estimate of KL(q_B || p), q_B = (1/|B|) sum_j q(z|x_j) (Zhang et al. 2022, sec. 3).
 
@@ -296,6 +301,9 @@ def density_gap_kl(
         earlier posteriors, :class:`inference.posterior_memory.PosteriorMemory`); they may carry no gradient.
     :param on_chunk: called with the number of samples of each chunk once it is scored (a progress
         bar's ``update``; ``M B`` samples in all).
+    :param kernel: ``"eager"`` or ``"compiled"`` (:func:`inference.gaussian_mixture.per_coordinate_log_mixture`):
+        how the per-dimension mixture of diagonal Normal components is computed (the joint one is matrix
+        products, other families their ``log_prob``, whatever the kernel).
     :returns: the estimate, shape ``batch_shape[:-1]``, differentiable w.r.t. the posterior's
         parameters (through ``rsample`` and through log q).
     """
@@ -314,6 +322,7 @@ def density_gap_kl(
     else:
         log_q, log_p = aggregate.log_prob, _joint_log_prob(prior)
     gaussian = _gaussian_parts(aggregate)
+    check_value("kernel", kernel, str, choices=KERNELS)
     if gaussian is not None:
         log_q = tuple(torch.broadcast_tensors(*gaussian))
     lead, batch = posterior.batch_shape[:-1], posterior.batch_shape[-1]
@@ -329,11 +338,12 @@ def density_gap_kl(
         mixture = (mixture[0], mixture[1].to(samples.dtype), mixture[2])
     row_group = group[offset : offset + batch].repeat(num_samples)
     row_own = torch.arange(offset, offset + batch, device=samples.device).repeat(num_samples)
-    score = partial(_chunk_log_aggregate, log_q, mixture, log_total, len(lead), mode == "marginal")
+    score = partial(_chunk_log_aggregate, log_q, mixture, log_total, len(lead), mode == "marginal", kernel)
     per_row = dim if mode == "marginal" or gaussian is None else 1  # the joint Gaussian mixture is matrix products
     row_elements = max(1, lead.numel()) * components * per_row
     if chunk_size is None:
-        chunk_size = max(1, _CHUNK_ELEMENTS // row_elements)
+        fused = kernel == "compiled" and mode == "marginal" and gaussian is not None
+        chunk_size = max(1, (_COMPILED_CHUNK_ELEMENTS if fused else _CHUNK_ELEMENTS) // row_elements)
     large = rows.shape[0] * row_elements > _RECOMPUTE_ELEMENTS
     recompute = large and rows.shape[0] > chunk_size and gaussian is None
     log_aggregate = _score_rows(score, rows, (row_group, row_own), chunk_size, recompute, on_chunk)

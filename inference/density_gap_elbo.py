@@ -18,7 +18,7 @@ from pyro_textvae.checks import NON_NEGATIVE, check_value
 from .density_gap import AGGREGATIONS, check_estimator_options, density_gap_kl
 from .distributed import gather_distribution
 from .latent_penalty import LatentPenaltyELBO, data_plate_size
-from .objective_configs import AGGREGATES, DGConfig
+from .objective_configs import AGGREGATES, KERNELS, DGConfig
 from .posterior_memory import PosteriorMemory
 
 
@@ -59,6 +59,9 @@ class DensityGapELBO(LatentPenaltyELBO):
     :param memory_size: K, the posteriors the memory keeps (``aggregate="memory"``). Each training
         step (:meth:`loss_and_grads`) pushes its batch after the loss is computed; ``loss`` and
         ``differentiable_loss`` read the memory and leave it as it is. :meth:`state_dict` saves it.
+    :param kernel: ``"eager"`` or ``"compiled"``: how the per-dimension mixture of Normal posteriors is
+        computed (:func:`inference.gaussian_mixture.per_coordinate_log_mixture`); the joint density gap
+        and other posterior families do not use it.
 
     After each evaluation ``last_terms`` holds ``reconstruction`` (the NLL of the observed sites,
     scaled as in the loss), ``density_gap`` (the term as it entered the loss) and ``kl_estimate``
@@ -80,18 +83,21 @@ class DensityGapELBO(LatentPenaltyELBO):
         agg: str = DGConfig.agg,
         aggregate: str = DGConfig.aggregate,
         memory_size: int = DGConfig.memory_size,
+        kernel: str = DGConfig.kernel,
         **kwargs,
     ) -> None:
         agg_size = None if agg_size == 0 and not isinstance(agg_size, bool) else agg_size
         check_estimator_options(num_samples, agg_size, mode, chunk_size)
         check_value("agg", agg, str, choices=AGGREGATIONS)
         check_value("aggregate", aggregate, str, choices=AGGREGATES)
+        check_value("kernel", kernel, str, choices=KERNELS)
         beta = NON_NEGATIVE.check("beta", beta)
         if isinstance(sites, str):
             raise TypeError(f"sites must be a sequence of site names, got the string {sites!r}")
         super().__init__(sites, **kwargs)
         self.num_samples, self.agg_size, self.mode, self.beta = num_samples, agg_size, mode, beta
         self.chunk_size, self.agg, self.aggregate, self.memory_size = chunk_size, agg, aggregate, memory_size
+        self.kernel = kernel
         self.memory = PosteriorMemory(memory_size) if aggregate == "memory" else None
         self._estimates: list[float] = []
         self._pending: list[Distribution] = []
@@ -120,7 +126,7 @@ class DensityGapELBO(LatentPenaltyELBO):
             aggregate, shared = self.memory.extend(aggregate)
         weights = "stratified" if num_data is not None else "uniform"
         kl = density_gap_kl(posterior, prior, self.num_samples, self.agg_size, self.mode, self.chunk_size,
-                            aggregate, offset, weights, num_data, shared)
+                            aggregate, offset, weights, num_data, shared, kernel=self.kernel)
         self._estimates.extend(kl.detach().flatten().tolist())
         return self.beta * posterior.batch_shape[-1] * kl.sum()
 

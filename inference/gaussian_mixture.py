@@ -9,8 +9,17 @@ Both compute, for sample rows z_r and components j (``docs/maths.md#density-gap-
 time (:class:`GaussianLogMixture`) or jointly over the d coordinates (:class:`GaussianJointLogMixture`).
 Only the inputs and the result are kept for the backward pass, which recomputes the (rows, G) log
 densities; autograd through the same formulas would keep several arrays of that size or larger.
+
+:func:`per_coordinate_log_mixture` picks the per-coordinate kernel: ``"eager"``, :class:`GaussianLogMixture`
+(a dozen passes of PyTorch operations over each (rows, G, d) array, forward and backward), or
+``"compiled"``, the same formula fused into one loop by ``torch.compile`` (a C++ compiler is needed; the
+first call of a process compiles it, about 10 s). Fusing pays where the mixture is large, a memory of
+thousands of posteriors (``docs/benchmarks.md``).
 """
 from __future__ import annotations
+
+import functools
+from typing import Callable
 
 import torch
 
@@ -110,3 +119,26 @@ class GaussianJointLogMixture(torch.autograd.Function):
         return (grad_z.to(z.dtype).reshape(z.shape), grad_loc.to(loc.dtype).reshape(shape),
                 grad_inv.to(inv_scale.dtype).reshape(shape), total.expand_as(grad_loc).to(bias.dtype).reshape(shape),
                 None)
+
+
+def _log_mixture_formula(z, loc, inv_scale, bias, log_weight):
+    """:class:`GaussianLogMixture`'s result as plain tensor operations, for ``torch.compile`` to fuse
+    (forward and backward)."""
+    scaled = (z - loc) * inv_scale
+    log_density = bias - 0.5 * scaled.square()
+    if log_weight is not None:
+        log_density = log_density + log_weight
+    return torch.logsumexp(log_density, dim=-2)
+
+
+@functools.cache
+def _compiled_log_mixture() -> Callable:
+    return torch.compile(_log_mixture_formula, dynamic=True)
+
+
+def per_coordinate_log_mixture(kernel: str) -> Callable:
+    """The per-coordinate mixture ``(z, loc, 1 / scale, c, log_weight) -> logsumexp_j`` of
+    :class:`GaussianLogMixture` for ``kernel`` (:data:`inference.objective_configs.KERNELS`): its ``apply``
+    (``"eager"``) or the formula compiled once per process (``"compiled"``); both differentiable in every
+    input but the weights."""
+    return GaussianLogMixture.apply if kernel == "eager" else _compiled_log_mixture()

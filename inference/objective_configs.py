@@ -18,6 +18,7 @@ from pyro_textvae.checks import Range
 from .protocol import PAPER_SCHEDULE
 
 AGGREGATES = ("batch", "stratified", "memory")  # DensityGapELBO's aggregate (docs/maths.md#the-data-sets-aggregate)
+KERNELS = ("eager", "compiled")  # the per-dimension Gaussian mixture's (inference.gaussian_mixture)
 WARMUP = PAPER_SCHEDULE.warmup_epochs  # the KL warm-up of every objective that has one
 
 
@@ -202,6 +203,9 @@ class DGConfig(WarmupConfig):
                                choices=AGGREGATES, flag="--dg-aggregate")
     memory_size: int = parameter(1024, "K, posteriors in the memory of aggregate=memory", kind=int, minimum=1,
                                  flag="--dg-memory")
+    kernel: str = parameter("eager", "the per-dimension (marginal) Gaussian mixture as PyTorch operations or "
+                            "fused by torch.compile (needs a C++ compiler; pays for a large memory)", kind=str,
+                            choices=KERNELS, flag="--dg-kernel")
 
 
 @dataclass(frozen=True)
