@@ -313,6 +313,7 @@ def density_gap_kl(
         raise ValueError('num_data is needed by weights="stratified" and by nothing else')
     if num_data is not None:
         POSITIVE_INT.check("num_data", num_data)
+    check_value("kernel", kernel, str, choices=KERNELS)
     _check_shapes(posterior, prior)
     aggregate = posterior if aggregate is None else aggregate
     _check_aggregate(posterior, aggregate, offset, shared)
@@ -322,7 +323,6 @@ def density_gap_kl(
     else:
         log_q, log_p = aggregate.log_prob, _joint_log_prob(prior)
     gaussian = _gaussian_parts(aggregate)
-    check_value("kernel", kernel, str, choices=KERNELS)
     if gaussian is not None:
         log_q = tuple(torch.broadcast_tensors(*gaussian))
     lead, batch = posterior.batch_shape[:-1], posterior.batch_shape[-1]

@@ -17,6 +17,7 @@ from pyro_textvae.checks import NON_NEGATIVE, check_value
 
 from .density_gap import AGGREGATIONS, check_estimator_options, density_gap_kl
 from .distributed import gather_distribution
+from .gaussian_mixture import check_compiler
 from .latent_penalty import LatentPenaltyELBO, data_plate_size
 from .objective_configs import AGGREGATES, KERNELS, DGConfig
 from .posterior_memory import PosteriorMemory
@@ -91,6 +92,8 @@ class DensityGapELBO(LatentPenaltyELBO):
         check_value("agg", agg, str, choices=AGGREGATIONS)
         check_value("aggregate", aggregate, str, choices=AGGREGATES)
         check_value("kernel", kernel, str, choices=KERNELS)
+        if kernel == "compiled":
+            check_compiler()
         beta = NON_NEGATIVE.check("beta", beta)
         if isinstance(sites, str):
             raise TypeError(f"sites must be a sequence of site names, got the string {sites!r}")

@@ -19,6 +19,8 @@ thousands of posteriors (``docs/benchmarks.md``).
 from __future__ import annotations
 
 import functools
+import os
+import shutil
 from typing import Callable
 
 import torch
@@ -131,8 +133,21 @@ def _log_mixture_formula(z, loc, inv_scale, bias, log_weight):
     return torch.logsumexp(log_density, dim=-2)
 
 
+CXX_COMPILERS = ("g++", "c++", "clang++")  # what torch.compile's C++ back end can build with, besides $CXX
+
+
+def check_compiler() -> None:
+    """Refuse the compiled kernel, with one line, where no C++ compiler is on PATH (``$CXX`` or one of
+    :data:`CXX_COMPILERS`): ``torch.compile`` would fail at the first step with a long traceback."""
+    names = ([os.environ["CXX"]] if os.environ.get("CXX") else []) + list(CXX_COMPILERS)
+    if not any(shutil.which(name) for name in names):
+        raise ValueError(f'kernel="compiled" needs a C++ compiler for torch.compile and none is on PATH '
+                         f'(looked for {", ".join(names)}); use kernel="eager"')
+
+
 @functools.cache
 def _compiled_log_mixture() -> Callable:
+    check_compiler()
     return torch.compile(_log_mixture_formula, dynamic=True)
 
 

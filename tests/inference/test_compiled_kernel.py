@@ -1,9 +1,7 @@
 """The compiled per-dimension mixture (``kernel="compiled"``): the eager kernel's estimate and gradients
 for every aggregate, weighting and chunking, through the estimator and the ELBO; an unknown kernel is
-refused."""
+refused, and so is the compiled one where no C++ compiler is on PATH."""
 from __future__ import annotations
-
-import shutil
 
 import pyro.distributions as dist
 import pytest
@@ -11,10 +9,20 @@ import torch
 
 from inference.density_gap import density_gap_kl
 from inference.density_gap_elbo import DensityGapELBO
+from inference.gaussian_mixture import check_compiler
 from tests.inference.test_density_gap import DOUBLE, normal_posterior, standard_prior
 
-needs_compiler = pytest.mark.skipif(not any(shutil.which(name) for name in ("g++", "c++", "clang++")),
-                                    reason="torch.compile needs a C++ compiler (g++, c++ or clang++); none on PATH")
+
+def _has_compiler() -> bool:
+    try:
+        check_compiler()
+    except ValueError:
+        return False
+    return True
+
+
+needs_compiler = pytest.mark.skipif(not _has_compiler(), reason="torch.compile needs a C++ compiler ($CXX, g++, c++ "
+                                    "or clang++); none on PATH")
 
 
 def _estimate_and_gradients(kernel: str, lead: tuple[int, ...], shared: int, **options) -> list[torch.Tensor]:
@@ -71,3 +79,12 @@ def test_an_unknown_kernel_is_refused_naming_the_option():
         density_gap_kl(normal_posterior(loc, scale), standard_prior(2), kernel="fused")
     with pytest.raises(ValueError, match=r"kernel must be one of 'eager', 'compiled'"):
         DensityGapELBO(kernel="fused")
+
+
+def test_the_compiled_kernel_without_a_compiler_is_refused_in_one_line(monkeypatch):
+    """Before any step: torch.compile would otherwise fail at the first one, deep in a traceback."""
+    monkeypatch.setenv("CXX", "no-such-compiler")
+    monkeypatch.setattr("inference.gaussian_mixture.shutil.which", lambda name: None)
+    with pytest.raises(ValueError, match=r'^kernel="compiled" needs a C\+\+ compiler .*no-such-compiler, g\+\+'):
+        DensityGapELBO(kernel="compiled")
+    DensityGapELBO(kernel="eager")
